@@ -1,0 +1,242 @@
+//! The values callers pass in and get back: events to append, recorded events, versions.
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+/// What the caller expects of a stream's current version; checked by the writer thread
+/// in commit order, so exactly one of several racing `Exact(v)` appends wins.
+///
+/// ```
+/// use chronicle::{ExpectedVersion, NewEvent, Store};
+/// # let dir = tempfile::tempdir()?;
+/// let store = Store::open(dir.path())?;
+/// store.append("cart-7", ExpectedVersion::NoStream, [NewEvent::new("Created", "{}")])?;
+/// store.append("cart-7", ExpectedVersion::Exact(0), [NewEvent::new("ItemAdded", "{}")])?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExpectedVersion {
+    /// No check.
+    Any,
+    /// The stream must have no event.
+    NoStream,
+    /// The stream must have at least one event.
+    StreamExists,
+    /// The stream's last event must have this version; new events start at `v + 1`.
+    Exact(u64),
+}
+
+/// An event to append. The store assigns version, position and timestamp, and an id
+/// when none is given.
+///
+/// ```
+/// use chronicle::NewEvent;
+/// let event = NewEvent::new("OrderPlaced", r#"{"total":42}"#)
+///     .with_metadata("{}")
+///     .with_id(7)
+///     .with_correlation_id(1)
+///     .with_causation_id(2);
+/// assert_eq!(event.event_type(), "OrderPlaced");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub(crate) event_type: String,
+    pub(crate) data: Bytes,
+    pub(crate) metadata: Bytes,
+    pub(crate) id: Option<u128>,
+    pub(crate) correlation_id: Option<u128>,
+    pub(crate) causation_id: Option<u128>,
+}
+
+impl NewEvent {
+    /// An event of `event_type` carrying `data` (opaque bytes, e.g. JSON).
+    ///
+    /// ```
+    /// let event = chronicle::NewEvent::new("Deposited", vec![1, 2, 3]);
+    /// assert_eq!(event.data().as_ref(), &[1, 2, 3]);
+    /// ```
+    pub fn new(event_type: impl Into<String>, data: impl Into<Bytes>) -> Self {
+        NewEvent {
+            event_type: event_type.into(),
+            data: data.into(),
+            metadata: Bytes::new(),
+            id: None,
+            correlation_id: None,
+            causation_id: None,
+        }
+    }
+
+    /// Attaches metadata (opaque bytes).
+    ///
+    /// ```
+    /// let event = chronicle::NewEvent::new("Deposited", "{}").with_metadata("user=7");
+    /// assert_eq!(event.metadata().as_ref(), b"user=7");
+    /// ```
+    pub fn with_metadata(mut self, metadata: impl Into<Bytes>) -> Self {
+        self.metadata = metadata.into();
+        self
+    }
+
+    /// Sets the event id. Re-appending events with the same ids at the same versions is
+    /// an idempotent retry: it returns Ok and writes nothing.
+    ///
+    /// ```
+    /// let event = chronicle::NewEvent::new("Deposited", "{}").with_id(42);
+    /// assert_eq!(event.id(), Some(42));
+    /// ```
+    pub fn with_id(mut self, id: u128) -> Self {
+        self.id = Some(id);
+        self
+    }
+
+    /// Sets the correlation id (the conversation this event belongs to).
+    ///
+    /// ```
+    /// let event = chronicle::NewEvent::new("Deposited", "{}").with_correlation_id(9);
+    /// # let _ = event;
+    /// ```
+    pub fn with_correlation_id(mut self, correlation_id: u128) -> Self {
+        self.correlation_id = Some(correlation_id);
+        self
+    }
+
+    /// Sets the causation id (the message that caused this event).
+    ///
+    /// ```
+    /// let event = chronicle::NewEvent::new("Deposited", "{}").with_causation_id(8);
+    /// # let _ = event;
+    /// ```
+    pub fn with_causation_id(mut self, causation_id: u128) -> Self {
+        self.causation_id = Some(causation_id);
+        self
+    }
+
+    /// The event type.
+    ///
+    /// ```
+    /// assert_eq!(chronicle::NewEvent::new("A", "").event_type(), "A");
+    /// ```
+    pub fn event_type(&self) -> &str {
+        &self.event_type
+    }
+
+    /// The payload.
+    ///
+    /// ```
+    /// assert!(chronicle::NewEvent::new("A", "").data().is_empty());
+    /// ```
+    pub fn data(&self) -> &Bytes {
+        &self.data
+    }
+
+    /// The metadata.
+    ///
+    /// ```
+    /// assert!(chronicle::NewEvent::new("A", "").metadata().is_empty());
+    /// ```
+    pub fn metadata(&self) -> &Bytes {
+        &self.metadata
+    }
+
+    /// The id, if the caller set one.
+    ///
+    /// ```
+    /// assert_eq!(chronicle::NewEvent::new("A", "").id(), None);
+    /// ```
+    pub fn id(&self) -> Option<u128> {
+        self.id
+    }
+}
+
+/// An event as stored: the caller's fields plus what the store assigned.
+///
+/// `data` and `metadata` are zero-copy views of the memory-mapped segment.
+///
+/// ```
+/// use chronicle::{ExpectedVersion, NewEvent, Store};
+/// # let dir = tempfile::tempdir()?;
+/// let store = Store::open(dir.path())?;
+/// store.append("s", ExpectedVersion::Any, [NewEvent::new("T", "payload")])?;
+/// let event = store.read_stream("s", 0)?.next().unwrap()?;
+/// assert_eq!((event.version, event.position, &event.data[..]), (0, 0, &b"payload"[..]));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecordedEvent {
+    /// The stream the event belongs to.
+    pub stream_id: String,
+    /// 0-based version within the stream.
+    pub version: u64,
+    /// 0-based global position, strictly increasing in commit order, never reassigned.
+    pub position: u64,
+    /// The event type.
+    pub event_type: String,
+    /// The payload.
+    pub data: Bytes,
+    /// The metadata.
+    pub metadata: Bytes,
+    /// The caller's id, or one the store assigned (unique, time-ordered).
+    pub id: u128,
+    /// The correlation id, if one was set.
+    pub correlation_id: Option<u128>,
+    /// The causation id, if one was set.
+    pub causation_id: Option<u128>,
+    /// When the writer thread committed the event (microsecond resolution).
+    pub timestamp: SystemTime,
+}
+
+/// What a successful append assigned.
+///
+/// ```
+/// use chronicle::{ExpectedVersion, NewEvent, Store};
+/// # let dir = tempfile::tempdir()?;
+/// let store = Store::open(dir.path())?;
+/// let result = store.append("s", ExpectedVersion::Any, [NewEvent::new("A", ""), NewEvent::new("B", "")])?;
+/// assert_eq!((result.first_version, result.last_version), (0, 1));
+/// assert_eq!((result.first_position, result.last_position), (0, 1));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AppendResult {
+    /// Version of the first event appended.
+    pub first_version: u64,
+    /// Version of the last event appended.
+    pub last_version: u64,
+    /// Global position of the first event appended.
+    pub first_position: u64,
+    /// Global position of the last event appended.
+    pub last_position: u64,
+}
+
+/// One stream's part of an [`append_multi`](crate::Store::append_multi).
+///
+/// ```
+/// use chronicle::{ExpectedVersion, NewEvent, StreamAppend};
+/// let part = StreamAppend::new("account-1", ExpectedVersion::Any, [NewEvent::new("Debited", "5")]);
+/// # let _ = part;
+/// ```
+#[derive(Debug, Clone)]
+pub struct StreamAppend {
+    pub(crate) stream: String,
+    pub(crate) expected: ExpectedVersion,
+    pub(crate) events: Vec<NewEvent>,
+}
+
+impl StreamAppend {
+    /// Events for `stream`, checked against `expected`.
+    ///
+    /// ```
+    /// use chronicle::{ExpectedVersion, NewEvent, StreamAppend};
+    /// let part = StreamAppend::new("a", ExpectedVersion::NoStream, vec![NewEvent::new("X", "")]);
+    /// # let _ = part;
+    /// ```
+    pub fn new(
+        stream: impl Into<String>,
+        expected: ExpectedVersion,
+        events: impl IntoIterator<Item = NewEvent>,
+    ) -> Self {
+        StreamAppend { stream: stream.into(), expected, events: events.into_iter().collect() }
+    }
+}

@@ -1,0 +1,352 @@
+//! Record codec: one event (or tombstone) framed with its length and a CRC-32.
+//!
+//! ```text
+//! off  size  field
+//!   0     4  record_bytes   total length of this record, header included
+//!   4     4  crc32          CRC-32 of segment_id (u64 LE) ++ bytes [8, record_bytes)
+//!   8     1  kind           1 = event, 2 = tombstone
+//!   9     1  flags          bit 0 COMMIT, bit 1 HAS_CORRELATION, bit 2 HAS_CAUSATION
+//!  10     2  stream_id_len
+//!  12     2  event_type_len
+//!  14     2  reserved       0
+//!  16     8  position
+//!  24     8  version
+//!  32     8  timestamp_us   microseconds since the Unix epoch
+//!  40    16  id
+//!  56     4  metadata_len
+//!  60     4  data_len
+//!  64        [correlation_id u128] [causation_id u128] stream_id event_type metadata data
+//! ```
+//! A commit group (one write of the writer thread) ends with a record whose COMMIT flag is
+//! set; recovery keeps only whole groups.
+
+use std::ops::Range;
+
+use super::bytes_reader::LeBytes;
+use super::crc32_salted;
+
+/// Size of the fixed part of every record.
+pub(crate) const RECORD_HEADER_BYTES: usize = 64;
+
+/// Largest record the decoder accepts. Deliberately not the configured event limit: a store
+/// written with a larger `max_event_size` must stay readable. Records are also bounded by
+/// the bytes present, so this never drives an allocation.
+pub(crate) const RECORD_BYTES_MAX: usize = 1 << 31;
+
+/// Set on the last record of a commit group.
+pub(crate) const FLAG_COMMIT: u8 = 1;
+const FLAG_HAS_CORRELATION: u8 = 1 << 1;
+const FLAG_HAS_CAUSATION: u8 = 1 << 2;
+const FLAGS_KNOWN: u8 = FLAG_COMMIT | FLAG_HAS_CORRELATION | FLAG_HAS_CAUSATION;
+
+/// What a record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RecordKind {
+    /// An event of a stream.
+    Event = 1,
+    /// The stream is deleted from here on.
+    Tombstone = 2,
+}
+
+impl RecordKind {
+    fn from_u8(byte: u8) -> Option<Self> {
+        match byte {
+            1 => Some(RecordKind::Event),
+            2 => Some(RecordKind::Tombstone),
+            _ => None,
+        }
+    }
+}
+
+/// The fields of a record to encode; borrowed from the caller's event.
+pub(crate) struct RecordFields<'a> {
+    pub(crate) kind: RecordKind,
+    pub(crate) position: u64,
+    pub(crate) version: u64,
+    pub(crate) timestamp_us: u64,
+    pub(crate) id: u128,
+    pub(crate) correlation_id: Option<u128>,
+    pub(crate) causation_id: Option<u128>,
+    pub(crate) stream_id: &'a str,
+    pub(crate) event_type: &'a str,
+    pub(crate) metadata: &'a [u8],
+    pub(crate) data: &'a [u8],
+}
+
+/// Encoded size of a record with these variable parts.
+pub(crate) fn encoded_len(
+    stream_id_len: usize,
+    event_type_len: usize,
+    metadata_len: usize,
+    data_len: usize,
+    has_correlation: bool,
+    has_causation: bool,
+) -> usize {
+    RECORD_HEADER_BYTES
+        + 16 * usize::from(has_correlation)
+        + 16 * usize::from(has_causation)
+        + stream_id_len
+        + event_type_len
+        + metadata_len
+        + data_len
+}
+
+/// Appends one encoded record to `buf`; returns its length. The caller has validated every
+/// length against the limits (all fit their fields: checked in `writer::validate`).
+pub(crate) fn encode(buf: &mut Vec<u8>, segment_id: u64, fields: &RecordFields<'_>) -> usize {
+    let record_bytes = encoded_len(
+        fields.stream_id.len(),
+        fields.event_type.len(),
+        fields.metadata.len(),
+        fields.data.len(),
+        fields.correlation_id.is_some(),
+        fields.causation_id.is_some(),
+    );
+    let start = buf.len();
+    buf.reserve(record_bytes);
+    let mut flags = 0u8;
+    if fields.correlation_id.is_some() {
+        flags |= FLAG_HAS_CORRELATION;
+    }
+    if fields.causation_id.is_some() {
+        flags |= FLAG_HAS_CAUSATION;
+    }
+    buf.extend_from_slice(&(record_bytes as u32).to_le_bytes());
+    buf.extend_from_slice(&[0u8; 4]); // crc, filled below
+    buf.push(fields.kind as u8);
+    buf.push(flags);
+    buf.extend_from_slice(&(fields.stream_id.len() as u16).to_le_bytes());
+    buf.extend_from_slice(&(fields.event_type.len() as u16).to_le_bytes());
+    buf.extend_from_slice(&[0u8; 2]);
+    buf.extend_from_slice(&fields.position.to_le_bytes());
+    buf.extend_from_slice(&fields.version.to_le_bytes());
+    buf.extend_from_slice(&fields.timestamp_us.to_le_bytes());
+    buf.extend_from_slice(&fields.id.to_le_bytes());
+    buf.extend_from_slice(&(fields.metadata.len() as u32).to_le_bytes());
+    buf.extend_from_slice(&(fields.data.len() as u32).to_le_bytes());
+    if let Some(correlation_id) = fields.correlation_id {
+        buf.extend_from_slice(&correlation_id.to_le_bytes());
+    }
+    if let Some(causation_id) = fields.causation_id {
+        buf.extend_from_slice(&causation_id.to_le_bytes());
+    }
+    buf.extend_from_slice(fields.stream_id.as_bytes());
+    buf.extend_from_slice(fields.event_type.as_bytes());
+    buf.extend_from_slice(fields.metadata);
+    buf.extend_from_slice(fields.data);
+    debug_assert_eq!(buf.len() - start, record_bytes);
+    seal_crc(&mut buf[start..], segment_id);
+    record_bytes
+}
+
+/// Sets the COMMIT flag on an encoded record and recomputes its checksum.
+pub(crate) fn mark_commit(record: &mut [u8], segment_id: u64) {
+    if let Some(flags) = record.get_mut(9) {
+        *flags |= FLAG_COMMIT;
+        seal_crc(record, segment_id);
+    }
+}
+
+fn seal_crc(record: &mut [u8], segment_id: u64) {
+    if let Some(body) = record.get(8..) {
+        let crc = crc32_salted(segment_id, body);
+        if let Some(field) = record.get_mut(4..8) {
+            field.copy_from_slice(&crc.to_le_bytes());
+        }
+    }
+}
+
+/// Why bytes are not a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DecodeError {
+    /// The bytes end before the record does (a torn write at the tail, or the end of data).
+    Incomplete,
+    /// The bytes are not a valid record; the reason names the failed check.
+    Invalid(&'static str),
+}
+
+/// A decoded record: fixed fields plus ranges (relative to the record start) of the
+/// variable parts. The checksum has been verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DecodedRecord {
+    pub(crate) record_bytes: usize,
+    pub(crate) kind: RecordKind,
+    pub(crate) commit: bool,
+    pub(crate) position: u64,
+    pub(crate) version: u64,
+    pub(crate) timestamp_us: u64,
+    pub(crate) id: u128,
+    pub(crate) correlation_id: Option<u128>,
+    pub(crate) causation_id: Option<u128>,
+    pub(crate) stream_id: Range<usize>,
+    pub(crate) event_type: Range<usize>,
+    pub(crate) metadata: Range<usize>,
+    pub(crate) data: Range<usize>,
+}
+
+/// Decodes and verifies the record at the start of `bytes` (which may run past its end).
+/// Never panics and never allocates; every length is checked against `bytes` and against
+/// `record_bytes_max` before use.
+pub(crate) fn decode(bytes: &[u8], segment_id: u64, record_bytes_max: usize) -> Result<DecodedRecord, DecodeError> {
+    let le = LeBytes(bytes);
+    let header = le.slice(0, RECORD_HEADER_BYTES).ok_or(DecodeError::Incomplete)?;
+    let le_header = LeBytes(header);
+    let field = |value: Option<u64>| value.ok_or(DecodeError::Incomplete);
+    let record_bytes = field(le_header.u32(0).map(u64::from))? as usize;
+    if record_bytes == 0 {
+        return Err(DecodeError::Invalid("record length is zero"));
+    }
+    if record_bytes < RECORD_HEADER_BYTES {
+        return Err(DecodeError::Invalid("record length is below the header size"));
+    }
+    if record_bytes > record_bytes_max {
+        return Err(DecodeError::Invalid("record length is above the limit"));
+    }
+    let record = le.slice(0, record_bytes).ok_or(DecodeError::Incomplete)?;
+    let stored_crc = field(le_header.u32(4).map(u64::from))? as u32;
+    let body = record.get(8..).ok_or(DecodeError::Incomplete)?;
+    if crc32_salted(segment_id, body) != stored_crc {
+        return Err(DecodeError::Invalid("checksum mismatch"));
+    }
+    let kind = RecordKind::from_u8(field(le_header.u8(8).map(u64::from))? as u8)
+        .ok_or(DecodeError::Invalid("unknown record kind"))?;
+    let flags = field(le_header.u8(9).map(u64::from))? as u8;
+    if flags & !FLAGS_KNOWN != 0 {
+        return Err(DecodeError::Invalid("unknown record flags"));
+    }
+    let stream_id_len = field(le_header.u16(10).map(u64::from))? as usize;
+    let event_type_len = field(le_header.u16(12).map(u64::from))? as usize;
+    if field(le_header.u16(14).map(u64::from))? != 0 {
+        return Err(DecodeError::Invalid("reserved field is not zero"));
+    }
+    let metadata_len = field(le_header.u32(56).map(u64::from))? as usize;
+    let data_len = field(le_header.u32(60).map(u64::from))? as usize;
+    let has_correlation = flags & FLAG_HAS_CORRELATION != 0;
+    let has_causation = flags & FLAG_HAS_CAUSATION != 0;
+    // Lengths are at most 2^32 each, so the sum cannot overflow a 64-bit usize; compare
+    // against the framed length so a record never reaches into its neighbour.
+    let expected = encoded_len(stream_id_len, event_type_len, metadata_len, data_len, has_correlation, has_causation);
+    if expected != record_bytes {
+        return Err(DecodeError::Invalid("field lengths do not add up to the record length"));
+    }
+    let mut cursor = RECORD_HEADER_BYTES;
+    let mut optional_id = |present: bool| -> Result<Option<u128>, DecodeError> {
+        if !present {
+            return Ok(None);
+        }
+        let value = LeBytes(record).u128(cursor).ok_or(DecodeError::Incomplete)?;
+        cursor += 16;
+        Ok(Some(value))
+    };
+    let correlation_id = optional_id(has_correlation)?;
+    let causation_id = optional_id(has_causation)?;
+    let mut take = |len: usize| {
+        let range = cursor..cursor + len;
+        cursor += len;
+        range
+    };
+    let stream_id = take(stream_id_len);
+    let event_type = take(event_type_len);
+    let metadata = take(metadata_len);
+    let data = take(data_len);
+    let text_ok = |range: &Range<usize>| record.get(range.clone()).is_some_and(|b| std::str::from_utf8(b).is_ok());
+    if stream_id.is_empty() || !text_ok(&stream_id) {
+        return Err(DecodeError::Invalid("stream id is empty or not UTF-8"));
+    }
+    if !text_ok(&event_type) {
+        return Err(DecodeError::Invalid("event type is not UTF-8"));
+    }
+    Ok(DecodedRecord {
+        record_bytes,
+        kind,
+        commit: flags & FLAG_COMMIT != 0,
+        position: field(le_header.u64(16))?,
+        version: field(le_header.u64(24))?,
+        timestamp_us: field(le_header.u64(32))?,
+        id: le_header.u128(40).ok_or(DecodeError::Incomplete)?,
+        correlation_id,
+        causation_id,
+        stream_id,
+        event_type,
+        metadata,
+        data,
+    })
+}
+
+/// The UTF-8 text at `range` of a verified record (checked by [`decode`]).
+pub(crate) fn text(record: &[u8], range: Range<usize>) -> &str {
+    record.get(range).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> RecordFields<'static> {
+        RecordFields {
+            kind: RecordKind::Event,
+            position: 0x0102,
+            version: 3,
+            timestamp_us: 4,
+            id: 5,
+            correlation_id: Some(6),
+            causation_id: None,
+            stream_id: "s-1",
+            event_type: "T",
+            metadata: b"m",
+            data: b"dd",
+        }
+    }
+
+    #[test]
+    fn round_trip_and_golden_bytes() {
+        let mut buf = Vec::new();
+        let len = encode(&mut buf, 9, &sample());
+        assert_eq!(len, 64 + 16 + 3 + 1 + 1 + 2);
+        // Golden bytes pin the layout: changing field order must fail this test.
+        let expected_header: [u8; 16] = [87, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 0, 1, 0, 0, 0];
+        assert_eq!(&buf[0..4], &expected_header[0..4]);
+        assert_eq!(&buf[8..16], &expected_header[8..16]);
+        assert_eq!(&buf[16..24], &0x0102u64.to_le_bytes());
+        assert_eq!(&buf[64..80], &6u128.to_le_bytes());
+        assert_eq!(&buf[80..], b"s-1Tmdd");
+        let crc = u32::from_le_bytes(buf[4..8].try_into().unwrap());
+        assert_eq!(crc, crc32_salted(9, &buf[8..]));
+        let decoded = decode(&buf, 9, 1 << 20).unwrap();
+        assert_eq!(decoded.position, 0x0102);
+        assert_eq!(decoded.correlation_id, Some(6));
+        assert_eq!(decoded.causation_id, None);
+        assert_eq!(text(&buf, decoded.stream_id.clone()), "s-1");
+        assert_eq!(&buf[decoded.data.clone()], b"dd");
+        assert!(!decoded.commit);
+    }
+
+    #[test]
+    fn commit_flag_is_checksummed() {
+        let mut buf = Vec::new();
+        encode(&mut buf, 9, &sample());
+        mark_commit(&mut buf, 9);
+        assert!(decode(&buf, 9, 1 << 20).unwrap().commit);
+    }
+
+    #[test]
+    fn wrong_segment_salt_is_rejected() {
+        let mut buf = Vec::new();
+        encode(&mut buf, 9, &sample());
+        assert_eq!(decode(&buf, 10, 1 << 20), Err(DecodeError::Invalid("checksum mismatch")));
+    }
+
+    #[test]
+    fn every_truncation_and_bit_flip_is_rejected() {
+        let mut buf = Vec::new();
+        encode(&mut buf, 9, &sample());
+        for cut in 0..buf.len() {
+            assert!(decode(&buf[..cut], 9, 1 << 20).is_err(), "cut at {cut}");
+        }
+        for bit in 0..buf.len() * 8 {
+            let mut flipped = buf.clone();
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            assert!(decode(&flipped, 9, 1 << 20).is_err(), "bit {bit}");
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! The stream index: for each segment, where each stream's events are.
+//!
+//! The active segment's index lives in memory ([`MemIndex`]) and grows with each commit
+//! group; when a segment is sealed its index is written to an index file and memory-mapped
+//! ([`file::MappedIndex`]). Both answer "entries of stream S from version v" in
+//! O(log N + n) and "where to start scanning for position p". The index is derived data:
+//! a missing, stale or corrupt index file is rebuilt from the segment.
+
+pub(crate) mod file;
+pub(crate) mod streams;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// Where one record of a stream lies in its segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IndexEntry {
+    pub(crate) version: u64,
+    pub(crate) position: u64,
+    pub(crate) offset: u32,
+    pub(crate) record_bytes: u32,
+}
+
+/// One stream's records within one segment.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct MemStream {
+    /// Event entries sorted by version.
+    pub(crate) entries: Vec<IndexEntry>,
+    /// Set when the segment holds the stream's tombstone.
+    pub(crate) tombstone: Option<IndexEntry>,
+}
+
+/// The in-memory index of the active segment (and of segments whose index file is being
+/// rebuilt).
+#[derive(Debug, Default)]
+pub(crate) struct MemIndex {
+    pub(crate) streams: HashMap<Arc<str>, MemStream>,
+    /// (position, offset) of every record in segment order.
+    pub(crate) positions: Vec<(u64, u32)>,
+}
+
+impl MemIndex {
+    /// Appends `entry` (an event or tombstone of `stream`).
+    pub(crate) fn push(&mut self, stream: &Arc<str>, entry: IndexEntry, tombstone: bool) {
+        self.positions.push((entry.position, entry.offset));
+        let slot = match self.streams.get_mut(&**stream) {
+            Some(slot) => slot,
+            None => self.streams.entry(Arc::clone(stream)).or_default(),
+        };
+        if tombstone {
+            slot.tombstone = Some(entry);
+        } else {
+            slot.entries.push(entry);
+        }
+    }
+}
+
+/// A segment's index: in memory while the segment is active, memory-mapped once sealed.
+#[derive(Debug)]
+pub(crate) enum SegmentIndex {
+    Active(RwLock<MemIndex>),
+    Sealed(file::MappedIndex),
+}
+
+impl SegmentIndex {
+    /// Appends to `out` the entries of `stream` with `from <= version <= to`, in version order.
+    pub(crate) fn stream_entries(&self, stream: &str, from: u64, to: u64, out: &mut Vec<IndexEntry>) {
+        match self {
+            SegmentIndex::Active(mem) => {
+                let mem = mem.read().unwrap_or_else(|poison| poison.into_inner());
+                if let Some(slot) = mem.streams.get(stream) {
+                    let start = slot.entries.partition_point(|e| e.version < from);
+                    out.extend(slot.entries.iter().skip(start).take_while(|e| e.version <= to));
+                }
+            }
+            SegmentIndex::Sealed(mapped) => mapped.stream_entries(stream, from, to, out),
+        }
+    }
+
+    /// Offset of a record at or before `position` from which a forward scan finds the first
+    /// record with a position >= `position`; `None` if the segment indexes no record at or
+    /// before it (scan from the first record).
+    pub(crate) fn scan_start(&self, position: u64) -> Option<u32> {
+        match self {
+            SegmentIndex::Active(mem) => {
+                let mem = mem.read().unwrap_or_else(|poison| poison.into_inner());
+                let at = mem.positions.partition_point(|&(p, _)| p <= position);
+                at.checked_sub(1).and_then(|i| mem.positions.get(i)).map(|&(_, offset)| offset)
+            }
+            SegmentIndex::Sealed(mapped) => mapped.scan_start(position),
+        }
+    }
+}
+
+/// FNV-1a, 64-bit: the stable hash of stream ids in index files (part of the format).
+pub(crate) fn stream_hash(stream: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &byte in stream.as_bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}

@@ -1,0 +1,56 @@
+//! # chronicle — an embedded event store
+//!
+//! Events live in one directory of append-only, checksummed segment files
+//! (`segment-format.md` at the repository root describes every byte). A stream index,
+//! memory-mapped once a segment is sealed, finds any stream's events without scanning.
+//!
+//! **Write path** ([`Store::append`]): the caller validates its events
+//! (`writer::validate`), sends them over a bounded channel to the writer thread
+//! (`writer`), which gathers every pending request into one commit group, checks expected
+//! versions in order, assigns versions and positions, encodes (`format::record`), writes the
+//! group with one write and one `fdatasync`, updates the index, publishes the new end of the
+//! log and answers every caller.
+//!
+//! **Read path** ([`Store::read_stream`], [`Store::read_all`]): the index (`index`) gives
+//! the record offsets, the segment's memory map (`segment`) gives the bytes, the record's
+//! CRC is verified, and the event's data comes back as zero-copy [`bytes::Bytes`].
+//!
+//! **Open** (`recovery`): lock, list segments, load index files, scan only the unindexed
+//! tail of the last segment and cut a torn trailing commit group.
+//!
+//! ```
+//! use chronicle::{ExpectedVersion, NewEvent, Store};
+//! let dir = tempfile::tempdir()?;
+//! let store = Store::open(dir.path())?;
+//! store.append("order-1", ExpectedVersion::NoStream, [NewEvent::new("Placed", "{}")])?;
+//! store.append("order-1", ExpectedVersion::Exact(0), [NewEvent::new("Paid", "{}")])?;
+//! let events: Vec<_> = store.read_stream("order-1", 0)?.collect::<Result<_, _>>()?;
+//! assert_eq!(events.len(), 2);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod clock;
+mod error;
+mod event;
+mod format;
+mod index;
+mod options;
+mod read;
+mod recovery;
+mod segment;
+mod shared;
+mod storage;
+mod store;
+mod writer;
+
+pub use crate::error::{Error, Result};
+pub use crate::event::{AppendResult, ExpectedVersion, NewEvent, RecordedEvent, StreamAppend};
+pub use crate::options::{
+    BATCH_BYTES_MAX_DEFAULT, BATCH_EVENTS_MAX, BATCH_STREAMS_MAX, Durability, EVENT_BYTES_MAX_DEFAULT,
+    EVENT_TYPE_BYTES_MAX, GROUP_BYTES_MAX, Options, SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN,
+    STREAM_ID_BYTES_MAX, WRITER_QUEUE_DEPTH_MAX,
+};
+pub use crate::read::{AllIter, StreamIter};
+pub use crate::store::Store;

@@ -1,0 +1,183 @@
+//! Store options and the limits every input is checked against.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::format::record::RECORD_HEADER_BYTES;
+use crate::format::segment_header::SEGMENT_HEADER_BYTES;
+
+/// Longest stream id, in bytes of UTF-8.
+pub const STREAM_ID_BYTES_MAX: usize = 1024;
+/// Longest event type, in bytes of UTF-8.
+pub const EVENT_TYPE_BYTES_MAX: usize = 1024;
+/// Most events in one `append` or `append_multi` call.
+pub const BATCH_EVENTS_MAX: usize = 1 << 20;
+/// Most streams in one `append_multi` call.
+pub const BATCH_STREAMS_MAX: usize = 1 << 16;
+/// Depth of the bounded queue in front of the writer thread (callers block when it is full).
+pub const WRITER_QUEUE_DEPTH_MAX: usize = 4096;
+/// Most bytes the writer gathers into one write + fdatasync before it starts another.
+pub const GROUP_BYTES_MAX: usize = 8 << 20;
+/// Smallest accepted `segment_size`.
+pub const SEGMENT_BYTES_MIN: u64 = 4096;
+/// Largest accepted `segment_size` (record offsets are 32-bit).
+pub const SEGMENT_BYTES_MAX: u64 = 1 << 31;
+/// Default `segment_size`: 64 MiB.
+pub const SEGMENT_BYTES_DEFAULT: u64 = 64 << 20;
+/// Default `max_event_size`: 4 MiB (data + metadata + stream id + event type + header).
+pub const EVENT_BYTES_MAX_DEFAULT: usize = 4 << 20;
+/// Default `max_batch_size`: 16 MiB (all events of one append, encoded).
+pub const BATCH_BYTES_MAX_DEFAULT: usize = 16 << 20;
+
+const _: () = assert!(SEGMENT_BYTES_MIN > (SEGMENT_HEADER_BYTES + RECORD_HEADER_BYTES) as u64);
+const _: () = assert!(EVENT_BYTES_MAX_DEFAULT <= BATCH_BYTES_MAX_DEFAULT);
+const _: () = assert!((BATCH_BYTES_MAX_DEFAULT as u64) < SEGMENT_BYTES_DEFAULT);
+const _: () = assert!(SEGMENT_BYTES_MAX <= u32::MAX as u64);
+const _: () = assert!(STREAM_ID_BYTES_MAX <= u16::MAX as usize);
+const _: () = assert!(EVENT_TYPE_BYTES_MAX <= u16::MAX as usize);
+
+/// When an acknowledged append is durable.
+///
+/// ```
+/// use chronicle::{Durability, Options};
+/// use std::time::Duration;
+/// let options = Options::default().durability(Durability::Periodic(Duration::from_millis(10)));
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `append` returns only after the batch is written and `fdatasync` returned Ok.
+    #[default]
+    Sync,
+    /// `append` returns once the batch is written to the OS; the writer fsyncs at least
+    /// this often. A crash loses at most that window (whole batches, never part of one).
+    Periodic(Duration),
+    /// `append` returns once written to the OS; fsync happens only on `sync()`,
+    /// segment seal and close.
+    Buffered,
+}
+
+/// Options for [`Store::open_with`](crate::Store::open_with); a builder whose methods take
+/// and return `Self`.
+///
+/// ```
+/// use chronicle::{Durability, Options};
+/// let options = Options::default().durability(Durability::Sync).segment_size(64 << 20);
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub(crate) durability: Durability,
+    pub(crate) segment_bytes: u64,
+    pub(crate) event_bytes_max: usize,
+    pub(crate) batch_bytes_max: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            durability: Durability::Sync,
+            segment_bytes: SEGMENT_BYTES_DEFAULT,
+            event_bytes_max: EVENT_BYTES_MAX_DEFAULT,
+            batch_bytes_max: BATCH_BYTES_MAX_DEFAULT,
+        }
+    }
+}
+
+impl Options {
+    /// Sets when appends are acknowledged (default [`Durability::Sync`]).
+    ///
+    /// ```
+    /// # use chronicle::{Durability, Options};
+    /// let options = Options::default().durability(Durability::Buffered);
+    /// # let _ = options;
+    /// ```
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Sets the size in bytes at which a segment file is sealed and a new one started
+    /// (default 64 MiB, at least [`SEGMENT_BYTES_MIN`], at most [`SEGMENT_BYTES_MAX`]).
+    /// Segment files are preallocated to this size.
+    ///
+    /// ```
+    /// # use chronicle::Options;
+    /// let options = Options::default().segment_size(8 << 20);
+    /// # let _ = options;
+    /// ```
+    pub fn segment_size(mut self, segment_bytes: u64) -> Self {
+        self.segment_bytes = segment_bytes;
+        self
+    }
+
+    /// Sets the largest encoded event in bytes (default 4 MiB). An event is its data,
+    /// metadata, stream id, event type and a fixed header of 64 bytes.
+    ///
+    /// ```
+    /// # use chronicle::Options;
+    /// let options = Options::default().max_event_size(1 << 20);
+    /// # let _ = options;
+    /// ```
+    pub fn max_event_size(mut self, event_bytes_max: usize) -> Self {
+        self.event_bytes_max = event_bytes_max;
+        self
+    }
+
+    /// Sets the largest encoded append (all its events) in bytes (default 16 MiB).
+    /// It is further capped so that one append always fits in one segment.
+    ///
+    /// ```
+    /// # use chronicle::Options;
+    /// let options = Options::default().max_batch_size(32 << 20);
+    /// # let _ = options;
+    /// ```
+    pub fn max_batch_size(mut self, batch_bytes_max: usize) -> Self {
+        self.batch_bytes_max = batch_bytes_max;
+        self
+    }
+
+    /// Checks the options against each other and the limits.
+    pub(crate) fn validate(&self) -> Result<()> {
+        if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&self.segment_bytes) {
+            return Err(Error::invalid(format!(
+                "segment_size {} is outside {SEGMENT_BYTES_MIN}..={SEGMENT_BYTES_MAX} bytes",
+                self.segment_bytes
+            )));
+        }
+        if self.event_bytes_max < RECORD_HEADER_BYTES + 2 {
+            return Err(Error::invalid(format!(
+                "max_event_size {} cannot hold even an empty event ({} bytes)",
+                self.event_bytes_max,
+                RECORD_HEADER_BYTES + 2
+            )));
+        }
+        if self.batch_bytes_max < self.event_bytes_max.min(self.segment_payload_bytes()) {
+            return Err(Error::invalid(format!(
+                "max_batch_size {} is smaller than max_event_size {}",
+                self.batch_bytes_max, self.event_bytes_max
+            )));
+        }
+        if let Durability::Periodic(interval) = self.durability
+            && interval.is_zero()
+        {
+            return Err(Error::invalid("Durability::Periodic interval must be above zero"));
+        }
+        Ok(())
+    }
+
+    /// Bytes of a segment available to records.
+    pub(crate) fn segment_payload_bytes(&self) -> usize {
+        (self.segment_bytes as usize).saturating_sub(SEGMENT_HEADER_BYTES)
+    }
+
+    /// The effective largest append: `max_batch_size`, capped to what fits in a segment.
+    pub(crate) fn batch_bytes_limit(&self) -> usize {
+        self.batch_bytes_max.min(self.segment_payload_bytes())
+    }
+
+    /// The effective largest event: `max_event_size`, capped to the batch limit.
+    pub(crate) fn event_bytes_limit(&self) -> usize {
+        self.event_bytes_max.min(self.batch_bytes_limit())
+    }
+}

@@ -1,0 +1,140 @@
+//! Reading the whole log in global position order, forward or backward.
+
+use std::sync::Arc;
+
+use crate::error::Result;
+use crate::event::RecordedEvent;
+use crate::format::record::RecordKind;
+use crate::format::segment_header::SEGMENT_HEADER_BYTES;
+use crate::shared::{SegmentList, Shared};
+
+/// Every event of the store in position order (or reverse), from
+/// [`Store::read_all`](crate::Store::read_all) or
+/// [`Store::read_all_backward`](crate::Store::read_all_backward).
+///
+/// Sees the log as it was when the iterator was created. Records are checksum-verified as
+/// they are read; a failure yields `Error::Corruption` and ends the iteration.
+///
+/// ```
+/// use chronicle::{ExpectedVersion, NewEvent, Store};
+/// # let dir = tempfile::tempdir()?;
+/// let store = Store::open(dir.path())?;
+/// store.append("a", ExpectedVersion::Any, [NewEvent::new("A", "")])?;
+/// store.append("b", ExpectedVersion::Any, [NewEvent::new("B", "")])?;
+/// let positions: Vec<u64> = store.read_all(0)?.map(|e| e.map(|e| e.position)).collect::<Result<_, _>>()?;
+/// assert_eq!(positions, [0, 1]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct AllIter {
+    segments: SegmentList,
+    /// Index into `segments` of the segment being read.
+    segment_index: usize,
+    /// Forward: offset of the next record. Backward: unused.
+    offset: u64,
+    /// Positions in `[low, high]` are returned.
+    low: u64,
+    high: u64,
+    backward: bool,
+    /// Backward: offsets of the current segment's records still to return.
+    backlog: Vec<u64>,
+    backlog_ready: bool,
+    done: bool,
+}
+
+impl AllIter {
+    pub(crate) fn new(shared: &Arc<Shared>, from: Option<u64>, backward: bool) -> Self {
+        let end = shared.next_position();
+        let segments = shared.segments();
+        let (low, high) = if backward {
+            (0, from.unwrap_or(u64::MAX).min(end.saturating_sub(1)))
+        } else {
+            (from.unwrap_or(0), end.saturating_sub(1))
+        };
+        let start = if backward { high } else { low };
+        let segment_index = segments.partition_point(|s| s.header.base_position <= start).saturating_sub(1);
+        let offset = segments
+            .get(segment_index)
+            .and_then(|s| s.index().scan_start(start))
+            .map_or(SEGMENT_HEADER_BYTES as u64, u64::from);
+        AllIter {
+            segments,
+            segment_index,
+            offset,
+            low,
+            high,
+            backward,
+            backlog: Vec::new(),
+            backlog_ready: false,
+            done: end == 0 || low > high,
+        }
+    }
+
+    fn forward(&mut self) -> Option<Result<RecordedEvent>> {
+        loop {
+            let segment = self.segments.get(self.segment_index)?;
+            if self.offset >= segment.committed_len() {
+                self.segment_index += 1;
+                self.offset = SEGMENT_HEADER_BYTES as u64;
+                continue;
+            }
+            let (decoded, record) = match segment.read_record(self.offset, None) {
+                Ok(read) => read,
+                Err(error) => return Some(Err(error)),
+            };
+            self.offset += decoded.record_bytes as u64;
+            if decoded.position > self.high {
+                return None;
+            }
+            if decoded.position < self.low || decoded.kind != RecordKind::Event {
+                continue;
+            }
+            return Some(Ok(super::to_event(&decoded, &record)));
+        }
+    }
+
+    fn backward(&mut self) -> Option<Result<RecordedEvent>> {
+        loop {
+            let segment = Arc::clone(self.segments.get(self.segment_index)?);
+            if !self.backlog_ready {
+                // Records cannot be walked backwards, so list this segment's offsets first.
+                let mut offset = SEGMENT_HEADER_BYTES as u64;
+                let committed = segment.committed_len();
+                while offset < committed {
+                    let (decoded, _) = match segment.read_record(offset, None) {
+                        Ok(read) => read,
+                        Err(error) => return Some(Err(error)),
+                    };
+                    if decoded.position > self.high {
+                        break;
+                    }
+                    if decoded.kind == RecordKind::Event && decoded.position >= self.low {
+                        self.backlog.push(offset);
+                    }
+                    offset += decoded.record_bytes as u64;
+                }
+                self.backlog_ready = true;
+            }
+            if let Some(offset) = self.backlog.pop() {
+                return Some(segment.read_record(offset, None).map(|(d, r)| super::to_event(&d, &r)));
+            }
+            self.segment_index = self.segment_index.checked_sub(1)?;
+            self.backlog_ready = false;
+        }
+    }
+}
+
+impl Iterator for AllIter {
+    type Item = Result<RecordedEvent>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let item = if self.backward { self.backward() } else { self.forward() };
+        if !matches!(item, Some(Ok(_))) {
+            self.done = true;
+        }
+        item
+    }
+}

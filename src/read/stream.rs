@@ -1,0 +1,117 @@
+//! Reading one stream, forward or backward.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::event::RecordedEvent;
+use crate::format::record::{RecordKind, text};
+use crate::index::IndexEntry;
+use crate::segment::Segment;
+use crate::shared::{SegmentList, Shared};
+
+/// The events of one stream in version order (or reverse), from
+/// [`Store::read_stream`](crate::Store::read_stream) or
+/// [`Store::read_stream_backward`](crate::Store::read_stream_backward).
+///
+/// Sees the stream as it was when the iterator was created. Each item is checked against
+/// its checksum and the index; a mismatch yields `Error::Corruption` and ends the iteration.
+///
+/// ```
+/// use chronicle::{ExpectedVersion, NewEvent, Store};
+/// # let dir = tempfile::tempdir()?;
+/// let store = Store::open(dir.path())?;
+/// store.append("s", ExpectedVersion::Any, [NewEvent::new("A", "1"), NewEvent::new("B", "2")])?;
+/// let types: Vec<String> = store.read_stream("s", 0)?.map(|e| e.map(|e| e.event_type)).collect::<Result<_, _>>()?;
+/// assert_eq!(types, ["A", "B"]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct StreamIter {
+    segments: SegmentList,
+    stream: Arc<str>,
+    low: u64,
+    high: u64,
+    backward: bool,
+    segments_visited: usize,
+    segment: Option<Arc<Segment>>,
+    pending: Vec<IndexEntry>,
+    done: bool,
+}
+
+impl StreamIter {
+    /// Events of `stream` with versions in `[from, to]` (forward) or `[0, from]` walked
+    /// downward (backward; `from = None` is the last version).
+    pub(crate) fn new(shared: Arc<Shared>, stream: &str, from: u64, to: Option<u64>, backward: bool) -> Result<Self> {
+        crate::writer::validate::stream_id(stream)?;
+        let state = shared.stream_state(stream);
+        if state.is_some_and(|s| s.deleted) {
+            return Err(Error::StreamDeleted { stream: stream.to_owned() });
+        }
+        let last = state.and_then(|s| s.last_version);
+        let (low, high, done) = match (last, backward) {
+            (None, _) => (0, 0, true),
+            (Some(last), false) => (from, to.unwrap_or(last).min(last), from > last),
+            (Some(last), true) => (0, from.min(last), false),
+        };
+        Ok(StreamIter {
+            segments: shared.segments(),
+            stream: Arc::from(stream),
+            low,
+            high,
+            backward,
+            segments_visited: 0,
+            segment: None,
+            pending: Vec::new(),
+            done: done || low > high,
+        })
+    }
+
+    fn next_segment(&mut self) -> Option<Arc<Segment>> {
+        let count = self.segments.len();
+        let index = if self.backward { count.checked_sub(self.segments_visited + 1)? } else { self.segments_visited };
+        self.segments_visited += 1;
+        self.segments.get(index).cloned()
+    }
+
+    fn read(&self, segment: &Segment, entry: IndexEntry) -> Result<RecordedEvent> {
+        let (decoded, record) = segment.read_record(u64::from(entry.offset), Some(entry.record_bytes))?;
+        if decoded.kind != RecordKind::Event
+            || decoded.version != entry.version
+            || decoded.position != entry.position
+            || text(&record, decoded.stream_id.clone()) != &*self.stream
+        {
+            return Err(Error::corruption(
+                &segment.path,
+                u64::from(entry.offset),
+                "record does not match its index entry",
+            ));
+        }
+        Ok(super::to_event(&decoded, &record))
+    }
+}
+
+impl Iterator for StreamIter {
+    type Item = Result<RecordedEvent>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            if let Some(entry) = self.pending.pop() {
+                let Some(segment) = self.segment.clone() else { break };
+                let result = self.read(&segment, entry);
+                if result.is_err() {
+                    self.done = true;
+                }
+                return Some(result);
+            }
+            let Some(segment) = self.next_segment() else { break };
+            segment.index().stream_entries(&self.stream, self.low, self.high, &mut self.pending);
+            // `pending` is consumed from its end.
+            if !self.backward {
+                self.pending.reverse();
+            }
+            self.segment = Some(segment);
+        }
+        self.done = true;
+        None
+    }
+}

@@ -1,0 +1,257 @@
+//! Opening a store directory: find the segments, validate the tail of the last one and cut
+//! a torn trailing commit group, load each sealed segment's index file (or rebuild it), and
+//! rebuild the stream table. A cleanly closed store is opened from its index files alone;
+//! after a crash only the part of the last segment past its index checkpoint is scanned.
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use crate::error::{Error, Result};
+use crate::format::record::RECORD_BYTES_MAX;
+use crate::format::segment_header::{SEGMENT_HEADER_BYTES, SegmentHeader};
+use crate::index::file::MappedIndex;
+use crate::index::streams::StreamTable;
+use crate::index::{MemIndex, SegmentIndex};
+use crate::options::Options;
+use crate::segment::scan::scan;
+use crate::segment::{Segment, naming};
+use crate::storage::{OpenMode, Storage, StorageFile};
+
+/// What recovery hands to the store.
+pub(crate) struct Recovered {
+    pub(crate) segments: Vec<Arc<Segment>>,
+    pub(crate) streams: StreamTable,
+    pub(crate) next_position: u64,
+    pub(crate) next_segment_id: u64,
+}
+
+const EMPTY_HEADER: SegmentHeader =
+    SegmentHeader { segment_id: 0, base_position: 0, compacted_end_position: 0, created_unix_ms: 0 };
+
+struct Found {
+    header: SegmentHeader,
+    path: std::path::PathBuf,
+    file: Arc<dyn StorageFile>,
+    len: u64,
+}
+
+/// Opens every segment in `dir`, repairing a torn tail; the directory is locked already.
+pub(crate) fn recover(storage: &Arc<dyn Storage>, dir: &Path, options: &Options) -> Result<Recovered> {
+    let mut found = find_segments(storage, dir)?;
+    found.sort_by_key(|f| (f.header.base_position, f.header.segment_id));
+    let next_segment_id = found.iter().map(|f| f.header.segment_id).max().map_or(1, |id| id + 1);
+    let mut segments = Vec::with_capacity(found.len() + 1);
+    let mut streams = StreamTable::new();
+    let mut next_position = 0u64;
+    let count = found.len();
+    for (i, segment) in found.into_iter().enumerate() {
+        if segment.header.base_position < next_position {
+            return Err(Error::corruption(&segment.path, 24, "segment base position overlaps the previous segment"));
+        }
+        let opened = if i + 1 == count {
+            open_active(storage, segment, next_position, options)?
+        } else {
+            open_sealed(storage, segment, next_position)?
+        };
+        merge_streams(&opened.index(), &mut streams);
+        next_position = next_position.max(opened.header.base_position).max(segment_end_position(&opened.index()));
+        segments.push(opened);
+    }
+    if segments.is_empty() {
+        segments.push(Segment::create(storage, dir, options.segment_bytes, next_segment_id, 0)?);
+        return Ok(Recovered { segments, streams, next_position: 0, next_segment_id: next_segment_id + 1 });
+    }
+    Ok(Recovered { segments, streams, next_position, next_segment_id })
+}
+
+/// Lists and opens the segment files; removes leftovers of interrupted writes.
+fn find_segments(storage: &Arc<dyn Storage>, dir: &Path) -> Result<Vec<Found>> {
+    let names = storage.list_dir(dir).map_err(|e| Error::io("list directory", dir, e))?;
+    let mut removed_any = false;
+    let mut found = Vec::new();
+    let mut candidates = Vec::new();
+    for name in &names {
+        let path = dir.join(name);
+        if name.ends_with(naming::TMP_SUFFIX) {
+            tracing::info!(path = %path.display(), "removing leftover temporary file");
+            storage.remove_file(&path).map_err(|e| Error::io("remove temporary file", &path, e))?;
+            removed_any = true;
+            continue;
+        }
+        let Some(segment_id) = naming::parse_segment_file_name(name) else { continue };
+        let file = storage.open(&path, OpenMode::ReadWrite).map_err(|e| Error::io("open segment", &path, e))?;
+        let len = file.len().map_err(|e| Error::io("stat segment", &path, e))?;
+        let mut head = [0u8; SEGMENT_HEADER_BYTES];
+        let header = if len >= SEGMENT_HEADER_BYTES as u64 {
+            file.read_exact_at(&mut head, 0).map_err(|e| Error::io("read segment header", &path, e))?;
+            SegmentHeader::decode(&head)
+        } else {
+            Err("file is shorter than the segment header")
+        };
+        match header {
+            Ok(header) if header.segment_id != segment_id => {
+                return Err(Error::corruption(&path, 16, "segment id in the header differs from the file name"));
+            }
+            header => {
+                candidates.push((segment_id, header, Found { header: header.unwrap_or(EMPTY_HEADER), path, file, len }))
+            }
+        }
+    }
+    // A segment whose header is invalid can only be a creation torn by a crash if it is the
+    // newest file and holds nothing past its header: the writer syncs the header (and the
+    // directory) before writing any record into it. Anything else is corruption.
+    let newest = candidates.iter().map(|c| c.0).max();
+    for (segment_id, header, segment) in candidates {
+        match header {
+            Ok(_) => found.push(segment),
+            Err(reason) if Some(segment_id) == newest && segment.len <= SEGMENT_HEADER_BYTES as u64 => {
+                tracing::warn!(path = %segment.path.display(), reason, "removing a segment whose creation was cut short by a crash");
+                storage.remove_file(&segment.path).map_err(|e| Error::io("remove torn segment", &segment.path, e))?;
+                removed_any = true;
+            }
+            Err(reason) => return Err(Error::corruption(&segment.path, 0, reason)),
+        }
+    }
+    if removed_any {
+        storage.sync_dir(dir).map_err(|e| Error::io("sync directory", dir, e))?;
+    }
+    Ok(found)
+}
+
+/// Loads an index file if it is valid for this segment.
+fn load_index(storage: &Arc<dyn Storage>, segment_path: &Path, segment_id: u64) -> Option<MappedIndex> {
+    let path = naming::index_path_for(segment_path);
+    let file = storage.open(&path, OpenMode::Read).ok()?;
+    let len = file.len().ok()?;
+    let bytes = file.map(len).ok()?;
+    match MappedIndex::parse(bytes, segment_id) {
+        Ok(index) => Some(index),
+        Err(reason) => {
+            tracing::warn!(path = %path.display(), reason, "ignoring invalid index file; rebuilding from the segment");
+            None
+        }
+    }
+}
+
+/// A sealed segment: every byte must be a valid record of a whole commit group.
+fn open_sealed(storage: &Arc<dyn Storage>, found: Found, min_position: u64) -> Result<Arc<Segment>> {
+    let Found { header, path, file, len } = found;
+    if len > u64::from(u32::MAX) {
+        return Err(Error::corruption(&path, 0, "segment is larger than 4 GiB"));
+    }
+    if let Some(index) = load_index(storage, &path, header.segment_id)
+        && index.covered_bytes == len
+        && (index.record_count == 0 || index.next_position > min_position)
+    {
+        let segment = Segment::new(Arc::clone(storage), path, file, header, len, len, SegmentIndex::Sealed(index))?;
+        return Ok(Arc::new(segment));
+    }
+    let bytes = file.map(len).map_err(|e| Error::io("mmap", &path, e))?;
+    let mut mem = MemIndex::default();
+    let last = min_position.checked_sub(1);
+    let outcome = scan(
+        &bytes,
+        header.segment_id,
+        SEGMENT_HEADER_BYTES as u64,
+        header.base_position.max(min_position),
+        last,
+        RECORD_BYTES_MAX,
+        &mut mem,
+    );
+    drop(bytes);
+    if let Some((offset, reason)) = outcome.stopped {
+        return Err(Error::corruption(&path, offset, reason));
+    }
+    if outcome.valid_len != len {
+        return Err(Error::corruption(&path, outcome.valid_len, "sealed segment ends inside a commit group"));
+    }
+    let segment =
+        Segment::new(Arc::clone(storage), path, file, header, len, len, SegmentIndex::Active(RwLock::new(mem)))?;
+    crate::writer::roll::write_index(&**storage, &segment, len);
+    Ok(Arc::new(segment))
+}
+
+/// The last segment: start from its index checkpoint, scan the rest, cut a torn tail.
+fn open_active(storage: &Arc<dyn Storage>, found: Found, min_position: u64, options: &Options) -> Result<Arc<Segment>> {
+    let Found { header, path, file, len } = found;
+    if len > u64::from(u32::MAX) {
+        return Err(Error::corruption(&path, 0, "segment is larger than 4 GiB"));
+    }
+    let checkpoint = load_index(storage, &path, header.segment_id)
+        .filter(|index| index.covered_bytes <= len && index.covered_bytes >= SEGMENT_HEADER_BYTES as u64)
+        .and_then(|index| index.to_mem().map(|mem| (index.covered_bytes, mem)));
+    let (start, mut mem) = checkpoint.unwrap_or((SEGMENT_HEADER_BYTES as u64, MemIndex::default()));
+    let last = mem.positions.last().map(|&(p, _)| p).or(min_position.checked_sub(1));
+    let bytes = file.map(len).map_err(|e| Error::io("mmap", &path, e))?;
+    let outcome = scan(
+        &bytes,
+        header.segment_id,
+        start,
+        header.base_position.max(min_position),
+        last,
+        RECORD_BYTES_MAX,
+        &mut mem,
+    );
+    // Unmap before truncating: a mapped file must never shrink.
+    drop(bytes);
+    if outcome.valid_len < len {
+        let (offset, reason) = outcome.stopped.unwrap_or((outcome.valid_len, "commit group without its COMMIT record"));
+        tracing::warn!(
+            path = %path.display(),
+            valid_len = outcome.valid_len,
+            cut_bytes = len - outcome.valid_len,
+            stopped_at = offset,
+            reason,
+            uncommitted_records = outcome.uncommitted_records,
+            "cutting a torn tail off the last segment"
+        );
+        file.set_len(outcome.valid_len).map_err(|e| Error::io("truncate torn tail", &path, e))?;
+        file.sync_data().map_err(|e| Error::io("fdatasync", &path, e))?;
+    }
+    let capacity = options.segment_bytes.max(outcome.valid_len);
+    let segment = Segment::new(
+        Arc::clone(storage),
+        path,
+        file,
+        header,
+        capacity,
+        outcome.valid_len,
+        SegmentIndex::Active(RwLock::new(mem)),
+    )?;
+    Ok(Arc::new(segment))
+}
+
+fn merge_streams(index: &SegmentIndex, streams: &mut StreamTable) {
+    match index {
+        SegmentIndex::Sealed(mapped) => {
+            for stream in mapped.streams() {
+                match streams.get_mut(stream.name) {
+                    Some(state) => state.merge(stream.last_version, stream.tombstone.is_some()),
+                    None => {
+                        let mut state = crate::index::streams::StreamState::default();
+                        state.merge(stream.last_version, stream.tombstone.is_some());
+                        streams.insert(Arc::from(stream.name), state);
+                    }
+                }
+            }
+        }
+        SegmentIndex::Active(mem) => {
+            let mem = mem.read().unwrap_or_else(|poison| poison.into_inner());
+            for (name, slot) in &mem.streams {
+                let state = streams.entry(Arc::clone(name)).or_default();
+                state.merge(slot.entries.last().map(|e| e.version), slot.tombstone.is_some());
+            }
+        }
+    }
+}
+
+fn segment_end_position(index: &SegmentIndex) -> u64 {
+    match index {
+        SegmentIndex::Sealed(mapped) if mapped.record_count > 0 => mapped.next_position,
+        SegmentIndex::Sealed(_) => 0,
+        SegmentIndex::Active(mem) => {
+            let mem = mem.read().unwrap_or_else(|poison| poison.into_inner());
+            mem.positions.last().map_or(0, |&(p, _)| p + 1)
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! Segment files: a header, then records, appended by the writer thread and read through a
+//! shared memory map. Readers hold `Arc<Segment>` handles, so a segment replaced by
+//! compaction stays readable until its last reader drops it.
+
+pub(crate) mod naming;
+pub(crate) mod scan;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+
+use crate::error::{Error, Result};
+use crate::format::record::{self, DecodedRecord};
+use crate::format::segment_header::SegmentHeader;
+use crate::index::SegmentIndex;
+use crate::storage::{Storage, StorageFile};
+
+/// One segment file, open for reading (and for appending if it is the active one).
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub(crate) header: SegmentHeader,
+    pub(crate) path: PathBuf,
+    pub(crate) file: Arc<dyn StorageFile>,
+    storage: Arc<dyn Storage>,
+    /// A view of the file; with the real file system a map of `capacity` bytes that sees
+    /// later appends, otherwise a snapshot that is refreshed when too short.
+    view: RwLock<Bytes>,
+    capacity: u64,
+    /// Bytes [0, committed_len) hold whole commit groups; readers never look past it.
+    committed_len: AtomicU64,
+    index: RwLock<Arc<SegmentIndex>>,
+    /// Set by compaction once a replacement is durable: the file is removed on drop.
+    obsolete: AtomicBool,
+}
+
+impl Segment {
+    /// Wraps an open segment file whose first `committed_len` bytes are valid.
+    pub(crate) fn new(
+        storage: Arc<dyn Storage>,
+        path: PathBuf,
+        file: Arc<dyn StorageFile>,
+        header: SegmentHeader,
+        capacity: u64,
+        committed_len: u64,
+        index: SegmentIndex,
+    ) -> Result<Self> {
+        let view = file.map(capacity).map_err(|e| Error::io("mmap", &path, e))?;
+        Ok(Segment {
+            header,
+            path,
+            file,
+            storage,
+            view: RwLock::new(view),
+            capacity,
+            committed_len: AtomicU64::new(committed_len),
+            index: RwLock::new(Arc::new(index)),
+            obsolete: AtomicBool::new(false),
+        })
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.header.segment_id
+    }
+
+    pub(crate) fn committed_len(&self) -> u64 {
+        self.committed_len.load(Ordering::Acquire)
+    }
+
+    /// Publishes newly written bytes to readers (writer thread only).
+    pub(crate) fn publish(&self, committed_len: u64) {
+        self.committed_len.store(committed_len, Ordering::Release);
+    }
+
+    pub(crate) fn index(&self) -> Arc<SegmentIndex> {
+        Arc::clone(&self.index.read().unwrap_or_else(|poison| poison.into_inner()))
+    }
+
+    pub(crate) fn set_index(&self, index: SegmentIndex) {
+        *self.index.write().unwrap_or_else(|poison| poison.into_inner()) = Arc::new(index);
+    }
+
+    #[allow(dead_code)] // used by snapshots and compaction (issue 3)
+    pub(crate) fn mark_obsolete(&self) {
+        self.obsolete.store(true, Ordering::Release);
+    }
+
+    /// Committed bytes `[offset, end)`, zero-copy from the map.
+    fn committed_bytes(&self, offset: u64, end: u64) -> Result<Bytes> {
+        let committed = self.committed_len();
+        if offset > end || end > committed {
+            return Err(Error::corruption(
+                &self.path,
+                offset,
+                format!("range ends at {end}, past the committed length {committed}"),
+            ));
+        }
+        let range = offset as usize..end as usize;
+        {
+            let view = self.view.read().unwrap_or_else(|poison| poison.into_inner());
+            if view.len() >= range.end {
+                return Ok(view.slice(range));
+            }
+        }
+        let fresh = self.file.map(self.capacity.max(committed)).map_err(|e| Error::io("mmap", &self.path, e))?;
+        if fresh.len() < range.end {
+            return Err(Error::corruption(&self.path, offset, "file is shorter than its committed length"));
+        }
+        let slice = fresh.slice(range);
+        *self.view.write().unwrap_or_else(|poison| poison.into_inner()) = fresh;
+        Ok(slice)
+    }
+
+    /// Reads and verifies the record at `offset`. `expected_len`, when known from the index,
+    /// bounds the read. A failed check is `Error::Corruption` naming this file and offset.
+    pub(crate) fn read_record(&self, offset: u64, expected_len: Option<u32>) -> Result<(DecodedRecord, Bytes)> {
+        let committed = self.committed_len();
+        let end = match expected_len {
+            Some(len) => offset.saturating_add(u64::from(len)).min(committed),
+            None => committed.min(offset.saturating_add(record::RECORD_BYTES_MAX as u64)),
+        };
+        let bytes = self.committed_bytes(offset.min(end), end)?;
+        match record::decode(&bytes, self.id(), record::RECORD_BYTES_MAX) {
+            Ok(decoded) => {
+                if expected_len.is_some_and(|len| len as usize != decoded.record_bytes) {
+                    return Err(Error::corruption(&self.path, offset, "record length differs from the index"));
+                }
+                let record = bytes.slice(0..decoded.record_bytes);
+                Ok((decoded, record))
+            }
+            Err(record::DecodeError::Incomplete) => {
+                Err(Error::corruption(&self.path, offset, "record runs past the committed length"))
+            }
+            Err(record::DecodeError::Invalid(reason)) => Err(Error::corruption(&self.path, offset, reason)),
+        }
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        if self.obsolete.load(Ordering::Acquire) {
+            // The replacement is durable and no reader holds this segment any more.
+            for path in [self.path.clone(), naming::index_path_for(&self.path)] {
+                if let Err(error) = self.storage.remove_file(&path)
+                    && error.kind() != std::io::ErrorKind::NotFound
+                {
+                    tracing::warn!(path = %path.display(), %error, "could not remove obsolete segment file");
+                }
+            }
+            if let Some(dir) = self.path.parent()
+                && let Err(error) = self.storage.sync_dir(dir)
+            {
+                tracing::warn!(dir = %dir.display(), %error, "could not sync directory after removing an obsolete segment");
+            }
+        }
+    }
+}
+
+impl Segment {
+    /// Creates an empty segment file (header written, file and directory synced) for appends.
+    pub(crate) fn create(
+        storage: &Arc<dyn Storage>,
+        dir: &std::path::Path,
+        segment_bytes: u64,
+        segment_id: u64,
+        base_position: u64,
+    ) -> Result<Arc<Segment>> {
+        let path = dir.join(naming::segment_file_name(segment_id));
+        let file = storage
+            .open(&path, crate::storage::OpenMode::CreateNew)
+            .map_err(|e| Error::io("create segment", &path, e))?;
+        let header = SegmentHeader {
+            segment_id,
+            base_position,
+            compacted_end_position: 0,
+            created_unix_ms: crate::clock::unix_micros_now() / 1000,
+        };
+        file.write_all_at(&header.encode(), 0).map_err(|e| Error::io("write segment header", &path, e))?;
+        file.sync_data().map_err(|e| Error::io("fdatasync", &path, e))?;
+        storage.sync_dir(dir).map_err(|e| Error::io("sync directory", dir, e))?;
+        let segment = Segment::new(
+            Arc::clone(storage),
+            path,
+            file,
+            header,
+            segment_bytes,
+            crate::format::segment_header::SEGMENT_HEADER_BYTES as u64,
+            SegmentIndex::Active(RwLock::new(crate::index::MemIndex::default())),
+        )?;
+        Ok(Arc::new(segment))
+    }
+}

@@ -1,0 +1,45 @@
+//! File names in the store directory. Segment ids are fixed-width hexadecimal so names sort
+//! in id order.
+
+use std::path::{Path, PathBuf};
+
+/// Exclusive lock held while a store is open.
+pub(crate) const LOCK_FILE: &str = "LOCK";
+const SEGMENT_PREFIX: &str = "segment-";
+const SEGMENT_SUFFIX: &str = ".log";
+/// Suffix of files being written; any found on open are leftovers of a crash.
+pub(crate) const TMP_SUFFIX: &str = ".tmp";
+
+pub(crate) fn segment_file_name(segment_id: u64) -> String {
+    format!("{SEGMENT_PREFIX}{segment_id:016x}{SEGMENT_SUFFIX}")
+}
+
+/// The index file that belongs to a segment file path.
+pub(crate) fn index_path_for(segment_path: &Path) -> PathBuf {
+    segment_path.with_extension("idx")
+}
+
+/// The id of a segment file name, or `None` for any other name.
+pub(crate) fn parse_segment_file_name(name: &str) -> Option<u64> {
+    let hex = name.strip_prefix(SEGMENT_PREFIX)?.strip_suffix(SEGMENT_SUFFIX)?;
+    if hex.len() != 16 {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        assert_eq!(segment_file_name(26), "segment-000000000000001a.log");
+        assert_eq!(parse_segment_file_name("segment-000000000000001a.log"), Some(26));
+        assert_eq!(parse_segment_file_name("segment-1a.log"), None);
+        assert_eq!(
+            index_path_for(Path::new("d/segment-000000000000001a.log")),
+            Path::new("d/segment-000000000000001a.idx")
+        );
+    }
+}

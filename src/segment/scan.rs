@@ -1,0 +1,77 @@
+//! Scanning a segment's records to rebuild its index and find where its valid data ends.
+
+use std::sync::Arc;
+
+use crate::format::record::{self, RecordKind, text};
+use crate::index::{IndexEntry, MemIndex};
+
+/// What a scan found.
+#[derive(Debug)]
+pub(crate) struct ScanOutcome {
+    /// End of the last whole commit group: the segment's valid length.
+    pub(crate) valid_len: u64,
+    /// Where and why the scan stopped before the end of the bytes, if it did.
+    pub(crate) stopped: Option<(u64, &'static str)>,
+    /// Records after `valid_len` that decoded but whose group has no COMMIT record.
+    pub(crate) uncommitted_records: usize,
+}
+
+/// Scans `bytes` (a whole segment file) from `start` and appends every record of every
+/// whole commit group to `mem`. `last_position` is the largest position already indexed
+/// (records must have larger positions, and at least `base_position`).
+pub(crate) fn scan(
+    bytes: &[u8],
+    segment_id: u64,
+    start: u64,
+    base_position: u64,
+    mut last_position: Option<u64>,
+    record_bytes_max: usize,
+    mem: &mut MemIndex,
+) -> ScanOutcome {
+    let mut offset = start;
+    let mut valid_len = start;
+    let mut uncommitted: Vec<(Arc<str>, IndexEntry, bool)> = Vec::new();
+    let mut stopped = None;
+    while let Some(rest) = usize::try_from(offset).ok().and_then(|at| bytes.get(at..)).filter(|rest| !rest.is_empty()) {
+        let decoded = match record::decode(rest, segment_id, record_bytes_max) {
+            Ok(decoded) => decoded,
+            Err(record::DecodeError::Incomplete) => {
+                stopped = Some((offset, "record runs past the end of the file"));
+                break;
+            }
+            Err(record::DecodeError::Invalid(reason)) => {
+                stopped = Some((offset, reason));
+                break;
+            }
+        };
+        if decoded.position < base_position || last_position.is_some_and(|last| decoded.position <= last) {
+            stopped = Some((offset, "record position is not above the previous one"));
+            break;
+        }
+        if offset > u64::from(u32::MAX) {
+            stopped = Some((offset, "record offset beyond 4 GiB"));
+            break;
+        }
+        last_position = Some(decoded.position);
+        let name = rest.get(..decoded.record_bytes).map_or("", |r| text(r, decoded.stream_id.clone()));
+        let stream = match mem.streams.get_key_value(name) {
+            Some((key, _)) => Arc::clone(key),
+            None => Arc::from(name),
+        };
+        let entry = IndexEntry {
+            version: decoded.version,
+            position: decoded.position,
+            offset: offset as u32,
+            record_bytes: decoded.record_bytes as u32,
+        };
+        uncommitted.push((stream, entry, decoded.kind == RecordKind::Tombstone));
+        offset += decoded.record_bytes as u64;
+        if decoded.commit {
+            for (stream, entry, tombstone) in uncommitted.drain(..) {
+                mem.push(&stream, entry, tombstone);
+            }
+            valid_len = offset;
+        }
+    }
+    ScanOutcome { valid_len, stopped, uncommitted_records: uncommitted.len() }
+}

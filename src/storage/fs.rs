@@ -1,0 +1,116 @@
+//! The real file system. This module holds the crate's only `unsafe`: memory maps.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{LockError, LockGuard, OpenMode, Storage, StorageFile};
+
+/// The operating system's file system.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FileSystem;
+
+#[derive(Debug)]
+struct FsFile(File);
+
+impl Storage for FileSystem {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(path)
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(path)? {
+            let entry = entry?;
+            if entry.file_type()?.is_file()
+                && let Some(name) = entry.file_name().to_str()
+            {
+                names.push(name.to_owned());
+            }
+        }
+        Ok(names)
+    }
+
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn StorageFile>> {
+        let mut options = OpenOptions::new();
+        match mode {
+            OpenMode::Read => options.read(true),
+            OpenMode::ReadWrite => options.read(true).write(true),
+            // O_CREAT|O_EXCL: fails on any existing entry, a planted symlink included, so
+            // the store never writes through a link.
+            OpenMode::CreateNew => options.read(true).write(true).create_new(true),
+        };
+        let file = options.open(path)?;
+        if !file.metadata()?.is_file() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+        }
+        Ok(Arc::new(FsFile(file)))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        File::open(path)?.sync_all()
+    }
+
+    fn lock(&self, path: &Path) -> Result<LockGuard, LockError> {
+        // Write access: some platforms refuse an exclusive lock on a read-only handle.
+        let file =
+            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(LockError::Io)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Box::new(file)),
+            Err(std::fs::TryLockError::WouldBlock) => Err(LockError::Held),
+            Err(std::fs::TryLockError::Error(error)) => Err(LockError::Io(error)),
+        }
+    }
+}
+
+impl StorageFile for FsFile {
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.0.write_all_at(buf, offset)
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.0.read_exact_at(buf, offset)
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+
+    fn map(&self, capacity: u64) -> io::Result<Bytes> {
+        if capacity == 0 {
+            return Ok(Bytes::new());
+        }
+        let len = usize::try_from(capacity).map_err(|_| io::Error::other("map length exceeds the address space"))?;
+        // SAFETY: the map is read-only and shared. The engine upholds three rules that make
+        // reading through it sound: (1) it reads only bytes below a committed length that is
+        // below the file's length, so no access reaches past end of file (no SIGBUS);
+        // (2) bytes below the committed length are never written again (segments are
+        // append-only), so no read races a write; (3) no file is truncated while mapped
+        // (recovery truncates before mapping; compaction removes whole files, and unlinking
+        // keeps a mapping valid). Bytes past the committed length may change under the map
+        // but are never read.
+        #[allow(unsafe_code)]
+        let map = unsafe { memmap2::MmapOptions::new().len(len).map(&self.0)? };
+        Ok(Bytes::from_owner(map))
+    }
+}

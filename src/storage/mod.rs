@@ -1,0 +1,93 @@
+//! The storage seam: every file operation of the engine goes through [`Storage`].
+//!
+//! The real file system ([`fs::FileSystem`]) is the default. Tests plug in implementations
+//! that separate written from durable bytes, inject errors and "lose power". The seam is a
+//! trait object; its calls are per write group, per file open or per mapping, never per event,
+//! so dynamic dispatch costs nothing measurable on the hot paths.
+
+pub(crate) mod fs;
+
+use std::any::Any;
+use std::fmt::Debug;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+/// How to open a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Existing file, read only.
+    Read,
+    /// Existing file, read and write.
+    ReadWrite,
+    /// A new file, read and write; fails if anything (including a symlink) is at the path.
+    CreateNew,
+}
+
+/// Why a directory lock was not taken.
+#[derive(Debug)]
+pub enum LockError {
+    /// Someone else holds it.
+    Held,
+    /// The lock file could not be opened or locked.
+    Io(io::Error),
+}
+
+/// A held lock; dropping it releases the lock.
+pub type LockGuard = Box<dyn Any + Send + Sync>;
+
+/// File-system operations used by the engine.
+pub trait Storage: Send + Sync + Debug + 'static {
+    /// Creates a directory and its parents.
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Names of the entries of a directory (files only; order unspecified).
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
+    /// Opens a file.
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn StorageFile>>;
+    /// Atomically renames `from` to `to`, replacing `to`.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes a file.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Makes the directory's entries (creations, renames, removals) durable.
+    fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// Takes an exclusive lock on the file at `path` (created if missing), held until the
+    /// guard drops.
+    fn lock(&self, path: &Path) -> Result<LockGuard, LockError>;
+}
+
+/// One open file.
+pub trait StorageFile: Send + Sync + Debug {
+    /// Writes all of `buf` at `offset`.
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Fills `buf` from `offset`; errors if the file ends first.
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// Current length.
+    fn len(&self) -> io::Result<u64>;
+    /// Truncates or extends (with zeros).
+    fn set_len(&self, len: u64) -> io::Result<()>;
+    /// Makes the file's data durable (fdatasync).
+    fn sync_data(&self) -> io::Result<()>;
+    /// A read-only view of the file's first `capacity` bytes. The real file system maps the
+    /// file (bytes written later below `capacity` become visible through the same map; only
+    /// bytes below the file's length may be read). Other implementations may return a
+    /// snapshot no longer than the file; callers map again when they need more.
+    fn map(&self, capacity: u64) -> io::Result<Bytes>;
+}
+
+/// Reads a whole small file through the seam.
+#[allow(dead_code)] // used by snapshots and compaction (issue 3)
+pub(crate) fn read_whole(storage: &dyn Storage, path: &Path, bytes_max: u64) -> io::Result<Vec<u8>> {
+    let file = storage.open(path, OpenMode::Read)?;
+    let len = file.len()?;
+    if len > bytes_max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("file is {len} bytes, above the limit of {bytes_max}"),
+        ));
+    }
+    let mut buf = vec![0u8; len as usize];
+    file.read_exact_at(&mut buf, 0)?;
+    Ok(buf)
+}

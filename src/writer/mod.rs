@@ -1,0 +1,458 @@
+//! The group-commit writer thread. It owns the active segment: it takes every pending
+//! request, checks expected versions in order, assigns versions and positions, encodes the
+//! whole group into one buffer, writes it with one write, makes it durable with one
+//! fdatasync (as the durability mode asks), publishes it to readers, then answers callers.
+//! Batch size thus follows disk latency: while one fsync runs, the next group queues.
+
+mod ids;
+pub(crate) mod roll;
+pub(crate) mod validate;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender, never, select, tick};
+
+use self::ids::IdGenerator;
+use self::validate::WritePart;
+use crate::clock::unix_micros_now;
+use crate::error::{Error, Result};
+use crate::event::{AppendResult, ExpectedVersion};
+use crate::format::record::{self, RecordFields, RecordKind};
+use crate::index::streams::StreamState;
+use crate::index::{IndexEntry, SegmentIndex};
+use crate::options::{Durability, GROUP_BYTES_MAX};
+use crate::segment::Segment;
+use crate::shared::Shared;
+
+/// A message to the writer thread.
+pub(crate) enum Request {
+    /// Append these parts atomically.
+    Append { parts: Vec<WritePart>, reply: Sender<Result<Vec<AppendResult>>> },
+    /// Make everything written so far durable.
+    Sync { reply: Sender<Result<()>> },
+    /// Seal the active segment (if it holds any record) and start a new one.
+    Seal { reply: Sender<Result<()>> },
+    /// Flush, sync, checkpoint the index and stop.
+    Shutdown { reply: Sender<Result<()>> },
+}
+
+enum Reply {
+    Append(Sender<Result<Vec<AppendResult>>>, Vec<AppendResult>),
+    Done(Sender<Result<()>>),
+}
+
+/// The group being assembled: encoded bytes plus everything to publish once they are
+/// written.
+#[derive(Default)]
+struct Group {
+    buf: Vec<u8>,
+    last_record_start: Option<usize>,
+    entries: Vec<(Arc<str>, IndexEntry, bool)>,
+    overlay: HashMap<Arc<str>, StreamState>,
+    replies: Vec<Reply>,
+    needs_sync: bool,
+    next_position: u64,
+}
+
+pub(crate) struct Writer {
+    shared: Arc<Shared>,
+    active: Arc<Segment>,
+    write_offset: u64,
+    next_segment_id: u64,
+    unsynced: bool,
+    poison: Option<Arc<Error>>,
+    ids: IdGenerator,
+    group: Group,
+}
+
+/// Outcome of checking one part's expected version.
+enum Check {
+    Proceed(Option<u64>),
+    Idempotent(AppendResult),
+    Fail(Error),
+}
+
+impl Writer {
+    pub(crate) fn new(shared: Arc<Shared>, active: Arc<Segment>, next_segment_id: u64) -> Self {
+        let write_offset = active.committed_len();
+        let next_position = shared.next_position();
+        Writer {
+            shared,
+            active,
+            write_offset,
+            next_segment_id,
+            unsynced: false,
+            poison: None,
+            ids: IdGenerator::new(),
+            group: Group { next_position, ..Group::default() },
+        }
+    }
+
+    /// The thread's main loop; returns when shut down or when every sender is gone.
+    pub(crate) fn run(mut self, requests: Receiver<Request>) {
+        let ticker = match self.shared.options.durability {
+            Durability::Periodic(interval) => tick(interval),
+            _ => never(),
+        };
+        loop {
+            let first = select! {
+                recv(requests) -> message => match message {
+                    Ok(request) => request,
+                    Err(_) => {
+                        let _ = self.shutdown();
+                        return;
+                    }
+                },
+                recv(ticker) -> _ => {
+                    if self.unsynced && self.poison.is_none() {
+                        let _ = self.sync_active();
+                    }
+                    continue;
+                }
+            };
+            let mut pending = Some(first);
+            let mut gathered = 0usize;
+            while let Some(request) = pending.take() {
+                if let Request::Shutdown { reply } = request {
+                    self.flush();
+                    let result = self.shutdown();
+                    let _ = reply.send(result);
+                    return;
+                }
+                gathered += self.handle(request);
+                if gathered < GROUP_BYTES_MAX {
+                    pending = requests.try_recv().ok();
+                }
+            }
+            self.flush();
+        }
+    }
+
+    fn poisoned(&self) -> Option<Error> {
+        self.poison.as_ref().map(|cause| Error::Poisoned { cause: Arc::clone(cause) })
+    }
+
+    /// Adds one request to the group; returns the bytes it added.
+    fn handle(&mut self, request: Request) -> usize {
+        match request {
+            Request::Append { parts, reply } => self.handle_append(parts, reply),
+            Request::Sync { reply } => {
+                self.group.needs_sync = true;
+                self.group.replies.push(Reply::Done(reply));
+                0
+            }
+            Request::Seal { reply } => {
+                self.flush();
+                let result = match self.poisoned() {
+                    Some(error) => Err(error),
+                    None if self.write_offset > crate::format::segment_header::SEGMENT_HEADER_BYTES as u64 => {
+                        self.roll()
+                    }
+                    None => Ok(()),
+                };
+                let _ = reply.send(result);
+                0
+            }
+            Request::Shutdown { reply } => {
+                let _ = reply.send(Err(Error::Closed));
+                0
+            }
+        }
+    }
+
+    fn handle_append(&mut self, parts: Vec<WritePart>, reply: Sender<Result<Vec<AppendResult>>>) -> usize {
+        if let Some(error) = self.poisoned() {
+            let _ = reply.send(Err(error));
+            return 0;
+        }
+        let mut checks = self.check_parts(&parts);
+        if checks.iter().any(|c| matches!(c, Check::Fail(_) | Check::Idempotent(_)))
+            && parts.iter().any(|p| self.group.overlay.contains_key(&p.stream))
+        {
+            // The conflict involves events of this very group, which readers cannot see yet:
+            // commit the group first, then decide on published state.
+            self.flush();
+            if let Some(error) = self.poisoned() {
+                let _ = reply.send(Err(error));
+                return 0;
+            }
+            checks = self.check_parts(&parts);
+        }
+        if let Some(index) = checks.iter().position(|c| matches!(c, Check::Fail(_))) {
+            if let Some(Check::Fail(error)) = checks.into_iter().nth(index) {
+                let _ = reply.send(Err(error));
+            }
+            return 0;
+        }
+        if checks.iter().all(|c| matches!(c, Check::Idempotent(_))) {
+            let results =
+                checks.into_iter().filter_map(|c| if let Check::Idempotent(r) = c { Some(r) } else { None }).collect();
+            let _ = reply.send(Ok(results));
+            return 0;
+        }
+        if checks.iter().any(|c| matches!(c, Check::Idempotent(_))) {
+            // Part of an all-or-nothing append is already present and part is not: that is
+            // not a retry of this append.
+            let stream = parts
+                .iter()
+                .zip(&checks)
+                .find(|(_, c)| matches!(c, Check::Idempotent(_)))
+                .map(|(p, _)| p)
+                .map_or_else(String::new, |p| p.stream.to_string());
+            let (expected, actual) = parts
+                .iter()
+                .find(|p| *p.stream == *stream)
+                .map(|p| (p.expected, self.current_state(&p.stream).last_version))
+                .unwrap_or((ExpectedVersion::Any, None));
+            let _ = reply.send(Err(Error::WrongExpectedVersion { stream, expected, actual }));
+            return 0;
+        }
+        let total: usize = parts.iter().map(|p| p.encoded_bytes).sum();
+        if self.write_offset + (self.group.buf.len() + total) as u64 > self.shared.options.segment_bytes {
+            self.flush();
+            if let Err(error) = self.poisoned().map_or_else(|| self.roll(), Err) {
+                let _ = reply.send(Err(error));
+                return 0;
+            }
+        }
+        let timestamp_us = unix_micros_now();
+        let mut results = Vec::with_capacity(parts.len());
+        for (part, check) in parts.iter().zip(checks) {
+            let Check::Proceed(last_version) = check else { continue };
+            results.push(self.encode_part(part, last_version, timestamp_us));
+        }
+        self.group.replies.push(Reply::Append(reply, results));
+        total
+    }
+
+    /// The stream's state including this group's unpublished changes.
+    fn current_state(&self, stream: &str) -> StreamState {
+        self.group.overlay.get(stream).copied().or_else(|| self.shared.stream_state(stream)).unwrap_or_default()
+    }
+
+    fn check_parts(&self, parts: &[WritePart]) -> Vec<Check> {
+        parts.iter().map(|part| self.check_part(part)).collect()
+    }
+
+    fn check_part(&self, part: &WritePart) -> Check {
+        let state = self.current_state(&part.stream);
+        if state.deleted {
+            return Check::Fail(Error::StreamDeleted { stream: part.stream.to_string() });
+        }
+        let actual = state.last_version;
+        let ok = match part.expected {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => actual.is_none(),
+            ExpectedVersion::StreamExists => actual.is_some(),
+            ExpectedVersion::Exact(v) => actual == Some(v),
+        };
+        if ok {
+            return Check::Proceed(actual);
+        }
+        let first_version = match part.expected {
+            ExpectedVersion::NoStream => Some(0),
+            ExpectedVersion::Exact(v) => v.checked_add(1),
+            ExpectedVersion::Any | ExpectedVersion::StreamExists => None,
+        };
+        if let Some(first_version) = first_version
+            && !part.tombstone
+            && let Some(result) = self.already_appended(part, first_version)
+        {
+            return Check::Idempotent(result);
+        }
+        Check::Fail(Error::WrongExpectedVersion { stream: part.stream.to_string(), expected: part.expected, actual })
+    }
+
+    /// If the stream already holds exactly these events (by id) from `first_version` on,
+    /// what appending them returned.
+    fn already_appended(&self, part: &WritePart, first_version: u64) -> Option<AppendResult> {
+        let ids: Option<Vec<u128>> = part.events.iter().map(|e| e.id).collect();
+        let ids = ids?;
+        let count = ids.len() as u64;
+        let last_version = first_version.checked_add(count - 1)?;
+        if self.shared.stream_state(&part.stream)?.last_version? < last_version {
+            return None;
+        }
+        let stored = crate::read::StreamIter::new(
+            Arc::clone(&self.shared),
+            &part.stream,
+            first_version,
+            Some(last_version),
+            false,
+        )
+        .ok()?;
+        let mut result = AppendResult { first_version, last_version, first_position: 0, last_position: 0 };
+        let mut seen = 0u64;
+        for (event, id) in stored.zip(&ids) {
+            let event = event.ok()?;
+            if event.id != *id || event.version != first_version + seen {
+                return None;
+            }
+            if seen == 0 {
+                result.first_position = event.position;
+            }
+            result.last_position = event.position;
+            seen += 1;
+        }
+        (seen == count).then_some(result)
+    }
+
+    fn encode_part(&mut self, part: &WritePart, last_version: Option<u64>, timestamp_us: u64) -> AppendResult {
+        let segment_id = self.active.id();
+        let first_version = last_version.map_or(0, |v| v + 1);
+        let first_position = self.group.next_position;
+        let mut version = first_version;
+        let unix_ms = timestamp_us / 1000;
+        let records: Vec<(RecordKind, Option<&crate::event::NewEvent>)> = if part.tombstone {
+            vec![(RecordKind::Tombstone, None)]
+        } else {
+            part.events.iter().map(|e| (RecordKind::Event, Some(e))).collect()
+        };
+        for (kind, event) in records {
+            let start = self.group.buf.len();
+            let position = self.group.next_position;
+            let id = match event.and_then(|e| e.id) {
+                Some(id) => id,
+                None if kind == RecordKind::Event => self.ids.next_id(unix_ms),
+                None => 0,
+            };
+            let fields = RecordFields {
+                kind,
+                position,
+                version,
+                timestamp_us,
+                id,
+                correlation_id: event.and_then(|e| e.correlation_id),
+                causation_id: event.and_then(|e| e.causation_id),
+                stream_id: &part.stream,
+                event_type: event.map_or("", |e| &e.event_type),
+                metadata: event.map_or(&[][..], |e| &e.metadata),
+                data: event.map_or(&[][..], |e| &e.data),
+            };
+            let record_bytes = record::encode(&mut self.group.buf, segment_id, &fields);
+            let entry = IndexEntry {
+                version,
+                position,
+                offset: (self.write_offset + start as u64) as u32,
+                record_bytes: record_bytes as u32,
+            };
+            self.group.entries.push((Arc::clone(&part.stream), entry, kind == RecordKind::Tombstone));
+            self.group.last_record_start = Some(start);
+            self.group.next_position += 1;
+            if kind == RecordKind::Event {
+                version += 1;
+            }
+        }
+        let state =
+            self.group.overlay.entry(Arc::clone(&part.stream)).or_insert(StreamState { last_version, deleted: false });
+        if part.tombstone {
+            state.deleted = true;
+        } else {
+            state.last_version = Some(version - 1);
+        }
+        let last_position = self.group.next_position - 1;
+        let (first_version, last_version) =
+            if part.tombstone { (first_version, first_version) } else { (first_version, version - 1) };
+        AppendResult { first_version, last_version, first_position, last_position }
+    }
+
+    /// Writes, syncs and publishes the group, then answers its callers.
+    fn flush(&mut self) {
+        let next_position = self.group.next_position;
+        let mut group = std::mem::take(&mut self.group);
+        let result = self.commit(&mut group);
+        // Keep the buffer's allocation for the next group.
+        group.buf.clear();
+        self.group.buf = std::mem::take(&mut group.buf);
+        // After a failure nothing of the group was published and the store refuses writes.
+        self.group.next_position = if result.is_ok() { next_position } else { self.shared.next_position() };
+        for reply in group.replies {
+            match reply {
+                Reply::Append(sender, results) => {
+                    let _ = sender.send(result.clone().map(|()| results));
+                }
+                Reply::Done(sender) => {
+                    let _ = sender.send(result.clone());
+                }
+            }
+        }
+    }
+
+    fn commit(&mut self, group: &mut Group) -> Result<()> {
+        if let Some(error) = self.poisoned() {
+            return Err(error);
+        }
+        if let Some(start) = group.last_record_start
+            && let Some(record) = group.buf.get_mut(start..)
+        {
+            record::mark_commit(record, self.active.id());
+        }
+        if !group.buf.is_empty() {
+            if let Err(source) = self.active.file.write_all_at(&group.buf, self.write_offset) {
+                return Err(self.poison_with(Error::io("write", &self.active.path, source)));
+            }
+            self.unsynced = true;
+        }
+        let wants_sync = group.needs_sync || self.shared.options.durability == Durability::Sync;
+        if wants_sync && self.unsynced {
+            self.sync_active()?;
+        }
+        if group.buf.is_empty() {
+            return Ok(());
+        }
+        // Publish in the order readers rely on: index entries, then the segment's committed
+        // length and the global position, then the stream table (a reader that sees a new
+        // stream version finds its entries and bytes).
+        if let SegmentIndex::Active(mem) = &*self.active.index() {
+            let mut mem = mem.write().unwrap_or_else(|poison| poison.into_inner());
+            for (stream, entry, tombstone) in group.entries.drain(..) {
+                mem.push(&stream, entry, tombstone);
+            }
+        }
+        self.write_offset += group.buf.len() as u64;
+        self.active.publish(self.write_offset);
+        self.shared.publish_position(group.next_position);
+        let mut streams = self.shared.streams_mut();
+        for (stream, state) in group.overlay.drain() {
+            streams.insert(stream, state);
+        }
+        Ok(())
+    }
+
+    fn sync_active(&mut self) -> Result<()> {
+        if let Err(source) = self.active.file.sync_data() {
+            return Err(self.poison_with(Error::io("fdatasync", &self.active.path, source)));
+        }
+        self.unsynced = false;
+        Ok(())
+    }
+
+    /// Records the first failure; every later write is refused with it as the cause.
+    fn poison_with(&mut self, error: Error) -> Error {
+        tracing::error!(%error, "write path failed; the store refuses writes until reopened");
+        let cause = Arc::clone(self.poison.get_or_insert_with(|| Arc::new(error)));
+        Error::Poisoned { cause }
+    }
+
+    /// Final sync and index checkpoint.
+    fn shutdown(&mut self) -> Result<()> {
+        self.flush();
+        if let Some(error) = self.poisoned() {
+            return Err(error);
+        }
+        if self.unsynced {
+            self.sync_active()?;
+        }
+        roll::write_index(&*self.shared.storage, &self.active, self.write_offset);
+        Ok(())
+    }
+}
+
+/// Starts the writer thread.
+pub(crate) fn spawn(writer: Writer, requests: Receiver<Request>) -> Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("chronicle-writer".into())
+        .spawn(move || writer.run(requests))
+        .map_err(|e| Error::io("spawn writer thread", std::path::PathBuf::new(), e))
+}

@@ -1,0 +1,66 @@
+//! Sealing the active segment and starting the next one.
+
+use std::sync::Arc;
+
+use super::Writer;
+use crate::error::Result;
+use crate::format::segment_header::SEGMENT_HEADER_BYTES;
+use crate::index::SegmentIndex;
+use crate::index::file::{self, MappedIndex};
+use crate::segment::{Segment, naming};
+use crate::storage::{OpenMode, Storage};
+
+impl Writer {
+    /// Seals the active segment (synced, index written) and makes a new one active.
+    pub(super) fn roll(&mut self) -> Result<()> {
+        if self.unsynced {
+            self.sync_active()?;
+        }
+        write_index(&*self.shared.storage, &self.active, self.write_offset);
+        let segment = Segment::create(
+            &self.shared.storage,
+            &self.shared.dir,
+            self.shared.options.segment_bytes,
+            self.next_segment_id,
+            self.group.next_position,
+        )
+        .map_err(|error| self.poison_with(error))?;
+        self.next_segment_id += 1;
+        let mut segments: Vec<Arc<Segment>> = self.shared.segments().iter().cloned().collect();
+        segments.push(Arc::clone(&segment));
+        self.shared.set_segments(segments);
+        self.active = segment;
+        self.write_offset = SEGMENT_HEADER_BYTES as u64;
+        Ok(())
+    }
+}
+
+/// Writes the index file of `segment` covering its first `covered_bytes` bytes and switches
+/// the segment to the mapped index. Failures are logged, not returned: the index is derived
+/// data and the next open rebuilds what is missing.
+pub(crate) fn write_index(storage: &dyn Storage, segment: &Segment, covered_bytes: u64) {
+    let index = segment.index();
+    let SegmentIndex::Active(mem) = &*index else { return };
+    let bytes = {
+        let mem = mem.read().unwrap_or_else(|poison| poison.into_inner());
+        file::encode(&mem, segment.id(), covered_bytes)
+    };
+    let path = naming::index_path_for(&segment.path);
+    let mapped = file::write(storage, &path, &bytes)
+        .and_then(|()| storage.open(&path, OpenMode::Read))
+        .and_then(|file| file.map(bytes.len() as u64));
+    match mapped {
+        Ok(view) => match MappedIndex::parse(view, segment.id()) {
+            Ok(mapped) => segment.set_index(SegmentIndex::Sealed(mapped)),
+            Err(reason) => {
+                tracing::warn!(path = %path.display(), reason, "index file reads back invalid; keeping the in-memory index")
+            }
+        },
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %error, "could not write index file; it will be rebuilt on open")
+        }
+    }
+    // Only the active segment's checkpoint may cover less than the segment; SEGMENT_HEADER_BYTES
+    // is the smallest valid covered length.
+    debug_assert!(covered_bytes >= SEGMENT_HEADER_BYTES as u64);
+}

@@ -1,0 +1,116 @@
+//! Checks a caller's append against the limits, on the caller's thread, before anything
+//! reaches the writer. Every rejection is `Error::InvalidInput` saying what is wrong.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::event::{ExpectedVersion, NewEvent};
+use crate::format::record::encoded_len;
+use crate::options::{BATCH_EVENTS_MAX, EVENT_TYPE_BYTES_MAX, Options, STREAM_ID_BYTES_MAX};
+
+/// One stream's part of a validated append.
+#[derive(Debug)]
+pub(crate) struct WritePart {
+    pub(crate) stream: Arc<str>,
+    pub(crate) expected: ExpectedVersion,
+    pub(crate) events: Vec<NewEvent>,
+    /// Write a tombstone instead of events.
+    pub(crate) tombstone: bool,
+    pub(crate) encoded_bytes: usize,
+}
+
+/// Checks a stream id.
+pub(crate) fn stream_id(stream: &str) -> Result<()> {
+    if stream.is_empty() {
+        return Err(Error::invalid("stream id is empty"));
+    }
+    if stream.len() > STREAM_ID_BYTES_MAX {
+        return Err(Error::invalid(format!(
+            "stream id is {} bytes, above the limit of {STREAM_ID_BYTES_MAX} bytes",
+            stream.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Validates one stream's events and measures their encoding.
+pub(crate) fn events_part(
+    options: &Options,
+    stream: &str,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+) -> Result<WritePart> {
+    stream_id(stream)?;
+    if events.is_empty() {
+        return Err(Error::invalid(format!("append to stream {stream:?} has no events")));
+    }
+    if events.len() > BATCH_EVENTS_MAX {
+        return Err(Error::invalid(format!(
+            "append to stream {stream:?} has {} events, above the limit of {BATCH_EVENTS_MAX}",
+            events.len()
+        )));
+    }
+    let event_limit = options.event_bytes_limit();
+    let mut encoded_bytes = 0usize;
+    for (i, event) in events.iter().enumerate() {
+        if event.event_type.is_empty() {
+            return Err(Error::invalid(format!("event {i} of stream {stream:?} has an empty event type")));
+        }
+        if event.event_type.len() > EVENT_TYPE_BYTES_MAX {
+            return Err(Error::invalid(format!(
+                "event {i} of stream {stream:?} has an event type of {} bytes, above the limit of {EVENT_TYPE_BYTES_MAX}",
+                event.event_type.len()
+            )));
+        }
+        let len = encoded_len(
+            stream.len(),
+            event.event_type.len(),
+            event.metadata.len(),
+            event.data.len(),
+            event.correlation_id.is_some(),
+            event.causation_id.is_some(),
+        );
+        if len > event_limit {
+            return Err(Error::invalid(format!(
+                "event {i} of stream {stream:?} encodes to {len} bytes, above max_event_size ({event_limit} bytes)"
+            )));
+        }
+        encoded_bytes += len;
+    }
+    Ok(WritePart { stream: Arc::from(stream), expected, events, tombstone: false, encoded_bytes })
+}
+
+/// A tombstone part.
+#[allow(dead_code)] // used by snapshots and compaction (issue 3)
+pub(crate) fn tombstone_part(stream: &str, expected: ExpectedVersion) -> Result<WritePart> {
+    stream_id(stream)?;
+    Ok(WritePart {
+        stream: Arc::from(stream),
+        expected,
+        events: Vec::new(),
+        tombstone: true,
+        encoded_bytes: encoded_len(stream.len(), 0, 0, 0, false, false),
+    })
+}
+
+/// Checks the whole append (all parts) against the batch limit and for duplicate streams.
+pub(crate) fn batch(options: &Options, parts: &[WritePart]) -> Result<()> {
+    let total: usize = parts.iter().map(|p| p.encoded_bytes).sum();
+    let limit = options.batch_bytes_limit();
+    if total > limit {
+        return Err(Error::invalid(format!("append encodes to {total} bytes, above max_batch_size ({limit} bytes)")));
+    }
+    let events: usize = parts.iter().map(|p| p.events.len()).sum();
+    if events > BATCH_EVENTS_MAX {
+        return Err(Error::invalid(format!("append has {events} events, above the limit of {BATCH_EVENTS_MAX}")));
+    }
+    let mut streams: Vec<&str> = parts.iter().map(|p| &*p.stream).collect();
+    streams.sort_unstable();
+    if let Some(pair) = streams.windows(2).find(|pair| pair.first() == pair.get(1)) {
+        return Err(Error::invalid(format!(
+            "stream {:?} appears twice in one append_multi",
+            pair.first().copied().unwrap_or_default()
+        )));
+    }
+    Ok(())
+}
