@@ -41,7 +41,7 @@ mod read;
 mod recovery;
 mod segment;
 mod shared;
-mod storage;
+pub mod storage;
 mod store;
 mod writer;
 

@@ -13,8 +13,7 @@ use crate::read::{AllIter, StreamIter};
 use crate::recovery::recover;
 use crate::segment::naming::LOCK_FILE;
 use crate::shared::Shared;
-use crate::storage::fs::FileSystem;
-use crate::storage::{LockError, LockGuard, Storage};
+use crate::storage::{FileSystem, LockError, LockGuard, Storage};
 use crate::writer::validate::{self, WritePart};
 use crate::writer::{self, Request, Writer};
 
@@ -113,12 +112,26 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Store> {
-        Store::open_with_storage(dir.as_ref(), options, Arc::new(FileSystem))
+        Store::open_with_storage(dir, options, Arc::new(FileSystem))
     }
 
-    pub(crate) fn open_with_storage(dir: &Path, options: Options, storage: Arc<dyn Storage>) -> Result<Store> {
+    /// Opens the store in `dir` through `storage` instead of the operating system's file
+    /// system: for fault-injection and crash tests, or an in-memory store.
+    ///
+    /// # Errors
+    /// As [`Store::open_with`].
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use chronicle::{Options, Store, storage::FileSystem};
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Store::open_with_storage(dir.path(), Options::default(), Arc::new(FileSystem))?;
+    /// # let _ = store;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_with_storage(dir: impl AsRef<Path>, options: Options, storage: Arc<dyn Storage>) -> Result<Store> {
         options.validate()?;
-        let dir: PathBuf = dir.to_path_buf();
+        let dir: PathBuf = dir.as_ref().to_path_buf();
         storage.create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
         let lock = match storage.lock(&dir.join(LOCK_FILE)) {
             Ok(lock) => lock,

@@ -1,11 +1,17 @@
 //! The storage seam: every file operation of the engine goes through [`Storage`].
 //!
+//! Open a store on another implementation with
+//! [`Store::open_with_storage`](crate::Store::open_with_storage); the crate's own crash
+//! tests use one that keeps written and durable bytes apart and can lose power.
+//!
 //! The real file system ([`fs::FileSystem`]) is the default. Tests plug in implementations
 //! that separate written from durable bytes, inject errors and "lose power". The seam is a
 //! trait object; its calls are per write group, per file open or per mapping, never per event,
 //! so dynamic dispatch costs nothing measurable on the hot paths.
 
-pub(crate) mod fs;
+mod fs;
+
+pub use self::fs::FileSystem;
 
 use std::any::Any;
 use std::fmt::Debug;
@@ -39,6 +45,17 @@ pub enum LockError {
 pub type LockGuard = Box<dyn Any + Send + Sync>;
 
 /// File-system operations used by the engine.
+///
+/// Implementations must make `rename` atomic and must not report a `sync_data` or
+/// `sync_dir` as successful unless the data (or directory entries) would survive power loss.
+///
+/// ```
+/// use chronicle::storage::{FileSystem, Storage};
+/// let dir = tempfile::tempdir()?;
+/// FileSystem.create_dir_all(&dir.path().join("a/b"))?;
+/// assert!(FileSystem.list_dir(dir.path())?.is_empty()); // files only
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait Storage: Send + Sync + Debug + 'static {
     /// Creates a directory and its parents.
     fn create_dir_all(&self, path: &Path) -> io::Result<()>;
@@ -58,6 +75,17 @@ pub trait Storage: Send + Sync + Debug + 'static {
 }
 
 /// One open file.
+///
+/// ```
+/// use chronicle::storage::{FileSystem, OpenMode, Storage};
+/// let dir = tempfile::tempdir()?;
+/// let file = FileSystem.open(&dir.path().join("f"), OpenMode::CreateNew)?;
+/// file.write_all_at(b"hello", 0)?;
+/// file.sync_data()?;
+/// assert_eq!(&file.map(5)?[..], b"hello");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[allow(clippy::len_without_is_empty)] // a file's length is a number, not a collection size
 pub trait StorageFile: Send + Sync + Debug {
     /// Writes all of `buf` at `offset`.
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
