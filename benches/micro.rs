@@ -1,0 +1,2 @@
+//! Placeholder; filled in by the micro-benchmark commit.
+fn main() {}
