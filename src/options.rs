@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::compaction::retention::Retention;
 use crate::error::{Error, Result};
 use crate::format::record::RECORD_HEADER_BYTES;
 use crate::format::segment_header::SEGMENT_HEADER_BYTES;
@@ -71,6 +72,8 @@ pub struct Options {
     pub(crate) segment_bytes: u64,
     pub(crate) event_bytes_max: usize,
     pub(crate) batch_bytes_max: usize,
+    pub(crate) retention: Retention,
+    pub(crate) compaction_threshold_bytes: Option<u64>,
 }
 
 impl Default for Options {
@@ -80,6 +83,8 @@ impl Default for Options {
             segment_bytes: SEGMENT_BYTES_DEFAULT,
             event_bytes_max: EVENT_BYTES_MAX_DEFAULT,
             batch_bytes_max: BATCH_BYTES_MAX_DEFAULT,
+            retention: Retention::KeepAll,
+            compaction_threshold_bytes: None,
         }
     }
 }
@@ -134,6 +139,33 @@ impl Options {
     /// ```
     pub fn max_batch_size(mut self, batch_bytes_max: usize) -> Self {
         self.batch_bytes_max = batch_bytes_max;
+        self
+    }
+
+    /// Sets the retention of streams without their own rule (default
+    /// [`Retention::KeepAll`]); see [`Store::set_stream_retention`](crate::Store::set_stream_retention).
+    ///
+    /// ```
+    /// # use chronicle::{Options, Retention};
+    /// let options = Options::default().retention(Retention::MaxCount(1000));
+    /// # let _ = options;
+    /// ```
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Turns on automatic compaction: a background thread compacts once the bytes that
+    /// deletion and retention made discardable exceed `bytes` (checked after deletions,
+    /// snapshots and segment seals, and every 30 seconds). Off by default.
+    ///
+    /// ```
+    /// # use chronicle::Options;
+    /// let options = Options::default().compaction_threshold(256 << 20);
+    /// # let _ = options;
+    /// ```
+    pub fn compaction_threshold(mut self, bytes: u64) -> Self {
+        self.compaction_threshold_bytes = Some(bytes);
         self
     }
 

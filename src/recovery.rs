@@ -112,10 +112,34 @@ fn find_segments(storage: &Arc<dyn Storage>, dir: &Path) -> Result<Vec<Found>> {
             Err(reason) => return Err(Error::corruption(&segment.path, 0, reason)),
         }
     }
+    // Compaction swap, step 5 interrupted: a compacted segment (larger id) that covers an
+    // older segment's base position replaces it.
+    let compacted: Vec<SegmentHeader> =
+        found.iter().map(|f| f.header).filter(|h| h.compacted_end_position != 0).collect();
+    let mut live = Vec::with_capacity(found.len());
+    for segment in found {
+        let base = segment.header.base_position;
+        let replaced = compacted.iter().any(|c| {
+            c.segment_id > segment.header.segment_id && c.base_position <= base && base < c.compacted_end_position
+        });
+        if !replaced {
+            live.push(segment);
+            continue;
+        }
+        tracing::info!(path = %segment.path.display(), "removing a segment that compaction replaced");
+        for path in [segment.path.clone(), naming::index_path_for(&segment.path)] {
+            match storage.remove_file(&path) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(Error::io("remove replaced segment", &path, error)),
+            }
+        }
+        removed_any = true;
+    }
     if removed_any {
         storage.sync_dir(dir).map_err(|e| Error::io("sync directory", dir, e))?;
     }
-    Ok(found)
+    Ok(live)
 }
 
 /// Loads an index file if it is valid for this segment.
@@ -143,7 +167,7 @@ fn open_sealed(storage: &Arc<dyn Storage>, found: Found, min_position: u64) -> R
         && index.covered_bytes == len
         && (index.record_count == 0 || index.next_position > min_position)
     {
-        let segment = Segment::new(Arc::clone(storage), path, file, header, len, len, SegmentIndex::Sealed(index))?;
+        let segment = Segment::new(path, file, header, len, len, SegmentIndex::Sealed(index))?;
         return Ok(Arc::new(segment));
     }
     let bytes = file.map(len).map_err(|e| Error::io("mmap", &path, e))?;
@@ -165,8 +189,7 @@ fn open_sealed(storage: &Arc<dyn Storage>, found: Found, min_position: u64) -> R
     if outcome.valid_len != len {
         return Err(Error::corruption(&path, outcome.valid_len, "sealed segment ends inside a commit group"));
     }
-    let segment =
-        Segment::new(Arc::clone(storage), path, file, header, len, len, SegmentIndex::Active(RwLock::new(mem)))?;
+    let segment = Segment::new(path, file, header, len, len, SegmentIndex::Active(RwLock::new(mem)))?;
     crate::writer::roll::write_index(&**storage, &segment, len);
     Ok(Arc::new(segment))
 }
@@ -209,15 +232,8 @@ fn open_active(storage: &Arc<dyn Storage>, found: Found, min_position: u64, opti
         file.sync_data().map_err(|e| Error::io("fdatasync", &path, e))?;
     }
     let capacity = options.segment_bytes.max(outcome.valid_len);
-    let segment = Segment::new(
-        Arc::clone(storage),
-        path,
-        file,
-        header,
-        capacity,
-        outcome.valid_len,
-        SegmentIndex::Active(RwLock::new(mem)),
-    )?;
+    let segment =
+        Segment::new(path, file, header, capacity, outcome.valid_len, SegmentIndex::Active(RwLock::new(mem)))?;
     Ok(Arc::new(segment))
 }
 

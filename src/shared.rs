@@ -5,9 +5,11 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use crate::compaction::retention::RetentionTable;
 use crate::index::streams::{StreamState, StreamTable};
 use crate::options::Options;
 use crate::segment::Segment;
+use crate::snapshot::Snapshots;
 use crate::storage::Storage;
 
 /// The segments in position order; replaced as a whole (copy on write) on roll and
@@ -23,6 +25,10 @@ pub(crate) struct Shared {
     streams: RwLock<StreamTable>,
     /// One past the last published position: every position below it is readable.
     next_position: AtomicU64,
+    /// Next segment id, shared by the writer (new segments) and compaction (rewrites).
+    next_segment_id: AtomicU64,
+    pub(crate) snapshots: Snapshots,
+    pub(crate) retention: RetentionTable,
 }
 
 impl Shared {
@@ -33,6 +39,9 @@ impl Shared {
         segments: Vec<Arc<Segment>>,
         streams: StreamTable,
         next_position: u64,
+        next_segment_id: u64,
+        snapshots: Snapshots,
+        retention: RetentionTable,
     ) -> Self {
         Shared {
             dir,
@@ -41,6 +50,9 @@ impl Shared {
             segments: RwLock::new(Arc::new(segments)),
             streams: RwLock::new(streams),
             next_position: AtomicU64::new(next_position),
+            next_segment_id: AtomicU64::new(next_segment_id),
+            snapshots,
+            retention,
         }
     }
 
@@ -48,8 +60,23 @@ impl Shared {
         Arc::clone(&self.segments.read().unwrap_or_else(|poison| poison.into_inner()))
     }
 
-    pub(crate) fn set_segments(&self, segments: Vec<Arc<Segment>>) {
-        *self.segments.write().unwrap_or_else(|poison| poison.into_inner()) = Arc::new(segments);
+    /// Replaces the segment list with `change` applied to a copy of it. The write lock is
+    /// held throughout, so the writer's roll and compaction's swap never lose each other's
+    /// change.
+    pub(crate) fn update_segments(&self, change: impl FnOnce(&mut Vec<Arc<Segment>>)) {
+        let mut guard = self.segments.write().unwrap_or_else(|poison| poison.into_inner());
+        let mut segments: Vec<Arc<Segment>> = guard.iter().cloned().collect();
+        change(&mut segments);
+        *guard = Arc::new(segments);
+    }
+
+    pub(crate) fn allocate_segment_id(&self) -> u64 {
+        self.next_segment_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Whether any stream is deleted (lets `read_all` skip the per-event check otherwise).
+    pub(crate) fn any_deleted(&self) -> bool {
+        self.streams().values().any(|state| state.deleted)
     }
 
     pub(crate) fn streams(&self) -> RwLockReadGuard<'_, StreamTable> {

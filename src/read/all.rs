@@ -39,6 +39,8 @@ pub struct AllIter {
     /// Backward: offsets of the current segment's records still to return.
     backlog: Vec<u64>,
     backlog_ready: bool,
+    /// Streams deleted when the iterator was created: their events are skipped.
+    deleted: std::collections::HashSet<String>,
     done: bool,
 }
 
@@ -66,8 +68,18 @@ impl AllIter {
             backward,
             backlog: Vec::new(),
             backlog_ready: false,
+            deleted: if shared.any_deleted() {
+                shared.streams().iter().filter(|(_, s)| s.deleted).map(|(name, _)| name.to_string()).collect()
+            } else {
+                Default::default()
+            },
             done: end == 0 || low > high,
         }
+    }
+
+    fn is_deleted(&self, decoded: &crate::format::record::DecodedRecord, record: &[u8]) -> bool {
+        !self.deleted.is_empty()
+            && self.deleted.contains(crate::format::record::text(record, decoded.stream_id.clone()))
     }
 
     fn forward(&mut self) -> Option<Result<RecordedEvent>> {
@@ -86,7 +98,7 @@ impl AllIter {
             if decoded.position > self.high {
                 return None;
             }
-            if decoded.position < self.low || decoded.kind != RecordKind::Event {
+            if decoded.position < self.low || decoded.kind != RecordKind::Event || self.is_deleted(&decoded, &record) {
                 continue;
             }
             return Some(Ok(super::to_event(&decoded, &record)));
@@ -101,14 +113,17 @@ impl AllIter {
                 let mut offset = SEGMENT_HEADER_BYTES as u64;
                 let committed = segment.committed_len();
                 while offset < committed {
-                    let (decoded, _) = match segment.read_record(offset, None) {
+                    let (decoded, bytes) = match segment.read_record(offset, None) {
                         Ok(read) => read,
                         Err(error) => return Some(Err(error)),
                     };
                     if decoded.position > self.high {
                         break;
                     }
-                    if decoded.kind == RecordKind::Event && decoded.position >= self.low {
+                    if decoded.kind == RecordKind::Event
+                        && decoded.position >= self.low
+                        && !self.is_deleted(&decoded, &bytes)
+                    {
                         self.backlog.push(offset);
                     }
                     offset += decoded.record_bytes as u64;

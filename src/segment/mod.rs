@@ -6,7 +6,7 @@ pub(crate) mod naming;
 pub(crate) mod scan;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
@@ -23,7 +23,6 @@ pub(crate) struct Segment {
     pub(crate) header: SegmentHeader,
     pub(crate) path: PathBuf,
     pub(crate) file: Arc<dyn StorageFile>,
-    storage: Arc<dyn Storage>,
     /// A view of the file; with the real file system a map of `capacity` bytes that sees
     /// later appends, otherwise a snapshot that is refreshed when too short.
     view: RwLock<Bytes>,
@@ -31,14 +30,11 @@ pub(crate) struct Segment {
     /// Bytes [0, committed_len) hold whole commit groups; readers never look past it.
     committed_len: AtomicU64,
     index: RwLock<Arc<SegmentIndex>>,
-    /// Set by compaction once a replacement is durable: the file is removed on drop.
-    obsolete: AtomicBool,
 }
 
 impl Segment {
     /// Wraps an open segment file whose first `committed_len` bytes are valid.
     pub(crate) fn new(
-        storage: Arc<dyn Storage>,
         path: PathBuf,
         file: Arc<dyn StorageFile>,
         header: SegmentHeader,
@@ -51,12 +47,10 @@ impl Segment {
             header,
             path,
             file,
-            storage,
             view: RwLock::new(view),
             capacity,
             committed_len: AtomicU64::new(committed_len),
             index: RwLock::new(Arc::new(index)),
-            obsolete: AtomicBool::new(false),
         })
     }
 
@@ -81,9 +75,11 @@ impl Segment {
         *self.index.write().unwrap_or_else(|poison| poison.into_inner()) = Arc::new(index);
     }
 
-    #[allow(dead_code)] // used by snapshots and compaction (issue 3)
-    pub(crate) fn mark_obsolete(&self) {
-        self.obsolete.store(true, Ordering::Release);
+    /// Makes the view cover every committed byte, so the segment stays readable after its
+    /// file is removed (compaction). Memory maps already do; snapshot views are refreshed.
+    pub(crate) fn retain_view(&self) -> Result<()> {
+        let committed = self.committed_len();
+        self.committed_bytes(committed, committed).map(|_| ())
     }
 
     /// Committed bytes `[offset, end)`, zero-copy from the map.
@@ -137,26 +133,6 @@ impl Segment {
     }
 }
 
-impl Drop for Segment {
-    fn drop(&mut self) {
-        if self.obsolete.load(Ordering::Acquire) {
-            // The replacement is durable and no reader holds this segment any more.
-            for path in [self.path.clone(), naming::index_path_for(&self.path)] {
-                if let Err(error) = self.storage.remove_file(&path)
-                    && error.kind() != std::io::ErrorKind::NotFound
-                {
-                    tracing::warn!(path = %path.display(), %error, "could not remove obsolete segment file");
-                }
-            }
-            if let Some(dir) = self.path.parent()
-                && let Err(error) = self.storage.sync_dir(dir)
-            {
-                tracing::warn!(dir = %dir.display(), %error, "could not sync directory after removing an obsolete segment");
-            }
-        }
-    }
-}
-
 impl Segment {
     /// Creates an empty segment file (header written, file and directory synced) for appends.
     pub(crate) fn create(
@@ -180,7 +156,6 @@ impl Segment {
         file.sync_data().map_err(|e| Error::io("fdatasync", &path, e))?;
         storage.sync_dir(dir).map_err(|e| Error::io("sync directory", dir, e))?;
         let segment = Segment::new(
-            Arc::clone(storage),
             path,
             file,
             header,

@@ -59,7 +59,6 @@ pub(crate) struct Writer {
     shared: Arc<Shared>,
     active: Arc<Segment>,
     write_offset: u64,
-    next_segment_id: u64,
     unsynced: bool,
     poison: Option<Arc<Error>>,
     ids: IdGenerator,
@@ -74,14 +73,13 @@ enum Check {
 }
 
 impl Writer {
-    pub(crate) fn new(shared: Arc<Shared>, active: Arc<Segment>, next_segment_id: u64) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, active: Arc<Segment>) -> Self {
         let write_offset = active.committed_len();
         let next_position = shared.next_position();
         Writer {
             shared,
             active,
             write_offset,
-            next_segment_id,
             unsynced: false,
             poison: None,
             ids: IdGenerator::new(),
