@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use crate::compaction::retention::RetentionTable;
 use crate::index::streams::{StreamState, StreamTable};
 use crate::options::Options;
+use crate::recovery::Recovered;
 use crate::segment::Segment;
 use crate::snapshot::Snapshots;
 use crate::storage::Storage;
@@ -36,10 +37,7 @@ impl Shared {
         dir: PathBuf,
         storage: Arc<dyn Storage>,
         options: Options,
-        segments: Vec<Arc<Segment>>,
-        streams: StreamTable,
-        next_position: u64,
-        next_segment_id: u64,
+        recovered: Recovered,
         snapshots: Snapshots,
         retention: RetentionTable,
     ) -> Self {
@@ -47,10 +45,10 @@ impl Shared {
             dir,
             storage,
             options,
-            segments: RwLock::new(Arc::new(segments)),
-            streams: RwLock::new(streams),
-            next_position: AtomicU64::new(next_position),
-            next_segment_id: AtomicU64::new(next_segment_id),
+            segments: RwLock::new(Arc::new(recovered.segments)),
+            streams: RwLock::new(recovered.streams),
+            next_position: AtomicU64::new(recovered.next_position),
+            next_segment_id: AtomicU64::new(recovered.next_segment_id),
             snapshots,
             retention,
         }
