@@ -161,17 +161,7 @@ impl Store {
             .last()
             .cloned()
             .ok_or_else(|| Error::corruption(&dir, 0, "no segment after recovery"))?;
-        let shared = Arc::new(Shared::new(
-            dir,
-            storage,
-            options,
-            recovered.segments,
-            recovered.streams,
-            recovered.next_position,
-            recovered.next_segment_id,
-            snapshots,
-            retention,
-        ));
+        let shared = Arc::new(Shared::new(dir, storage, options, recovered, snapshots, retention));
         let (requests, receiver) = bounded(WRITER_QUEUE_DEPTH_MAX);
         let writer_thread = writer::spawn(Writer::new(Arc::clone(&shared), active), receiver)?;
         let (compactor, compactor_requests) = bounded(COMPACTOR_QUEUE_DEPTH_MAX);
