@@ -92,19 +92,16 @@ fn find_segments(storage: &Arc<dyn Storage>, dir: &Path) -> Result<Vec<Found>> {
             Ok(header) if header.segment_id != segment_id => {
                 return Err(Error::corruption(&path, 16, "segment id in the header differs from the file name"));
             }
-            header => {
-                candidates.push((segment_id, header, Found { header: header.unwrap_or(EMPTY_HEADER), path, file, len }))
-            }
+            header => candidates.push((header, Found { header: header.unwrap_or(EMPTY_HEADER), path, file, len })),
         }
     }
-    // A segment whose header is invalid can only be a creation torn by a crash if it is the
-    // newest file and holds nothing past its header: the writer syncs the header (and the
-    // directory) before writing any record into it. Anything else is corruption.
-    let newest = candidates.iter().map(|c| c.0).max();
-    for (segment_id, header, segment) in candidates {
+    // A segment file with an invalid header and nothing past it is a creation cut short by a
+    // crash (the writer syncs the header and the directory before writing any record into
+    // it); it holds no record, so removing it loses nothing. Anything longer is corruption.
+    for (header, segment) in candidates {
         match header {
             Ok(_) => found.push(segment),
-            Err(reason) if Some(segment_id) == newest && segment.len <= SEGMENT_HEADER_BYTES as u64 => {
+            Err(reason) if segment.len <= SEGMENT_HEADER_BYTES as u64 => {
                 tracing::warn!(path = %segment.path.display(), reason, "removing a segment whose creation was cut short by a crash");
                 storage.remove_file(&segment.path).map_err(|e| Error::io("remove torn segment", &segment.path, e))?;
                 removed_any = true;

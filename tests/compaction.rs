@@ -201,3 +201,40 @@ fn crash_at_each_step_of_the_swap_opens_with_every_event_once() {
     // Step 5 done: the final directory.
     check(&live, "swap complete");
 }
+
+#[test]
+fn automatic_compaction_starts_past_the_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), small_segments().compaction_threshold(1)).unwrap();
+    populate(&store);
+    store.seal().unwrap();
+    let holds_secret = || {
+        files(dir.path())
+            .iter()
+            .any(|f| f.extension().is_some_and(|x| x == "log") && contains(&std::fs::read(f).unwrap(), SECRET))
+    };
+    assert!(holds_secret());
+    store.delete_stream("private", ExpectedVersion::Any).unwrap();
+    // The deletion nudges the compaction thread; no compact() call is made. The bound is a
+    // liveness limit, not a performance assertion.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while holds_secret() {
+        assert!(std::time::Instant::now() < deadline, "automatic compaction did not run");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(store.read_stream("public", 0).unwrap().count(), 60);
+}
+
+#[test]
+fn compaction_is_off_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), small_segments()).unwrap();
+    populate(&store);
+    store.seal().unwrap();
+    store.delete_stream("private", ExpectedVersion::Any).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let holds_secret = files(dir.path())
+        .iter()
+        .any(|f| f.extension().is_some_and(|x| x == "log") && contains(&std::fs::read(f).unwrap(), SECRET));
+    assert!(holds_secret, "nothing compacts without a threshold or a compact() call");
+}
