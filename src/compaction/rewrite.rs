@@ -114,7 +114,8 @@ fn copy_survivors(
         if let Some(copy) = out.get_mut(start..) {
             record::mark_commit(copy, new_id);
         }
-        let name = text(&bytes, decoded.stream_id.clone());
+        let name = text(&bytes, decoded.stream_id.clone())
+            .ok_or_else(|| Error::corruption(&old.path, record_offset, "stream id is not UTF-8"))?;
         let stream = match mem.streams.get_key_value(name) {
             Some((key, _)) => Arc::clone(key),
             None => Arc::from(name),

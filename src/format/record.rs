@@ -249,13 +249,11 @@ pub(crate) fn decode(bytes: &[u8], segment_id: u64, record_bytes_max: usize) -> 
     let event_type = take(event_type_len);
     let metadata = take(metadata_len);
     let data = take(data_len);
-    let text_ok = |range: &Range<usize>| record.get(range.clone()).is_some_and(|b| std::str::from_utf8(b).is_ok());
-    if stream_id.is_empty() || !text_ok(&stream_id) {
-        return Err(DecodeError::Invalid("stream id is empty or not UTF-8"));
+    if stream_id.is_empty() {
+        return Err(DecodeError::Invalid("stream id is empty"));
     }
-    if !text_ok(&event_type) {
-        return Err(DecodeError::Invalid("event type is not UTF-8"));
-    }
+    // UTF-8 validity of the stream id and event type is checked where text is materialised
+    // (`text`), once per read instead of twice.
     Ok(DecodedRecord {
         record_bytes,
         kind,
@@ -273,9 +271,15 @@ pub(crate) fn decode(bytes: &[u8], segment_id: u64, record_bytes_max: usize) -> 
     })
 }
 
-/// The UTF-8 text at `range` of a verified record (checked by [`decode`]).
-pub(crate) fn text(record: &[u8], range: Range<usize>) -> &str {
-    record.get(range).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or_default()
+/// The UTF-8 text at `range` of a decoded record; `None` if it is not UTF-8 (a record that
+/// passed its checksum but holds invalid text is corrupt: the writer only writes `str`s).
+pub(crate) fn text(record: &[u8], range: Range<usize>) -> Option<&str> {
+    std::str::from_utf8(record.get(range)?).ok()
+}
+
+/// The raw bytes at `range` of a decoded record.
+pub(crate) fn field(record: &[u8], range: Range<usize>) -> &[u8] {
+    record.get(range).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -316,7 +320,7 @@ mod tests {
         assert_eq!(decoded.position, 0x0102);
         assert_eq!(decoded.correlation_id, Some(6));
         assert_eq!(decoded.causation_id, None);
-        assert_eq!(text(&buf, decoded.stream_id.clone()), "s-1");
+        assert_eq!(text(&buf, decoded.stream_id.clone()), Some("s-1"));
         assert_eq!(&buf[decoded.data.clone()], b"dd");
         assert!(!decoded.commit);
     }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
 use crate::format::record::RecordKind;
 use crate::format::segment_header::SEGMENT_HEADER_BYTES;
@@ -79,7 +79,7 @@ impl AllIter {
 
     fn is_deleted(&self, decoded: &crate::format::record::DecodedRecord, record: &[u8]) -> bool {
         !self.deleted.is_empty()
-            && self.deleted.contains(crate::format::record::text(record, decoded.stream_id.clone()))
+            && crate::format::record::text(record, decoded.stream_id.clone()).is_some_and(|s| self.deleted.contains(s))
     }
 
     fn forward(&mut self) -> Option<Result<RecordedEvent>> {
@@ -101,7 +101,10 @@ impl AllIter {
             if decoded.position < self.low || decoded.kind != RecordKind::Event || self.is_deleted(&decoded, &record) {
                 continue;
             }
-            return Some(Ok(super::to_event(&decoded, &record)));
+            let offset = self.offset - decoded.record_bytes as u64;
+            return Some(
+                super::to_event(&decoded, &record).map_err(|reason| Error::corruption(&segment.path, offset, reason)),
+            );
         }
     }
 
@@ -131,7 +134,10 @@ impl AllIter {
                 self.backlog_ready = true;
             }
             if let Some(offset) = self.backlog.pop() {
-                return Some(segment.read_record(offset, None).map(|(d, r)| super::to_event(&d, &r)));
+                return Some(segment.read_record(offset, None).and_then(|(decoded, record)| {
+                    super::to_event(&decoded, &record)
+                        .map_err(|reason| Error::corruption(&segment.path, offset, reason))
+                }));
             }
             self.segment_index = self.segment_index.checked_sub(1)?;
             self.backlog_ready = false;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
-use crate::format::record::{RecordKind, text};
+use crate::format::record::{RecordKind, field};
 use crate::index::IndexEntry;
 use crate::segment::Segment;
 use crate::shared::{SegmentList, Shared};
@@ -78,7 +78,7 @@ impl StreamIter {
         if decoded.kind != RecordKind::Event
             || decoded.version != entry.version
             || decoded.position != entry.position
-            || text(&record, decoded.stream_id.clone()) != &*self.stream
+            || field(&record, decoded.stream_id.clone()) != self.stream.as_bytes()
         {
             return Err(Error::corruption(
                 &segment.path,
@@ -86,7 +86,8 @@ impl StreamIter {
                 "record does not match its index entry",
             ));
         }
-        Ok(super::to_event(&decoded, &record))
+        super::to_event(&decoded, &record)
+            .map_err(|reason| Error::corruption(&segment.path, u64::from(entry.offset), reason))
     }
 }
 

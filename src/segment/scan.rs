@@ -53,7 +53,10 @@ pub(crate) fn scan(
             break;
         }
         last_position = Some(decoded.position);
-        let name = rest.get(..decoded.record_bytes).map_or("", |r| text(r, decoded.stream_id.clone()));
+        let Some(name) = rest.get(..decoded.record_bytes).and_then(|r| text(r, decoded.stream_id.clone())) else {
+            stopped = Some((offset, "stream id is not UTF-8"));
+            break;
+        };
         let stream = match mem.streams.get_key_value(name) {
             Some((key, _)) => Arc::clone(key),
             None => Arc::from(name),

@@ -10,6 +10,7 @@ pub(crate) mod validate;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, never, select, tick};
 
@@ -94,7 +95,9 @@ impl Writer {
             _ => never(),
         };
         loop {
-            let first = select! {
+            let first = match spin_recv(&requests, WRITER_SPIN) {
+                Some(request) => request,
+                None => select! {
                 recv(requests) -> message => match message {
                     Ok(request) => request,
                     Err(_) => {
@@ -108,6 +111,7 @@ impl Writer {
                     }
                     continue;
                 }
+                },
             };
             let mut pending = Some(first);
             let mut gathered = 0usize;
@@ -444,6 +448,32 @@ impl Writer {
         }
         roll::write_index(&*self.shared.storage, &self.active, self.write_offset);
         Ok(())
+    }
+}
+
+/// How long the writer polls for the next request before it sleeps: a caller that appends
+/// again right after its answer then finds the writer awake (no wake-up system call and
+/// scheduling delay on either side).
+const WRITER_SPIN: Duration = Duration::from_micros(50);
+
+/// Polls `receiver` for up to `spin` before giving up; yields the CPU between polls after
+/// a short busy phase so a spinning thread never starves the thread it waits for.
+pub(crate) fn spin_recv<T>(receiver: &Receiver<T>, spin: Duration) -> Option<T> {
+    let started = Instant::now();
+    let mut polls = 0u32;
+    loop {
+        if let Ok(message) = receiver.try_recv() {
+            return Some(message);
+        }
+        polls += 1;
+        if polls.is_multiple_of(64) {
+            if started.elapsed() >= spin {
+                return None;
+            }
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
     }
 }
 
