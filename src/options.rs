@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::compaction::retention::Retention;
 use crate::error::{Error, Result};
-use crate::format::record::RECORD_HEADER_BYTES;
+use crate::format::record::{DURABLE_MARK_BYTES, RECORD_HEADER_BYTES};
 use crate::format::segment_header::SEGMENT_HEADER_BYTES;
 
 /// Longest stream id, in bytes of UTF-8.
@@ -104,7 +104,6 @@ impl Options {
 
     /// Sets the size in bytes at which a segment file is sealed and a new one started
     /// (default 64 MiB, at least [`SEGMENT_BYTES_MIN`], at most [`SEGMENT_BYTES_MAX`]).
-    /// Segment files are preallocated to this size.
     ///
     /// ```
     /// # use chronicle::Options;
@@ -198,9 +197,10 @@ impl Options {
         Ok(())
     }
 
-    /// Bytes of a segment available to records.
+    /// Bytes of a segment available to one commit group's records (the first record of a
+    /// group carries a durable mark).
     pub(crate) fn segment_payload_bytes(&self) -> usize {
-        (self.segment_bytes as usize).saturating_sub(SEGMENT_HEADER_BYTES)
+        (self.segment_bytes as usize).saturating_sub(SEGMENT_HEADER_BYTES + DURABLE_MARK_BYTES)
     }
 
     /// The effective largest append: `max_batch_size`, capped to what fits in a segment.

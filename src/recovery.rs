@@ -13,7 +13,7 @@ use crate::index::file::MappedIndex;
 use crate::index::streams::StreamTable;
 use crate::index::{MemIndex, SegmentIndex};
 use crate::options::Options;
-use crate::segment::scan::scan;
+use crate::segment::scan::{find_durable_proof, scan};
 use crate::segment::{Segment, naming};
 use crate::storage::{OpenMode, Storage, StorageFile};
 
@@ -212,6 +212,15 @@ fn open_active(storage: &Arc<dyn Storage>, found: Found, min_position: u64, opti
         RECORD_BYTES_MAX,
         &mut mem,
     );
+    if let Some((bad_offset, reason)) = outcome.stopped
+        && let Some(proof) = find_durable_proof(&bytes, header.segment_id, bad_offset, RECORD_BYTES_MAX)
+    {
+        return Err(Error::corruption(
+            &path,
+            bad_offset,
+            format!("{reason}; the record at offset {proof} shows these bytes had been made durable"),
+        ));
+    }
     // Unmap before truncating: a mapped file must never shrink.
     drop(bytes);
     if outcome.valid_len < len {
@@ -226,8 +235,10 @@ fn open_active(storage: &Arc<dyn Storage>, found: Found, min_position: u64, opti
             "cutting a torn tail off the last segment"
         );
         file.set_len(outcome.valid_len).map_err(|e| Error::io("truncate torn tail", &path, e))?;
-        file.sync_data().map_err(|e| Error::io("fdatasync", &path, e))?;
     }
+    // The previous process may have died with written but unsynced bytes: make what the
+    // writer will take as durable actually durable (its durable marks rely on it).
+    file.sync_data().map_err(|e| Error::io("fdatasync", &path, e))?;
     let capacity = options.segment_bytes.max(outcome.valid_len);
     let segment =
         Segment::new(path, file, header, capacity, outcome.valid_len, SegmentIndex::Active(RwLock::new(mem)))?;

@@ -60,6 +60,9 @@ pub(crate) struct Writer {
     shared: Arc<Shared>,
     active: Arc<Segment>,
     write_offset: u64,
+    /// Bytes of the active segment known durable (fsynced); stamped on the first record of
+    /// each group as its durable mark.
+    durable_len: u64,
     unsynced: bool,
     poison: Option<Arc<Error>>,
     ids: IdGenerator,
@@ -81,6 +84,8 @@ impl Writer {
             shared,
             active,
             write_offset,
+            // Recovery fsynced the active segment, so all of it is durable.
+            durable_len: write_offset,
             unsynced: false,
             poison: None,
             ids: IdGenerator::new(),
@@ -210,7 +215,7 @@ impl Writer {
             let _ = reply.send(Err(Error::WrongExpectedVersion { stream, expected, actual }));
             return 0;
         }
-        let total: usize = parts.iter().map(|p| p.encoded_bytes).sum();
+        let total: usize = parts.iter().map(|p| p.encoded_bytes).sum::<usize>() + record::DURABLE_MARK_BYTES;
         if self.write_offset + (self.group.buf.len() + total) as u64 > self.shared.options.segment_bytes {
             self.flush();
             if let Err(error) = self.poisoned().map_or_else(|| self.roll(), Err) {
@@ -319,8 +324,10 @@ impl Writer {
                 None if kind == RecordKind::Event => self.ids.next_id(unix_ms),
                 None => 0,
             };
+            let durable_mark = (start == 0).then_some(self.durable_len);
             let fields = RecordFields {
                 kind,
+                durable_mark,
                 position,
                 version,
                 timestamp_us,
@@ -394,6 +401,7 @@ impl Writer {
             if let Err(source) = self.active.file.write_all_at(&group.buf, self.write_offset) {
                 return Err(self.poison_with(Error::io("write", &self.active.path, source)));
             }
+            self.write_offset += group.buf.len() as u64;
             self.unsynced = true;
         }
         let wants_sync = group.needs_sync || self.shared.options.durability == Durability::Sync;
@@ -412,7 +420,6 @@ impl Writer {
                 mem.push(&stream, entry, tombstone);
             }
         }
-        self.write_offset += group.buf.len() as u64;
         self.active.publish(self.write_offset);
         self.shared.publish_position(group.next_position);
         let mut streams = self.shared.streams_mut();
@@ -427,6 +434,7 @@ impl Writer {
             return Err(self.poison_with(Error::io("fdatasync", &self.active.path, source)));
         }
         self.unsynced = false;
+        self.durable_len = self.write_offset;
         Ok(())
     }
 

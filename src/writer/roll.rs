@@ -28,6 +28,8 @@ impl Writer {
         self.shared.update_segments(|segments| segments.push(Arc::clone(&segment)));
         self.active = segment;
         self.write_offset = SEGMENT_HEADER_BYTES as u64;
+        // Segment::create fsynced the header.
+        self.durable_len = self.write_offset;
         Ok(())
     }
 }
