@@ -174,3 +174,29 @@ fn damaged_segment_header_refuses_to_open() {
         }
     }
 }
+
+#[test]
+#[ignore = "bug: recovery::open_active cuts every commit group after a damaged record as if it were a torn tail"]
+fn damaged_record_followed_by_committed_groups_in_the_active_segment_is_not_cut() {
+    // After a crash (no index checkpoint) the active segment is scanned. A bad record
+    // followed by whole, valid, fsynced commit groups is damage, not a torn tail:
+    // `Store::open` documents `Corruption` for it. Today the scan stops at the bad record
+    // and recovery truncates the file there, destroying every later acknowledged event.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    for i in 0..20 {
+        store.append("s", ExpectedVersion::Any, [NewEvent::new("T", format!("{i}"))]).unwrap();
+    }
+    drop(store);
+    let segment = segment_files(dir.path())[0].clone();
+    let target = records_of(&segment)[5];
+    let len = common::file_len(&segment);
+    std::fs::remove_file(segment.with_extension("idx")).unwrap();
+    flip_bit(&segment, target.offset + target.len - 1, 0);
+    match Store::open(dir.path()) {
+        Err(Error::Corruption { file, offset, .. }) => assert_eq!((file, offset), (segment.clone(), target.offset)),
+        Ok(store) => panic!("opened with {} of 20 events", read_all(&store).len()),
+        Err(other) => panic!("expected Corruption, got {other:?}"),
+    }
+    assert_eq!(common::file_len(&segment), len, "no acknowledged bytes were cut");
+}
