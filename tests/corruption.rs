@@ -176,7 +176,6 @@ fn damaged_segment_header_refuses_to_open() {
 }
 
 #[test]
-#[ignore = "bug: recovery::open_active cuts every commit group after a damaged record as if it were a torn tail"]
 fn damaged_record_followed_by_committed_groups_in_the_active_segment_is_not_cut() {
     // After a crash (no index checkpoint) the active segment is scanned. A bad record
     // followed by whole, valid, fsynced commit groups is damage, not a torn tail:

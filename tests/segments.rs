@@ -145,8 +145,9 @@ fn seal_starts_a_new_segment_file() {
 fn an_event_as_large_as_a_segment_allows_fits() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_with(dir.path(), small_segments()).unwrap();
-    // Encoded size: 64-byte header + "s" + "T" + data; the segment header takes 64 bytes.
-    let largest = |extra: u64| NewEvent::new("T", vec![7u8; (SEGMENT_BYTES - 64 - 64 - 2 + extra) as usize]);
+    // Encoded size: 64-byte header + 8-byte durable mark (first record of its commit group)
+    // + "s" + "T" + data; the segment header takes 64 bytes.
+    let largest = |extra: u64| NewEvent::new("T", vec![7u8; (SEGMENT_BYTES - 64 - 64 - 8 - 2 + extra) as usize]);
     assert!(matches!(store.append("s", ExpectedVersion::Any, [largest(1)]), Err(Error::InvalidInput { .. })));
 
     store.append("s", ExpectedVersion::Any, [NewEvent::new("Small", "x")]).unwrap();
@@ -156,7 +157,7 @@ fn an_event_as_large_as_a_segment_allows_fits() {
     assert_eq!(segments.len(), 3);
     assert_eq!(file_len(&segments[1]), SEGMENT_BYTES, "the large event fills its segment exactly");
 
-    let expected = ["x".as_bytes().to_vec(), vec![7u8; (SEGMENT_BYTES - 130) as usize], b"y".to_vec()];
+    let expected = ["x".as_bytes().to_vec(), vec![7u8; (SEGMENT_BYTES - 138) as usize], b"y".to_vec()];
     let data: Vec<Vec<u8>> = read_stream(&store, "s").iter().map(|e| e.data.to_vec()).collect();
     assert_eq!(data, expected);
     store.close().unwrap();
