@@ -2,7 +2,7 @@
 //! and the published end of the log. The writer is its only mutator.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::compaction::retention::RetentionTable;
@@ -30,6 +30,7 @@ pub(crate) struct Shared {
     next_segment_id: AtomicU64,
     pub(crate) snapshots: Snapshots,
     pub(crate) retention: RetentionTable,
+    writer_stopped: AtomicBool,
 }
 
 impl Shared {
@@ -51,7 +52,17 @@ impl Shared {
             next_segment_id: AtomicU64::new(recovered.next_segment_id),
             snapshots,
             retention,
+            writer_stopped: AtomicBool::new(false),
         }
+    }
+
+    /// Set when the writer thread has exited: no request will be answered any more.
+    pub(crate) fn mark_writer_stopped(&self) {
+        self.writer_stopped.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn writer_stopped(&self) -> bool {
+        self.writer_stopped.load(Ordering::Acquire)
     }
 
     pub(crate) fn segments(&self) -> SegmentList {

@@ -187,16 +187,10 @@ impl Store {
 
     fn submit(&self, parts: Vec<WritePart>) -> Result<Vec<AppendResult>> {
         validate::batch(&self.shared().options, &parts)?;
-        let (reply, answer) = bounded(1);
-        self.handle.requests.send(Request::Append { parts, reply }).map_err(|_| Error::Closed)?;
         // Without an fsync to wait for, the answer comes within microseconds: poll for it
         // rather than sleep. With Sync the wait is a whole fsync, so sleep at once.
-        if self.shared().options.durability != Durability::Sync
-            && let Some(result) = writer::spin_recv(&answer, CALLER_SPIN)
-        {
-            return result;
-        }
-        answer.recv().map_err(|_| Error::Closed)?
+        let spin = (self.shared().options.durability != Durability::Sync).then_some(CALLER_SPIN);
+        writer::append(self.shared(), &self.handle.requests, parts, spin)
     }
 
     /// Appends `events` to `stream` as one atomic batch, if the stream's version satisfies

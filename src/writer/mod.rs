@@ -311,11 +311,10 @@ impl Writer {
         let first_position = self.group.next_position;
         let mut version = first_version;
         let unix_ms = timestamp_us / 1000;
-        let records: Vec<(RecordKind, Option<&crate::event::NewEvent>)> = if part.tombstone {
-            vec![(RecordKind::Tombstone, None)]
-        } else {
-            part.events.iter().map(|e| (RecordKind::Event, Some(e))).collect()
-        };
+        // A tombstone part has no events: it is one tombstone record.
+        let records = std::iter::once((RecordKind::Tombstone, None))
+            .take(usize::from(part.tombstone))
+            .chain(part.events.iter().map(|e| (RecordKind::Event, Some(e))));
         for (kind, event) in records {
             let start = self.group.buf.len();
             let position = self.group.next_position;
@@ -368,15 +367,19 @@ impl Writer {
 
     /// Writes, syncs and publishes the group, then answers its callers.
     fn flush(&mut self) {
-        let next_position = self.group.next_position;
         let mut group = std::mem::take(&mut self.group);
         let result = self.commit(&mut group);
-        // Keep the buffer's allocation for the next group.
-        group.buf.clear();
-        self.group.buf = std::mem::take(&mut group.buf);
         // After a failure nothing of the group was published and the store refuses writes.
-        self.group.next_position = if result.is_ok() { next_position } else { self.shared.next_position() };
-        for reply in group.replies {
+        if result.is_err() {
+            group.next_position = self.shared.next_position();
+        }
+        // Reuse every buffer's allocation for the next group.
+        group.buf.clear();
+        group.entries.clear();
+        group.overlay.clear();
+        group.last_record_start = None;
+        group.needs_sync = false;
+        for reply in group.replies.drain(..) {
             match reply {
                 Reply::Append(sender, results) => {
                     let _ = sender.send(result.clone().map(|()| results));
@@ -386,6 +389,7 @@ impl Writer {
                 }
             }
         }
+        self.group = group;
     }
 
     fn commit(&mut self, group: &mut Group) -> Result<()> {
@@ -487,8 +491,61 @@ pub(crate) fn spin_recv<T>(receiver: &Receiver<T>, spin: Duration) -> Option<T> 
 
 /// Starts the writer thread.
 pub(crate) fn spawn(writer: Writer, requests: Receiver<Request>) -> Result<std::thread::JoinHandle<()>> {
+    let shared = Arc::clone(&writer.shared);
     std::thread::Builder::new()
         .name("chronicle-writer".into())
-        .spawn(move || writer.run(requests))
+        .spawn(move || {
+            // Marks the writer stopped however the thread ends (a panic included), so callers
+            // waiting for an answer stop waiting.
+            struct Stopped(Arc<Shared>);
+            impl Drop for Stopped {
+                fn drop(&mut self) {
+                    self.0.mark_writer_stopped();
+                }
+            }
+            let _stopped = Stopped(shared);
+            writer.run(requests);
+        })
         .map_err(|e| Error::io("spawn writer thread", std::path::PathBuf::new(), e))
+}
+
+/// An append's answer.
+pub(crate) type AppendAnswer = Result<Vec<AppendResult>>;
+
+thread_local! {
+    /// Each thread's reusable answer channel: a thread has at most one append in flight, so
+    /// one channel serves all its appends (to any store) without an allocation per append.
+    static ANSWER: (Sender<AppendAnswer>, Receiver<AppendAnswer>) = crossbeam_channel::bounded(1);
+}
+
+/// How often a waiting caller checks that the writer is still running.
+const STOPPED_CHECK: Duration = Duration::from_millis(20);
+
+/// Sends an append to the writer and waits for its answer.
+pub(crate) fn append(
+    shared: &Shared,
+    requests: &Sender<Request>,
+    parts: Vec<WritePart>,
+    spin: Option<Duration>,
+) -> AppendAnswer {
+    let (reply, answer) = ANSWER
+        .try_with(|(sender, receiver)| (sender.clone(), receiver.clone()))
+        .unwrap_or_else(|_| crossbeam_channel::bounded(1));
+    requests.send(Request::Append { parts, reply }).map_err(|_| Error::Closed)?;
+    if let Some(spin) = spin
+        && let Some(result) = spin_recv(&answer, spin)
+    {
+        return result;
+    }
+    loop {
+        match answer.recv_timeout(STOPPED_CHECK) {
+            Ok(result) => return result,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) if shared.writer_stopped() => {
+                // The writer is gone: an answer it sent before stopping is already here.
+                return answer.try_recv().unwrap_or(Err(Error::Closed));
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Err(Error::Closed),
+        }
+    }
 }
