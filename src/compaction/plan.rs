@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::retention::Retention;
 use crate::clock::unix_micros_now;
 use crate::index::IndexEntry;
-use crate::segment::Segment;
+use crate::segment::{Segment, SegmentReader};
 use crate::shared::Shared;
 
 /// One sealed segment and the records to drop from it.
@@ -33,6 +33,7 @@ pub(crate) fn plan(shared: &Shared) -> Vec<SegmentPlan> {
         let [segment, next] = pair else { continue };
         let mut discard = HashSet::new();
         let mut discard_bytes = 0u64;
+        let reader = segment.reader().ok();
         for (stream, entries) in segment.index().all_streams() {
             let Some(state) = shared.stream_state(&stream) else { continue };
             let Some(last_version) = state.last_version else { continue };
@@ -47,7 +48,9 @@ pub(crate) fn plan(shared: &Shared) -> Vec<SegmentPlan> {
                     Retention::KeepAll => false,
                     Retention::MaxCount(count) => entry.version.saturating_add(count.max(1)) <= last_version,
                     Retention::BeforeSnapshot => false,
-                    Retention::MaxAge(age) => record_older_than(segment, entry, now_us, age),
+                    Retention::MaxAge(age) => {
+                        reader.as_ref().is_some_and(|reader| record_older_than(reader, entry, now_us, age))
+                    }
                 }
             };
             let mut released: Vec<&IndexEntry> = entries.iter().filter(|e| releasable(e)).collect();
@@ -80,9 +83,9 @@ pub(crate) fn plan(shared: &Shared) -> Vec<SegmentPlan> {
 
 /// Whether the record's commit timestamp is older than `age`. Reads only the timestamp
 /// field; the record's checksum is verified when compaction copies or drops it.
-fn record_older_than(segment: &Segment, entry: &IndexEntry, now_us: u64, age: Duration) -> bool {
+fn record_older_than(reader: &SegmentReader, entry: &IndexEntry, now_us: u64, age: Duration) -> bool {
     let age_us = u64::try_from(age.as_micros()).unwrap_or(u64::MAX);
-    let Ok((decoded, _)) = segment.read_record(u64::from(entry.offset), Some(entry.record_bytes)) else {
+    let Ok((decoded, _)) = reader.read_record(u64::from(entry.offset), Some(entry.record_bytes)) else {
         return false;
     };
     decoded.timestamp_us.saturating_add(age_us) < now_us

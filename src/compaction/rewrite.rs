@@ -84,7 +84,7 @@ pub(crate) fn apply(shared: &Shared, plan: &SegmentPlan) -> Result<u64> {
 /// for segment `new_id` and each marked COMMIT (the file is sealed, whole groups need no
 /// other marker). Returns the new index, the file length, events dropped and records kept.
 fn copy_survivors(
-    old: &Segment,
+    old: &Arc<Segment>,
     plan: &SegmentPlan,
     new_id: u64,
     header: &SegmentHeader,
@@ -96,12 +96,12 @@ fn copy_survivors(
     out.extend_from_slice(&header.encode());
     let mut written = 0u64;
     let (mut dropped, mut kept) = (0u64, 0usize);
-    let committed = old.committed_len();
+    let reader = old.reader()?;
     let mut offset = SEGMENT_HEADER_BYTES as u64;
-    while offset < committed {
+    while offset < reader.len() {
         // Every record is verified, dropped ones included: compaction must not launder
         // corruption into a freshly checksummed file.
-        let (decoded, bytes) = old.read_record(offset, None)?;
+        let (decoded, bytes) = reader.read_record(offset, None)?;
         let record_offset = offset;
         offset += decoded.record_bytes as u64;
         if plan.discard.contains(&(record_offset as u32)) {

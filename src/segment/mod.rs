@@ -108,28 +108,11 @@ impl Segment {
         Ok(slice)
     }
 
-    /// Reads and verifies the record at `offset`. `expected_len`, when known from the index,
-    /// bounds the read. A failed check is `Error::Corruption` naming this file and offset.
-    pub(crate) fn read_record(&self, offset: u64, expected_len: Option<u32>) -> Result<(DecodedRecord, Bytes)> {
+    /// A reader over the bytes committed now; it reads many records without touching the
+    /// segment's locks or atomics.
+    pub(crate) fn reader(self: &Arc<Self>) -> Result<SegmentReader> {
         let committed = self.committed_len();
-        let end = match expected_len {
-            Some(len) => offset.saturating_add(u64::from(len)).min(committed),
-            None => committed.min(offset.saturating_add(record::RECORD_BYTES_MAX as u64)),
-        };
-        let bytes = self.committed_bytes(offset.min(end), end)?;
-        match record::decode(&bytes, self.id(), record::RECORD_BYTES_MAX) {
-            Ok(decoded) => {
-                if expected_len.is_some_and(|len| len as usize != decoded.record_bytes) {
-                    return Err(Error::corruption(&self.path, offset, "record length differs from the index"));
-                }
-                let record = bytes.slice(0..decoded.record_bytes);
-                Ok((decoded, record))
-            }
-            Err(record::DecodeError::Incomplete) => {
-                Err(Error::corruption(&self.path, offset, "record runs past the committed length"))
-            }
-            Err(record::DecodeError::Invalid(reason)) => Err(Error::corruption(&self.path, offset, reason)),
-        }
+        Ok(SegmentReader { bytes: self.committed_bytes(0, committed)?, segment: Arc::clone(self) })
     }
 }
 
@@ -164,5 +147,49 @@ impl Segment {
             SegmentIndex::Active(RwLock::new(crate::index::MemIndex::default())),
         )?;
         Ok(Arc::new(segment))
+    }
+}
+
+/// A segment's committed bytes as of [`Segment::reader`].
+#[derive(Debug)]
+pub(crate) struct SegmentReader {
+    bytes: Bytes,
+    segment: Arc<Segment>,
+}
+
+impl SegmentReader {
+    /// Bytes readable through this reader.
+    pub(crate) fn len(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    pub(crate) fn segment(&self) -> &Arc<Segment> {
+        &self.segment
+    }
+
+    /// Reads and verifies the record at `offset`. `expected_len`, when known from the index,
+    /// bounds the read. A failed check is `Error::Corruption` naming the file and offset.
+    pub(crate) fn read_record(&self, offset: u64, expected_len: Option<u32>) -> Result<(DecodedRecord, Bytes)> {
+        let path = &self.segment.path;
+        let Some(rest) = usize::try_from(offset).ok().and_then(|at| self.bytes.get(at..)) else {
+            return Err(Error::corruption(path, offset, "record offset is past the committed length"));
+        };
+        let window = match expected_len {
+            Some(len) => rest.get(..len as usize).unwrap_or(rest),
+            None => rest,
+        };
+        match record::decode(window, self.segment.id(), record::RECORD_BYTES_MAX) {
+            Ok(decoded) => {
+                if expected_len.is_some_and(|len| len as usize != decoded.record_bytes) {
+                    return Err(Error::corruption(path, offset, "record length differs from the index"));
+                }
+                let start = offset as usize;
+                Ok((decoded.clone(), self.bytes.slice(start..start + decoded.record_bytes)))
+            }
+            Err(record::DecodeError::Incomplete) => {
+                Err(Error::corruption(path, offset, "record runs past the committed length"))
+            }
+            Err(record::DecodeError::Invalid(reason)) => Err(Error::corruption(path, offset, reason)),
+        }
     }
 }
