@@ -184,7 +184,8 @@ impl SegmentReader {
                     return Err(Error::corruption(path, offset, "record length differs from the index"));
                 }
                 let start = offset as usize;
-                Ok((decoded.clone(), self.bytes.slice(start..start + decoded.record_bytes)))
+                let record = self.bytes.slice(start..start + decoded.record_bytes);
+                Ok((decoded, record))
             }
             Err(record::DecodeError::Incomplete) => {
                 Err(Error::corruption(path, offset, "record runs past the committed length"))
