@@ -13,6 +13,7 @@ mod args;
 mod engines;
 mod raw;
 mod report;
+mod w7;
 mod workloads;
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -124,12 +125,8 @@ fn run_all(ctx: &Ctx) -> Res<()> {
         );
         println!("\nratio: clean-open time ÷ chronicle's (lower is faster); page cache warm.");
     }
-    if args.runs("w7") {
-        // TODO(issue 5, W7): once `Store::compact() -> Result<CompactionReport, Error>` exists,
-        // measure append p50/p99 from 1 and 8 threads while a compaction of sealed segments
-        // runs, against the same appends on an idle store (target: p99 ≤ 2× idle).
-        println!("\n### W7 append latency during compaction\n");
-        println!("skipped: `Store::compact()` does not exist yet (TODO in benches/compare/main.rs).");
+    if args.runs("w7") && args.has_engine("chronicle") {
+        w7::w7(ctx)?;
     }
     if args.runs("w8") {
         let rows: Vec<Row> = data.w8;
