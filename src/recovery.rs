@@ -70,8 +70,21 @@ fn find_segments(storage: &Arc<dyn Storage>, dir: &Path) -> Result<Vec<Found>> {
     let mut removed_any = false;
     let mut found = Vec::new();
     let mut candidates = Vec::new();
+    let segment_names: std::collections::HashSet<&str> =
+        names.iter().map(String::as_str).filter(|name| naming::parse_segment_file_name(name).is_some()).collect();
     for name in &names {
         let path = dir.join(name);
+        if let Some(segment_name) = naming::segment_name_of_index(name)
+            && !segment_names.contains(segment_name.as_str())
+        {
+            // The index of a segment whose removal a crash interrupted (compaction removes the
+            // segment, then its index). Segment ids can be allocated again once the largest
+            // one is gone, and a new segment must never load this file as its own.
+            tracing::info!(path = %path.display(), "removing an index file without its segment");
+            storage.remove_file(&path).map_err(|e| Error::io("remove orphaned index file", &path, e))?;
+            removed_any = true;
+            continue;
+        }
         if name.ends_with(naming::TMP_SUFFIX) {
             tracing::info!(path = %path.display(), "removing leftover temporary file");
             storage.remove_file(&path).map_err(|e| Error::io("remove temporary file", &path, e))?;
