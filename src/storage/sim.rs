@@ -6,6 +6,9 @@
 //! - `write_all_at` and `set_len` change the file's current bytes at once (every reader sees
 //!   them) and are remembered as *unsynced* changes;
 //! - `sync_data` makes the current bytes durable and forgets the unsynced changes.
+//! - a *failed* `sync_data` loses the unsynced changes for good: they stay readable, but no
+//!   later sync makes them durable (what Linux does after a writeback error, the
+//!   "fsyncgate" lesson: retrying the fsync reports success without writing them).
 //!
 //! Per directory: creations, renames and removals change the entries at once and are
 //! remembered as unsynced entry changes; `sync_dir` makes the current entries durable.
@@ -26,7 +29,9 @@
 //! Error injection ([`SimStorage::fail_call`], [`SimStorage::fail_from`]) counts every call
 //! of [`Storage`] and [`StorageFile`] methods on this storage and its files, from every
 //! thread, numbered from 1 ([`SimStorage::calls`] is how many were made). A failing call
-//! changes nothing.
+//! changes nothing, with two exceptions that real disks share: a failed `sync_data` loses
+//! the unsynced changes (above), and a write failing with ENOSPC writes the first half of
+//! its buffer first (a short write as the disk fills up).
 //!
 //! ```
 //! use std::path::Path;
@@ -145,10 +150,13 @@ struct Dir {
 
 #[derive(Default)]
 struct Inode {
+    /// What reads see.
     data: Vec<u8>,
-    /// Changes since the last `sync_data`, with what each overwrote so the durable bytes
-    /// can be rebuilt without keeping a second copy of the file.
-    unsynced: Vec<Change>,
+    /// What survives a crash for sure. A sync applies the unsynced changes to it, so its
+    /// cost is the bytes changed since the last sync, not the file's size.
+    durable: Vec<u8>,
+    /// Changes since the last `sync_data`, in order.
+    unsynced: Vec<Op>,
     /// Open handles; an inode without handles and without directory entries is dropped.
     handles: usize,
 }
@@ -158,12 +166,13 @@ enum Op {
     SetLen(u64),
 }
 
-struct Change {
-    op: Op,
-    /// The length before the change, and the bytes it overwrote (`old` at `old_at`).
-    old_len: u64,
-    old_at: u64,
-    old: Vec<u8>,
+impl Op {
+    fn apply(&self, data: &mut Vec<u8>) {
+        match self {
+            Op::Write { offset, bytes } => write_at(data, *offset, bytes),
+            Op::SetLen(len) => data.resize(*len as usize, 0),
+        }
+    }
 }
 
 /// What a call does, for fault eligibility.
@@ -303,7 +312,7 @@ impl SimStorage {
         for number in surviving {
             let Some(inode) = state.inodes.get(&number) else { continue };
             let data = inode.crash_image(mode, &mut rng);
-            image.inodes.insert(number, Inode { data, unsynced: Vec::new(), handles: 0 });
+            image.inodes.insert(number, Inode { durable: data.clone(), data, unsynced: Vec::new(), handles: 0 });
         }
         SimStorage { state: Arc::new(Mutex::new(image)) }
     }
@@ -354,6 +363,7 @@ impl SimStorage {
         };
         let inode = state.inodes.entry(number).or_default();
         inode.data = bytes.to_vec();
+        inode.durable = bytes.to_vec();
         inode.unsynced.clear();
         let dir = state.dirs.get_mut(&dir).ok_or_else(not_found)?;
         dir.entries.insert(name.clone(), number);
@@ -442,51 +452,31 @@ impl State {
 
 impl Inode {
     fn apply(&mut self, op: Op) {
-        let old_len = self.data.len() as u64;
-        let (old_at, old) = match &op {
-            Op::Write { offset, bytes } => {
-                let start = (*offset).min(old_len) as usize;
-                let end = offset.saturating_add(bytes.len() as u64).min(old_len) as usize;
-                let old = self.data.get(start..end).map(<[u8]>::to_vec).unwrap_or_default();
-                write_at(&mut self.data, *offset, bytes);
-                (*offset, old)
-            }
-            Op::SetLen(len) => {
-                let old = self.data.get(*len as usize..).map(<[u8]>::to_vec).unwrap_or_default();
-                self.data.resize(*len as usize, 0);
-                (*len, old)
-            }
-        };
-        self.unsynced.push(Change { op, old_len, old_at, old });
+        op.apply(&mut self.data);
+        self.unsynced.push(op);
     }
 
-    /// The bytes as of the last `sync_data`.
-    fn durable(&self) -> Vec<u8> {
-        let mut data = self.data.clone();
-        for change in self.unsynced.iter().rev() {
-            data.resize(change.old_len as usize, 0);
-            write_at(&mut data, change.old_at, &change.old);
+    fn sync(&mut self) {
+        for op in self.unsynced.drain(..) {
+            op.apply(&mut self.durable);
         }
-        data
     }
 
     fn crash_image(&self, mode: Keep, rng: &mut SplitMix64) -> Vec<u8> {
-        if mode == Keep::Everything || self.unsynced.is_empty() {
-            return self.data.clone();
-        }
-        let mut data = self.durable();
+        let mut data = self.durable.clone();
         if mode == Keep::Nothing {
             return data;
         }
-        let last = self.unsynced.len() - 1;
-        for (i, change) in self.unsynced.iter().enumerate() {
-            if !rng.coin() {
+        let last = self.unsynced.len().saturating_sub(1);
+        for (i, op) in self.unsynced.iter().enumerate() {
+            if mode == Keep::Random && !rng.coin() {
                 continue;
             }
-            match &change.op {
-                Op::SetLen(len) => data.resize(*len as usize, 0),
-                Op::Write { offset, bytes } if i == last && rng.coin() => tear(&mut data, *offset, bytes, rng),
-                Op::Write { offset, bytes } => write_at(&mut data, *offset, bytes),
+            match op {
+                Op::Write { offset, bytes } if mode == Keep::Random && i == last && rng.coin() => {
+                    tear(&mut data, *offset, bytes, rng)
+                }
+                op => op.apply(&mut data),
             }
         }
         data
@@ -697,10 +687,24 @@ impl SimFile {
 
 impl StorageFile for SimFile {
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.with_inode(Call::NeedsSpace, true, |inode| {
+        let result = self.with_inode(Call::NeedsSpace, true, |inode| {
             inode.apply(Op::Write { offset, bytes: buf.to_vec() });
             Ok(())
-        })
+        });
+        if let Err(error) = &result
+            && error.raw_os_error() == Some(ENOSPC)
+            && self.writable
+        {
+            // A short write: the first half of the buffer made it before the disk was full.
+            let mut state = self.storage.lock_state();
+            if let Some(inode) = state.inodes.get_mut(&self.inode) {
+                let half = buf.get(..buf.len() / 2).unwrap_or_default();
+                if !half.is_empty() {
+                    inode.apply(Op::Write { offset, bytes: half.to_vec() });
+                }
+            }
+        }
+        result
     }
 
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
@@ -726,10 +730,18 @@ impl StorageFile for SimFile {
     }
 
     fn sync_data(&self) -> io::Result<()> {
-        self.with_inode(Call::NeedsSpace, false, |inode| {
-            inode.unsynced.clear();
+        let result = self.with_inode(Call::NeedsSpace, false, |inode| {
+            inode.sync();
             Ok(())
-        })
+        });
+        if result.is_err() {
+            // The writeback failed: the unsynced changes stay readable but are lost for good.
+            let mut state = self.storage.lock_state();
+            if let Some(inode) = state.inodes.get_mut(&self.inode) {
+                inode.unsynced.clear();
+            }
+        }
+        result
     }
 
     fn map(&self, capacity: u64) -> io::Result<Bytes> {
@@ -758,7 +770,7 @@ mod tests {
     }
 
     #[test]
-    fn durable_bytes_undo_every_unsynced_change() {
+    fn crash_keeps_durable_bytes_and_some_unsynced_changes() {
         let (sim, _file) = file_with_history();
         assert_eq!(sim.crash(0).read_file(Path::new("/d/f")).unwrap(), vec![1; 1000]);
         let all = sim.crash(1).read_file(Path::new("/d/f")).unwrap();
@@ -841,14 +853,34 @@ mod tests {
         let file = sim.open(Path::new("/d/f"), OpenMode::CreateNew).unwrap();
         sim.fail_call(3, InjectedError::NoSpace);
         assert_eq!(file.len().unwrap(), 0); // call 3 is a read: the fault moves to the next write
-        let error = file.write_all_at(b"x", 0).unwrap_err();
+        let error = file.write_all_at(b"abcd", 0).unwrap_err();
         assert_eq!(error.raw_os_error(), Some(ENOSPC));
-        assert_eq!(sim.read_file(Path::new("/d/f")).unwrap(), b"", "a failed write changes nothing");
+        assert_eq!(sim.read_file(Path::new("/d/f")).unwrap(), b"ab", "a write failing with ENOSPC is short");
         file.write_all_at(b"x", 0).unwrap();
         sim.fail_from(sim.calls() + 1, InjectedError::Io);
         assert_eq!(file.len().unwrap_err().raw_os_error(), Some(EIO));
+        assert!(file.write_all_at(b"y", 0).is_err());
+        assert_eq!(sim.read_file(Path::new("/d/f")).unwrap(), b"xb", "a write failing with EIO changes nothing");
         assert!(file.sync_data().is_err());
-        assert_eq!(sim.calls(), 7);
+        assert_eq!(sim.calls(), 8);
+    }
+
+    #[test]
+    fn failed_sync_loses_unsynced_writes_for_good() {
+        let sim = SimStorage::new();
+        sim.create_dir_all(Path::new("/d")).unwrap();
+        let file = sim.open(Path::new("/d/f"), OpenMode::CreateNew).unwrap();
+        sim.sync_dir(Path::new("/d")).unwrap();
+        file.write_all_at(b"lost", 0).unwrap();
+        sim.fail_call(sim.calls() + 1, InjectedError::Io);
+        assert!(file.sync_data().is_err());
+        file.write_all_at(b"kept", 4).unwrap();
+        file.sync_data().unwrap(); // the retry "succeeds"...
+        assert_eq!(sim.read_file(Path::new("/d/f")).unwrap(), b"lostkept");
+        for seed in 0..8 {
+            // ...but the first write never reaches the disk.
+            assert_eq!(sim.crash(seed).read_file(Path::new("/d/f")).unwrap(), b"\0\0\0\0kept", "seed {seed}");
+        }
     }
 
     #[test]
