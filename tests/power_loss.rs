@@ -11,7 +11,7 @@ mod crash_support;
 use std::sync::Arc;
 
 use chronicle::Store;
-use chronicle::storage::{InjectedError, SimStorage};
+use chronicle::storage::SimStorage;
 use crash_support::{Ack, RunLog, Workload, check_appends_work, check_store, plan, small_segments};
 
 const DIR: &str = "/power-loss/store";
@@ -29,10 +29,11 @@ fn seeds(k: u64, count: u64) -> Vec<u64> {
     (0..count).map(|i| if i < 2 { base + i } else { base + 2 + ((i - 2) / 2) * 4 + (i - 2) % 2 }).collect()
 }
 
-/// Runs the workload on a storage that loses power after call `k` (every later call fails,
-/// as if nothing reached the disk any more). `None` if the store did not even open.
-fn run_until_power_loss(sim: &SimStorage, k: u64, threads: &[Vec<crash_support::Op>]) -> Option<RunLog> {
-    sim.fail_from(k + 1, InjectedError::Io);
+/// Runs the workload on a storage where the process stops after call `k` (every later call
+/// fails without effect, as if nothing reached the disk any more). `None` if the store did
+/// not even open.
+fn run_until_stopped(sim: &SimStorage, k: u64, threads: &[Vec<crash_support::Op>]) -> Option<RunLog> {
+    sim.stop_at(k + 1);
     let store = Store::open_with_storage(DIR, small_segments(), Arc::new(sim.clone())).ok()?;
     let log = Workload::new(&store, 0, None).run(threads);
     let _ = store.close();
@@ -64,7 +65,7 @@ fn every_crash_point_keeps_every_acknowledged_append() {
     let mut k = 0u64;
     loop {
         let sim = SimStorage::new();
-        let log = run_until_power_loss(&sim, k, &threads);
+        let log = run_until_stopped(&sim, k, &threads);
         let completed = sim.calls() <= k;
         let acked: &[Ack] = log.as_ref().map_or(&[], |log| &log.acked);
         if let Some(log) = &log {
@@ -89,4 +90,48 @@ fn every_crash_point_keeps_every_acknowledged_append() {
     eprintln!(
         "power loss: {crash_points} crash points up to call {k}, {images} crash images, up to {acked_events_max} acknowledged events checked per run"
     );
+}
+
+/// `kill -9` at every call, a restart on the same storage (the operating system kept every
+/// write), a second session of appends, then a power cut: what either session acknowledged
+/// survives. This catches files the first session created but never made durable (the
+/// directory entry) and that the second session goes on using.
+#[test]
+fn process_crash_at_every_call_then_power_loss_keeps_every_acknowledged_append() {
+    let full = full_run();
+    let first = plan(3, 12, 0xfeed);
+    let second = plan(2, 6, 0xbeef);
+    let (seed_count, stride) = if full { (8, 1) } else { (2, 3) };
+    let mut crash_points = 0u64;
+    let mut k = 0u64;
+    loop {
+        let sim = SimStorage::new();
+        let log = run_until_stopped(&sim, k, &first);
+        let completed = sim.calls() <= k;
+        let context = format!("process crash after call {k}");
+        let mut acked: Vec<Ack> = log
+            .map(|log| {
+                assert!(log.violations.is_empty(), "{context}: {:#?}", log.violations);
+                log.acked
+            })
+            .unwrap_or_default();
+        sim.clear_faults();
+        let store = Store::open_with_storage(DIR, small_segments(), Arc::new(sim.clone()))
+            .unwrap_or_else(|e| panic!("{context}: restart failed: {e}"));
+        check_store(&store, &acked).unwrap_or_else(|e| panic!("{context}: after restart: {e}"));
+        let log = Workload::new(&store, 100_000, None).run(&second);
+        assert!(log.violations.is_empty(), "{context}, second session: {:#?}", log.violations);
+        acked.extend(log.acked);
+        // The power fails while the second session's store is still open.
+        for seed in seeds(k, seed_count) {
+            check_image(sim.crash(seed), &acked, &format!("{context}, restart, power loss with seed {seed}"));
+        }
+        drop(store);
+        crash_points += 1;
+        if completed {
+            break;
+        }
+        k += if k < 40 { 1 } else { stride };
+    }
+    eprintln!("process crash then power loss: {crash_points} crash points up to call {k}");
 }

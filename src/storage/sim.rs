@@ -130,6 +130,8 @@ struct State {
     next_inode: u64,
     calls: u64,
     faults: Vec<Fault>,
+    /// Set when a [`SimStorage::stop_at`] fault fired; cleared by `clear_faults`.
+    stopped: bool,
     locks: BTreeSet<PathBuf>,
 }
 
@@ -138,6 +140,8 @@ struct Fault {
     error: InjectedError,
     first_call: u64,
     persistent: bool,
+    /// The process is gone: the failing calls have no effect at all.
+    stops_process: bool,
 }
 
 #[derive(Default, Clone)]
@@ -228,7 +232,7 @@ impl SimStorage {
     /// assert!(sim.create_dir_all("/d".as_ref()).is_ok());
     /// ```
     pub fn fail_call(&self, call: u64, error: InjectedError) {
-        self.lock_state().faults.push(Fault { error, first_call: call, persistent: false });
+        self.lock_state().faults.push(Fault { error, first_call: call, persistent: false, stops_process: false });
     }
 
     /// Makes call number `call` and every later one fail with `error` (for
@@ -248,7 +252,32 @@ impl SimStorage {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn fail_from(&self, call: u64, error: InjectedError) {
-        self.lock_state().faults.push(Fault { error, first_call: call, persistent: true });
+        self.lock_state().faults.push(Fault { error, first_call: call, persistent: true, stops_process: false });
+    }
+
+    /// The process dies just before call number `call`: that call and every later one fail
+    /// with EIO and have no effect at all (unlike [`SimStorage::fail_from`], a failing sync
+    /// loses nothing and no write is short), until [`SimStorage::clear_faults`]. Then
+    /// reopen on this storage to model `kill -9` (the operating system keeps every write),
+    /// or on a [`SimStorage::crash`] image to model a power cut.
+    ///
+    /// ```
+    /// use chronicle::storage::{OpenMode, SimStorage, Storage};
+    /// let sim = SimStorage::new();
+    /// sim.create_dir_all("/d".as_ref())?;
+    /// let file = sim.open("/d/f".as_ref(), OpenMode::CreateNew)?;
+    /// file.write_all_at(b"written", 0)?;
+    /// sim.stop_at(sim.calls() + 1);
+    /// assert!(file.sync_data().is_err());
+    /// sim.clear_faults(); // the process restarts
+    /// file.sync_data()?;
+    /// sim.sync_dir("/d".as_ref())?;
+    /// assert_eq!(sim.crash(0).read_file("/d/f".as_ref())?, b"written");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn stop_at(&self, call: u64) {
+        let fault = Fault { error: InjectedError::Io, first_call: call, persistent: true, stops_process: true };
+        self.lock_state().faults.push(fault);
     }
 
     /// Removes every pending fault.
@@ -262,7 +291,9 @@ impl SimStorage {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn clear_faults(&self) {
-        self.lock_state().faults.clear();
+        let mut state = self.lock_state();
+        state.faults.clear();
+        state.stopped = false;
     }
 
     /// The storage as it could be after a power loss now (see the module documentation for
@@ -385,6 +416,7 @@ impl SimStorage {
             if !fault.persistent {
                 state.faults.remove(index);
             }
+            state.stopped |= fault.stops_process;
             return Err(fault.error.to_io());
         }
         Ok(state)
@@ -697,7 +729,8 @@ impl StorageFile for SimFile {
         {
             // A short write: the first half of the buffer made it before the disk was full.
             let mut state = self.storage.lock_state();
-            if let Some(inode) = state.inodes.get_mut(&self.inode) {
+            let stopped = state.stopped;
+            if let Some(inode) = state.inodes.get_mut(&self.inode).filter(|_| !stopped) {
                 let half = buf.get(..buf.len() / 2).unwrap_or_default();
                 if !half.is_empty() {
                     inode.apply(Op::Write { offset, bytes: half.to_vec() });
@@ -737,7 +770,8 @@ impl StorageFile for SimFile {
         if result.is_err() {
             // The writeback failed: the unsynced changes stay readable but are lost for good.
             let mut state = self.storage.lock_state();
-            if let Some(inode) = state.inodes.get_mut(&self.inode) {
+            let stopped = state.stopped;
+            if let Some(inode) = state.inodes.get_mut(&self.inode).filter(|_| !stopped) {
                 inode.unsynced.clear();
             }
         }

@@ -232,13 +232,14 @@ pub fn check_store(store: &Store, acked: &[Ack]) -> Result<Recovered, String> {
     Ok(Recovered { events: all.len(), streams: streams.len(), batches: batches.len() })
 }
 
-/// After recovery, appends one event to every stream with the exact expected version and
-/// checks the new event lands after everything else.
-pub fn check_appends_work(store: &Store, batch: u32) -> Result<(), String> {
+/// After recovery, appends one event to every stream (and a new one) with the exact
+/// expected version and checks each lands after everything else; returns the acks.
+pub fn check_appends_work(store: &Store, batch: u32) -> Result<Vec<Ack>, String> {
     let end =
         store.read_all_backward(None).map_err(|e| e.to_string())?.next().transpose().map_err(|e| e.to_string())?;
     let streams = store.streams().map_err(|e| e.to_string())?;
     let mut last_position = end.map(|e| e.position);
+    let mut acks = Vec::new();
     for (n, stream) in streams.iter().chain(std::iter::once(&"fresh-after-recovery".to_owned())).enumerate() {
         let version = store.stream_version(stream).map_err(|e| e.to_string())?;
         let expected = version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
@@ -253,8 +254,9 @@ pub fn check_appends_work(store: &Store, batch: u32) -> Result<(), String> {
             ));
         }
         last_position = Some(result.last_position);
+        acks.push(Ack { batch: batch + n as u32, streams: vec![stream.clone()], results: vec![result] });
     }
-    Ok(())
+    Ok(acks)
 }
 
 /// A stream the workload appends to.
@@ -402,9 +404,11 @@ impl<'a> Workload<'a> {
         log
     }
 
-    fn stream_name(thread: usize, stream: StreamRef) -> String {
+    /// Own streams are named after the batch base, so sessions with different bases do not
+    /// share them; shared streams are shared across sessions too.
+    fn stream_name(&self, thread: usize, stream: StreamRef) -> String {
         match stream {
-            StreamRef::Own(n) => format!("thread{thread}-{n}"),
+            StreamRef::Own(n) => format!("b{}-thread{thread}-{n}", self.batch_base),
             StreamRef::Shared(n) => format!("shared-{n}"),
         }
     }
@@ -477,7 +481,7 @@ impl<'a> Workload<'a> {
             Op::Append { events, .. } | Op::AppendMulti { events, .. } => *events,
             _ => unreachable!(),
         };
-        let names: Vec<String> = parts.iter().map(|&s| Self::stream_name(thread, s)).collect();
+        let names: Vec<String> = parts.iter().map(|&s| self.stream_name(thread, s)).collect();
         let count = parts.len() as u8;
         let result = if let Op::Append { stream, .. } = op {
             self.store
@@ -512,7 +516,7 @@ impl<'a> Workload<'a> {
 
     /// Reads an own stream: every acknowledged event must be there at its version.
     fn check_read(&self, thread: usize, stream: u8, acked: &[(u64, u128)]) -> Result<(), Error> {
-        let name = Self::stream_name(thread, StreamRef::Own(stream));
+        let name = self.stream_name(thread, StreamRef::Own(stream));
         let events: Vec<RecordedEvent> = match self.store.read_stream(&name, 0) {
             Ok(iter) => iter.collect::<Result<_, _>>()?,
             Err(error) => return Err(error),
