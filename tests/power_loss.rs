@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use chronicle::Store;
 use chronicle::storage::SimStorage;
-use crash_support::{Ack, RunLog, Workload, check_appends_work, check_store, plan, small_segments};
+use crash_support::{Ack, Op, RunLog, StreamRef, Workload, check_appends_work, check_store, plan, small_segments};
 
 const DIR: &str = "/power-loss/store";
 /// Batch numbers of the appends made after recovery (the workload's are below).
@@ -32,7 +32,7 @@ fn seeds(k: u64, count: u64) -> Vec<u64> {
 /// Runs the workload on a storage where the process stops after call `k` (every later call
 /// fails without effect, as if nothing reached the disk any more). `None` if the store did
 /// not even open.
-fn run_until_stopped(sim: &SimStorage, k: u64, threads: &[Vec<crash_support::Op>]) -> Option<RunLog> {
+fn run_until_stopped(sim: &SimStorage, k: u64, threads: &[Vec<Op>]) -> Option<RunLog> {
     sim.stop_at(k + 1);
     let store = Store::open_with_storage(DIR, small_segments(), Arc::new(sim.clone())).ok()?;
     let log = Workload::new(&store, 0, None).run(threads);
@@ -119,6 +119,13 @@ fn process_crash_at_every_call_then_power_loss_keeps_every_acknowledged_append()
         let store = Store::open_with_storage(DIR, small_segments(), Arc::new(sim.clone()))
             .unwrap_or_else(|e| panic!("{context}: restart failed: {e}"));
         check_store(&store, &acked).unwrap_or_else(|e| panic!("{context}: after restart: {e}"));
+        // The power fails right after the first acknowledged append of the new session...
+        let first_ack =
+            Workload::new(&store, 50_000, None).run(&[vec![Op::Append { stream: StreamRef::Shared(0), events: 1 }]]);
+        assert!(first_ack.violations.is_empty() && first_ack.acked.len() == 1, "{context}: {first_ack:?}");
+        acked.extend(first_ack.acked);
+        check_image(sim.crash(k * 4096), &acked, &format!("{context}, restart, one append, power loss"));
+        // ...or after more appends, with the store still open.
         let log = Workload::new(&store, 100_000, None).run(&second);
         assert!(log.violations.is_empty(), "{context}, second session: {:#?}", log.violations);
         acked.extend(log.acked);
