@@ -9,7 +9,7 @@
 
 #![allow(dead_code)] // each test binary uses part of this module
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -183,9 +183,11 @@ pub fn check_store(store: &Store, acked: &[Ack]) -> Result<Recovered, String> {
         return Err(format!("streams() lists {} streams, the log holds {}", listed.len(), streams.len()));
     }
     // Every batch whole, in order, with contiguous positions.
-    let batches: BTreeSet<u32> = by_id.keys().map(|id| id.batch).collect();
-    for &batch in &batches {
-        let mut ids: Vec<&EventId> = by_id.keys().filter(|id| id.batch == batch).collect();
+    let mut batches: BTreeMap<u32, Vec<&EventId>> = BTreeMap::new();
+    for id in by_id.keys() {
+        batches.entry(id.batch).or_default().push(id);
+    }
+    for (&batch, ids) in &mut batches {
         ids.sort();
         let shape = *ids[0];
         let total = usize::from(shape.parts) * usize::from(shape.events);
