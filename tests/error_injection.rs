@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use chronicle::storage::{InjectedError, SimStorage};
 use chronicle::{Error, ExpectedVersion, Store};
-use crash_support::{Ack, Workload, check_appends_work, check_store, part_events, plan, small_segments};
+use crash_support::{Acks, Workload, check_appends_work, check_store, part_events, plan, small_segments};
 
 const DIR: &str = "/error-injection/store";
 const AFTER_FAILURE_BATCH: u32 = 1 << 29;
@@ -51,7 +51,7 @@ fn inject_and_check(fault: Fault, call: u64, threads: &[Vec<crash_support::Op>])
     let context = format!("{fault:?} at call {call}");
     let sim = SimStorage::new();
     fault.inject(&sim, call);
-    let mut acked: Vec<Ack> = Vec::new();
+    let mut acked = Acks::default();
     match open(&sim) {
         Err(error) => assert!(is_write_failure(&error), "{context}: open failed with {error}"),
         Ok(store) => {
@@ -88,7 +88,7 @@ fn inject_and_check(fault: Fault, call: u64, threads: &[Vec<crash_support::Op>])
     check_store(&store, &acked).unwrap_or_else(|e| panic!("{context}: after reopen: {e}"));
     let after = check_appends_work(&store, AFTER_RECOVERY_BATCH).unwrap_or_else(|e| panic!("{context}: {e}"));
     drop(store);
-    acked.extend(after);
+    acked.appends.extend(after);
     // ...and what they acknowledge survives a crash, even after a failed fsync had left
     // bytes in the file that never reached the disk.
     let store = open(&sim.crash(call * 4)).unwrap_or_else(|e| panic!("{context}: reopen after the last crash: {e}"));

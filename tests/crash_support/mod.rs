@@ -92,6 +92,16 @@ fn content_matches(recorded: &RecordedEvent, id: EventId) -> bool {
     recorded_as_new == expected
 }
 
+/// The snapshot state the workload saves for `stream` at `version`: 0 to 1500 bytes, so
+/// snapshot files straddle 512-byte sectors.
+pub fn snapshot_state(stream: &str, version: u64) -> Vec<u8> {
+    let mut mix = version.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    for byte in stream.bytes() {
+        mix = (mix ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (0..(mix % 1501) as usize).map(|i| (mix >> (i % 57)) as u8 ^ i as u8).collect()
+}
+
 /// An acknowledged append: batch number, the stream of each part, what the store returned.
 #[derive(Debug, Clone)]
 pub struct Ack {
@@ -100,12 +110,47 @@ pub struct Ack {
     pub results: Vec<AppendResult>,
 }
 
+/// One acknowledgement, as it arrives.
+#[derive(Debug, Clone)]
+pub enum Acked {
+    Append(Ack),
+    /// `delete_stream` of this stream returned Ok.
+    Delete(String),
+    /// `save_snapshot` of this stream at this version returned Ok.
+    Snapshot(String, u64),
+}
+
+/// Everything acknowledged, which recovery must keep.
+#[derive(Debug, Default, Clone)]
+pub struct Acks {
+    pub appends: Vec<Ack>,
+    pub deletes: Vec<String>,
+    pub snapshots: Vec<(String, u64)>,
+}
+
+impl Acks {
+    pub fn push(&mut self, acked: Acked) {
+        match acked {
+            Acked::Append(ack) => self.appends.push(ack),
+            Acked::Delete(stream) => self.deletes.push(stream),
+            Acked::Snapshot(stream, version) => self.snapshots.push((stream, version)),
+        }
+    }
+
+    pub fn extend(&mut self, other: Acks) {
+        self.appends.extend(other.appends);
+        self.deletes.extend(other.deletes);
+        self.snapshots.extend(other.snapshots);
+    }
+}
+
 /// What the checker found.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Recovered {
     pub events: usize,
     pub streams: usize,
     pub batches: usize,
+    pub snapshots: usize,
 }
 
 fn collect<I: Iterator<Item = Result<RecordedEvent, Error>>>(
@@ -115,12 +160,23 @@ fn collect<I: Iterator<Item = Result<RecordedEvent, Error>>>(
     iter.collect::<Result<Vec<_>, _>>().map_err(|e| format!("{what}: {e}"))
 }
 
-/// Checks the recovery invariants on an open store: every acknowledged append present at
-/// its versions and positions, byte for byte; every event one the workload wrote; every
-/// batch whole, its positions contiguous in part order; every stream a gap-free prefix;
-/// positions strictly increasing; the index (`read_stream`, `stream_version`, `streams`)
-/// agreeing with a scan of the log (`read_all`, both directions).
-pub fn check_store(store: &Store, acked: &[Ack]) -> Result<Recovered, String> {
+/// Whether `stream` is deleted, by `stream_version`.
+fn is_deleted(store: &Store, stream: &str) -> Result<bool, String> {
+    match store.stream_version(stream) {
+        Ok(_) => Ok(false),
+        Err(Error::StreamDeleted { .. }) => Ok(true),
+        Err(error) => Err(format!("stream_version {stream:?}: {error}")),
+    }
+}
+
+/// Checks the recovery invariants on an open store: every acknowledged append to a stream
+/// not deleted is present at its versions and positions, byte for byte; every acknowledged
+/// deletion holds; every event is one the workload wrote; every batch is whole, its
+/// positions contiguous in part order; every stream is a gap-free prefix; positions
+/// strictly increase; the index (`read_stream`, `stream_version`, `streams`) agrees with a
+/// scan of the log (`read_all`, both directions); every snapshot is one that was saved,
+/// whole, and no older than the newest acknowledged one.
+pub fn check_store(store: &Store, acked: &Acks) -> Result<Recovered, String> {
     let all = collect(store.read_all(0).map_err(|e| format!("read_all: {e}"))?, "read_all")?;
     let mut backward =
         collect(store.read_all_backward(None).map_err(|e| format!("read_all_backward: {e}"))?, "read_all_backward")?;
@@ -210,9 +266,26 @@ pub fn check_store(store: &Store, acked: &[Ack]) -> Result<Recovered, String> {
             }
         }
     }
-    // Every acknowledged append present where the store said it put it.
-    for ack in acked {
+    // Every acknowledged deletion holds.
+    for stream in &acked.deletes {
+        if !is_deleted(store, stream)? {
+            return Err(format!("acknowledged deletion of {stream:?} is undone"));
+        }
+        if !matches!(store.read_stream(stream, 0), Err(Error::StreamDeleted { .. })) {
+            return Err(format!("deleted stream {stream:?} reads without StreamDeleted"));
+        }
+    }
+    // Every acknowledged append to a stream not deleted is where the store said it put it.
+    let mut deleted: HashMap<&str, bool> = HashMap::new();
+    for ack in &acked.appends {
         for (part, (stream, result)) in ack.streams.iter().zip(&ack.results).enumerate() {
+            let stream_deleted = match deleted.get(stream.as_str()) {
+                Some(&known) => known,
+                None => *deleted.entry(stream).or_insert(is_deleted(store, stream)?),
+            };
+            if stream_deleted {
+                continue;
+            }
             let events = (result.last_version - result.first_version + 1) as u16;
             for index in 0..events {
                 let id = EventId { batch: ack.batch, parts: ack.results.len() as u8, part: part as u8, events, index };
@@ -231,7 +304,49 @@ pub fn check_store(store: &Store, acked: &[Ack]) -> Result<Recovered, String> {
             }
         }
     }
-    Ok(Recovered { events: all.len(), streams: streams.len(), batches: batches.len() })
+    // Snapshots: whole, of a version the stream has, no older than the newest acknowledged.
+    let mut newest_acked: BTreeMap<&str, u64> = BTreeMap::new();
+    for (stream, version) in &acked.snapshots {
+        let newest = newest_acked.entry(stream).or_insert(*version);
+        *newest = (*newest).max(*version);
+    }
+    let mut snapshots = 0;
+    for stream in streams.keys().copied().chain(newest_acked.keys().copied()) {
+        if is_deleted(store, stream)? {
+            continue;
+        }
+        let loaded = store.load_snapshot(stream).map_err(|e| format!("load_snapshot {stream:?}: {e}"))?;
+        let required = newest_acked.get(stream).copied();
+        match (loaded, required) {
+            (None, None) => {}
+            (None, Some(version)) => {
+                return Err(format!("acknowledged snapshot of {stream:?} at version {version} is missing"));
+            }
+            (Some(snapshot), required) => {
+                if required.is_some_and(|v| snapshot.version < v) {
+                    return Err(format!(
+                        "snapshot of {stream:?} is at version {}, older than the acknowledged {required:?}",
+                        snapshot.version
+                    ));
+                }
+                if snapshot.data[..] != snapshot_state(stream, snapshot.version)[..] {
+                    return Err(format!(
+                        "snapshot of {stream:?} at version {} is not what was saved",
+                        snapshot.version
+                    ));
+                }
+                let events = streams.get(stream).map_or(0, Vec::len) as u64;
+                if snapshot.version >= events {
+                    return Err(format!(
+                        "snapshot of {stream:?} at version {} but the stream has {events} events",
+                        snapshot.version
+                    ));
+                }
+                snapshots += 1;
+            }
+        }
+    }
+    Ok(Recovered { events: all.len(), streams: streams.len(), batches: batches.len(), snapshots })
 }
 
 /// After recovery, appends one event to every stream (and a new one) with the exact
@@ -268,15 +383,18 @@ pub enum StreamRef {
     Own(u8),
     /// A stream every thread appends to with `ExpectedVersion::Any`.
     Shared(u8),
+    /// The thread's stream to be deleted next ([`Op::Delete`]); a new one after each
+    /// deletion. Only single-stream appends go to it, so no batch is half deleted.
+    Doomed,
 }
 
-/// One step of a workload thread. New operations (snapshots, deletion, compaction) go here
-/// and in [`Workload::run_op`].
+/// One step of a workload thread. New operations go here, in [`Op::kind`] and in
+/// [`Workload::run_op`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
     /// `append` of `events` events.
     Append { stream: StreamRef, events: u16 },
-    /// `append_multi` of `events` events to each of `streams` (distinct).
+    /// `append_multi` of `events` events to each of `streams` (distinct, never `Doomed`).
     AppendMulti { streams: Vec<StreamRef>, events: u16 },
     /// Reads one of the thread's own streams back and checks what it acknowledged.
     Read { stream: u8 },
@@ -284,12 +402,48 @@ pub enum Op {
     Sync,
     /// `seal`.
     Seal,
+    /// `save_snapshot` of an own stream at its last acknowledged version.
+    Snapshot { stream: u8 },
+    /// `delete_stream` of the thread's doomed stream (skipped while it has no event).
+    Delete,
+    /// `compact`.
+    Compact,
+}
+
+/// How an op's outcome relates to the write path (the group-commit writer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OpKind {
+    /// Goes through the writer: an `Io`/`Poisoned` failure means the write path failed, and
+    /// after that it must never succeed again.
+    Writes,
+    /// Needs the writer (compaction seals first): never succeeds after a write failure,
+    /// but may fail on its own without poisoning the store.
+    NeedsWriter,
+    /// Independent of the writer (reads, snapshot files).
+    Independent,
 }
 
 impl Op {
-    /// Whether a failure of this op means the store's write path failed.
-    fn writes(&self) -> bool {
-        !matches!(self, Op::Read { .. })
+    /// The op's name, for counts.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Append { .. } => "append",
+            Op::AppendMulti { .. } => "append_multi",
+            Op::Read { .. } => "read",
+            Op::Sync => "sync",
+            Op::Seal => "seal",
+            Op::Snapshot { .. } => "snapshot",
+            Op::Delete => "delete",
+            Op::Compact => "compact",
+        }
+    }
+
+    fn kind(&self) -> OpKind {
+        match self {
+            Op::Append { .. } | Op::AppendMulti { .. } | Op::Sync | Op::Seal | Op::Delete => OpKind::Writes,
+            Op::Compact => OpKind::NeedsWriter,
+            Op::Read { .. } | Op::Snapshot { .. } => OpKind::Independent,
+        }
     }
 }
 
@@ -314,29 +468,33 @@ impl Rng {
     }
 }
 
-/// Each thread's list of ops: mostly appends of 1–3 events, some `append_multi` across an
-/// own and a shared stream, a read, a sync, and one seal.
+/// Each thread's list of ops: mostly appends of 1–3 events (own, shared and doomed
+/// streams), `append_multi` across an own and a shared stream, reads, syncs, snapshots,
+/// deletions, now and then a compaction, and one seal.
 pub fn plan(threads: usize, ops_per_thread: usize, seed: u64) -> Vec<Vec<Op>> {
     let mut rng = Rng::new(seed);
     (0..threads)
         .map(|thread| {
             (0..ops_per_thread)
-                .map(|i| match rng.below(16) {
+                .map(|i| match rng.below(40) {
                     _ if thread == 0 && i == ops_per_thread / 2 => Op::Seal,
-                    0..=8 => {
-                        let stream = if rng.below(4) == 0 {
-                            StreamRef::Shared(rng.below(2) as u8)
-                        } else {
-                            StreamRef::Own(rng.below(2) as u8)
+                    0..=17 => {
+                        let stream = match rng.below(8) {
+                            0 | 1 => StreamRef::Shared(rng.below(2) as u8),
+                            2 | 3 => StreamRef::Doomed,
+                            _ => StreamRef::Own(rng.below(2) as u8),
                         };
                         Op::Append { stream, events: 1 + rng.below(3) as u16 }
                     }
-                    9..=12 => Op::AppendMulti {
+                    18..=25 => Op::AppendMulti {
                         streams: vec![StreamRef::Own(rng.below(2) as u8), StreamRef::Shared(rng.below(2) as u8)],
                         events: 1 + rng.below(2) as u16,
                     },
-                    13 | 14 => Op::Read { stream: rng.below(2) as u8 },
-                    _ => Op::Sync,
+                    26..=29 => Op::Read { stream: rng.below(2) as u8 },
+                    30 | 31 => Op::Sync,
+                    32..=35 => Op::Snapshot { stream: rng.below(2) as u8 },
+                    36 | 37 => Op::Delete,
+                    _ => Op::Compact,
                 })
                 .collect()
         })
@@ -346,12 +504,14 @@ pub fn plan(threads: usize, ops_per_thread: usize, seed: u64) -> Vec<Vec<Op>> {
 /// What one run of the workload did.
 #[derive(Debug, Default)]
 pub struct RunLog {
-    pub acked: Vec<Ack>,
+    pub acked: Acks,
     /// Broken promises seen while running (success after a write-path failure, wrong
     /// errors, reads that disagree with acknowledgements).
     pub violations: Vec<String>,
     /// Ops whose write path failed (Io or Poisoned).
     pub write_failures: usize,
+    /// Successful ops by [`Op::name`].
+    pub succeeded: BTreeMap<&'static str, usize>,
 }
 
 /// A workload run against one store; threads share it.
@@ -364,7 +524,7 @@ pub struct Workload<'a> {
     sequence: AtomicU64,
     log: Mutex<RunLog>,
     /// Called with each acknowledgement as it arrives (kill -9 prints them).
-    on_ack: Option<&'a (dyn Fn(&Ack) + Sync)>,
+    on_ack: Option<&'a (dyn Fn(&Acked) + Sync)>,
 }
 
 /// One op's record, for the refuse-after-failure check.
@@ -372,12 +532,25 @@ struct Done {
     start: u64,
     end: u64,
     failed_write: bool,
-    succeeded: bool,
+    /// Succeeded, and it needs the writer.
+    succeeded_on_writer: bool,
     what: String,
 }
 
+/// What a thread knows of its own streams.
+#[derive(Default)]
+struct ThreadState {
+    /// The last acknowledged version of each own stream.
+    own: HashMap<u8, u64>,
+    /// Acknowledged (version, id) of each own stream, for reads.
+    acked_own: HashMap<u8, Vec<(u64, u128)>>,
+    /// Which doomed stream is current, and its last acknowledged version.
+    doomed_generation: u32,
+    doomed_last: Option<u64>,
+}
+
 impl<'a> Workload<'a> {
-    pub fn new(store: &'a Store, batch_base: u32, on_ack: Option<&'a (dyn Fn(&Ack) + Sync)>) -> Self {
+    pub fn new(store: &'a Store, batch_base: u32, on_ack: Option<&'a (dyn Fn(&Acked) + Sync)>) -> Self {
         Workload {
             store,
             batch_base,
@@ -399,7 +572,7 @@ impl<'a> Workload<'a> {
         let mut log = self.log.into_inner().unwrap();
         let first_failure_end = done.iter().flatten().filter(|d| d.failed_write).map(|d| d.end).min();
         if let Some(failed_at) = first_failure_end {
-            for d in done.iter().flatten().filter(|d| d.start > failed_at && d.succeeded) {
+            for d in done.iter().flatten().filter(|d| d.start > failed_at && d.succeeded_on_writer) {
                 log.violations.push(format!("{} succeeded after an earlier write failure", d.what));
             }
         }
@@ -408,10 +581,11 @@ impl<'a> Workload<'a> {
 
     /// Own streams are named after the batch base, so sessions with different bases do not
     /// share them; shared streams are shared across sessions too.
-    fn stream_name(&self, thread: usize, stream: StreamRef) -> String {
+    fn stream_name(&self, thread: usize, stream: StreamRef, state: &ThreadState) -> String {
         match stream {
             StreamRef::Own(n) => format!("b{}-thread{thread}-{n}", self.batch_base),
             StreamRef::Shared(n) => format!("shared-{n}"),
+            StreamRef::Doomed => format!("b{}-thread{thread}-doomed{}", self.batch_base, state.doomed_generation),
         }
     }
 
@@ -420,18 +594,17 @@ impl<'a> Workload<'a> {
     }
 
     fn run_thread(&self, thread: usize, ops: &[Op]) -> Vec<Done> {
-        // The last acknowledged version of each own stream.
-        let mut own: HashMap<u8, u64> = HashMap::new();
-        let mut acked_own: HashMap<u8, Vec<(u64, u128)>> = HashMap::new();
+        let mut state = ThreadState::default();
         let mut done = Vec::new();
         for op in ops {
             let start = self.sequence.fetch_add(1, Ordering::SeqCst);
-            let (outcome, what) = self.run_op(thread, op, &mut own, &mut acked_own);
+            let (outcome, what) = self.run_op(thread, op, &mut state);
+            let Some(outcome) = outcome else { continue };
             let end = self.sequence.fetch_add(1, Ordering::SeqCst);
+            let kind = op.kind();
             let failed_write = match &outcome {
                 Ok(()) => false,
-                Err(Error::Io { .. } | Error::Poisoned { .. }) if op.writes() => true,
-                Err(Error::Io { .. }) => false,
+                Err(Error::Io { .. } | Error::Poisoned { .. }) => kind == OpKind::Writes,
                 Err(error) => {
                     self.violation(format!("{what} failed with an unexpected error: {error}"));
                     false
@@ -440,58 +613,73 @@ impl<'a> Workload<'a> {
             if failed_write {
                 self.log.lock().unwrap().write_failures += 1;
             }
-            done.push(Done { start, end, failed_write, succeeded: outcome.is_ok() && op.writes(), what });
+            if outcome.is_ok() {
+                *self.log.lock().unwrap().succeeded.entry(op.name()).or_default() += 1;
+            }
+            let succeeded_on_writer = outcome.is_ok() && kind != OpKind::Independent;
+            done.push(Done { start, end, failed_write, succeeded_on_writer, what });
         }
         done
     }
 
-    fn expected(own: &HashMap<u8, u64>, stream: StreamRef) -> ExpectedVersion {
-        match stream {
-            StreamRef::Own(n) => own.get(&n).map_or(ExpectedVersion::NoStream, |&v| ExpectedVersion::Exact(v)),
-            StreamRef::Shared(_) => ExpectedVersion::Any,
-        }
+    fn expected(state: &ThreadState, stream: StreamRef) -> ExpectedVersion {
+        let last = match stream {
+            StreamRef::Own(n) => state.own.get(&n).copied(),
+            StreamRef::Doomed => state.doomed_last,
+            StreamRef::Shared(_) => return ExpectedVersion::Any,
+        };
+        last.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact)
     }
 
-    fn acknowledge(&self, ack: Ack) {
+    fn acknowledge(&self, acked: Acked) {
         if let Some(on_ack) = self.on_ack {
-            on_ack(&ack);
+            on_ack(&acked);
         }
-        self.log.lock().unwrap().acked.push(ack);
+        self.log.lock().unwrap().acked.push(acked);
     }
 
-    /// Runs one op; returns its outcome and a description for messages.
-    pub fn run_op(
-        &self,
-        thread: usize,
-        op: &Op,
-        own: &mut HashMap<u8, u64>,
-        acked_own: &mut HashMap<u8, Vec<(u64, u128)>>,
-    ) -> (Result<(), Error>, String) {
+    /// Runs one op; returns its outcome (`None`: skipped, nothing to do) and a description
+    /// for messages.
+    fn run_op(&self, thread: usize, op: &Op, state: &mut ThreadState) -> (Option<Result<(), Error>>, String) {
         let batch = self.batch_base + self.next_batch.fetch_add(1, Ordering::SeqCst) as u32;
         let what = format!("thread {thread} batch {batch} {op:?}");
-        let parts: Vec<StreamRef> = match op {
-            Op::Append { stream, .. } => vec![*stream],
-            Op::AppendMulti { streams, .. } => streams.clone(),
-            Op::Read { stream } => {
-                let result = self.check_read(thread, *stream, acked_own.get(stream).map_or(&[][..], Vec::as_slice));
-                return (result, what);
+        let (parts, events): (Vec<StreamRef>, u16) = match op {
+            Op::Append { stream, events } => (vec![*stream], *events),
+            Op::AppendMulti { streams, events } => (streams.clone(), *events),
+            Op::Read { stream } => return (Some(self.check_read(thread, *stream, state)), what),
+            Op::Sync => return (Some(self.store.sync()), what),
+            Op::Seal => return (Some(self.store.seal()), what),
+            Op::Compact => return (Some(self.store.compact().map(|_| ())), what),
+            Op::Snapshot { stream } => {
+                let Some(&version) = state.own.get(stream) else { return (None, what) };
+                let name = self.stream_name(thread, StreamRef::Own(*stream), state);
+                let result = self.store.save_snapshot(&name, version, &snapshot_state(&name, version));
+                if result.is_ok() {
+                    self.acknowledge(Acked::Snapshot(name, version));
+                }
+                return (Some(result), what);
             }
-            Op::Sync => return (self.store.sync(), what),
-            Op::Seal => return (self.store.seal(), what),
+            Op::Delete => {
+                let Some(last) = state.doomed_last else { return (None, what) };
+                let name = self.stream_name(thread, StreamRef::Doomed, state);
+                let result = self.store.delete_stream(&name, ExpectedVersion::Exact(last));
+                if result.is_ok() {
+                    self.acknowledge(Acked::Delete(name));
+                    state.doomed_generation += 1;
+                    state.doomed_last = None;
+                }
+                return (Some(result), what);
+            }
         };
-        let events = match op {
-            Op::Append { events, .. } | Op::AppendMulti { events, .. } => *events,
-            _ => unreachable!(),
-        };
-        let names: Vec<String> = parts.iter().map(|&s| self.stream_name(thread, s)).collect();
+        let names: Vec<String> = parts.iter().map(|&s| self.stream_name(thread, s, state)).collect();
         let count = parts.len() as u8;
         let result = if let Op::Append { stream, .. } = op {
             self.store
-                .append(&names[0], Self::expected(own, *stream), part_events(batch, 1, 0, events))
+                .append(&names[0], Self::expected(state, *stream), part_events(batch, 1, 0, events))
                 .map(|r| vec![r])
         } else {
             self.store.append_multi(parts.iter().zip(&names).enumerate().map(|(i, (&s, name))| {
-                StreamAppend::new(name.clone(), Self::expected(own, s), part_events(batch, count, i as u8, events))
+                StreamAppend::new(name.clone(), Self::expected(state, s), part_events(batch, count, i as u8, events))
             }))
         };
         match result {
@@ -500,30 +688,31 @@ impl<'a> Workload<'a> {
                     if result.last_version - result.first_version + 1 != u64::from(events) {
                         self.violation(format!("{what}: result {result:?} does not cover {events} events"));
                     }
-                    if let StreamRef::Own(n) = stream {
-                        own.insert(n, result.last_version);
-                        let list = acked_own.entry(n).or_default();
-                        for index in 0..events {
-                            let id = EventId { batch, parts: count, part: i as u8, events, index };
-                            list.push((result.first_version + u64::from(index), id.encode()));
+                    match stream {
+                        StreamRef::Own(n) => {
+                            state.own.insert(n, result.last_version);
+                            let list = state.acked_own.entry(n).or_default();
+                            for index in 0..events {
+                                let id = EventId { batch, parts: count, part: i as u8, events, index };
+                                list.push((result.first_version + u64::from(index), id.encode()));
+                            }
                         }
+                        StreamRef::Doomed => state.doomed_last = Some(result.last_version),
+                        StreamRef::Shared(_) => {}
                     }
                 }
-                self.acknowledge(Ack { batch, streams: names, results });
-                (Ok(()), what)
+                self.acknowledge(Acked::Append(Ack { batch, streams: names, results }));
+                (Some(Ok(())), what)
             }
-            Err(error) => (Err(error), what),
+            Err(error) => (Some(Err(error)), what),
         }
     }
 
     /// Reads an own stream: every acknowledged event must be there at its version.
-    fn check_read(&self, thread: usize, stream: u8, acked: &[(u64, u128)]) -> Result<(), Error> {
-        let name = self.stream_name(thread, StreamRef::Own(stream));
-        let events: Vec<RecordedEvent> = match self.store.read_stream(&name, 0) {
-            Ok(iter) => iter.collect::<Result<_, _>>()?,
-            Err(error) => return Err(error),
-        };
-        for &(version, id) in acked {
+    fn check_read(&self, thread: usize, stream: u8, state: &ThreadState) -> Result<(), Error> {
+        let name = self.stream_name(thread, StreamRef::Own(stream), state);
+        let events: Vec<RecordedEvent> = self.store.read_stream(&name, 0)?.collect::<Result<_, _>>()?;
+        for &(version, id) in state.acked_own.get(&stream).map_or(&[][..], Vec::as_slice) {
             if events.get(version as usize).map(|e| (e.version, e.id)) != Some((version, id)) {
                 self.violation(format!("read of {name:?} misses acknowledged version {version}"));
             }
