@@ -10,8 +10,8 @@ mod crash_support;
 
 use std::sync::Arc;
 
-use chronicle::Store;
 use chronicle::storage::SimStorage;
+use chronicle::{Durability, Store};
 use crash_support::{Acks, Op, RunLog, StreamRef, Workload, check_appends_work, check_store, plan, small_segments};
 
 const DIR: &str = "/power-loss/store";
@@ -155,4 +155,44 @@ fn process_crash_at_every_call_then_power_loss_keeps_every_acknowledged_append()
         k += if k < 40 { 1 } else { stride };
     }
     eprintln!("process crash then power loss: {crash_points} crash points up to call {k}");
+}
+
+/// The same enumeration with `Durability::Buffered`: what was acknowledged before a
+/// successful `sync`, `seal` or `compact` (or `close`) survives, the rest may be lost but
+/// only as a suffix of whole batches.
+#[test]
+fn every_crash_point_under_buffered_durability_keeps_what_was_synced() {
+    let full = full_run();
+    let threads = plan(3, 20, 0xb0ff);
+    let options = small_segments().durability(Durability::Buffered);
+    let (seed_count, stride) = if full { (8, 1) } else { (3, 4) };
+    let mut crash_points = 0u64;
+    let mut k = 0u64;
+    loop {
+        let sim = SimStorage::new();
+        sim.stop_at(k + 1);
+        let durable = match Store::open_with_storage(DIR, options.clone(), Arc::new(sim.clone())) {
+            Ok(store) => {
+                let log = Workload::new(&store, 0, None).run(&threads);
+                assert!(log.violations.is_empty(), "crash after call {k}: {:#?}", log.violations);
+                let closed = store.close().is_ok();
+                log.durable_without_sync_mode(closed)
+            }
+            Err(_) => Acks::default(),
+        };
+        let completed = sim.calls() <= k;
+        for seed in seeds(k, seed_count) {
+            let context = format!("Buffered, crash after call {k}, seed {seed}");
+            let store = Store::open_with_storage(DIR, options.clone(), Arc::new(sim.crash(seed)))
+                .unwrap_or_else(|e| panic!("{context}: reopen failed: {e}"));
+            check_store(&store, &durable).unwrap_or_else(|e| panic!("{context}: {e}"));
+        }
+        crash_points += 1;
+        if completed {
+            assert!(!durable.appends.is_empty(), "nothing was durable in the complete run");
+            break;
+        }
+        k += if k < 40 { 1 } else { stride };
+    }
+    eprintln!("power loss, Buffered: {crash_points} crash points up to call {k}");
 }

@@ -512,6 +512,43 @@ pub struct RunLog {
     pub write_failures: usize,
     /// Successful ops by [`Op::name`].
     pub succeeded: BTreeMap<&'static str, usize>,
+    /// When (in the workload's sequence) each append and deletion was acknowledged, in the
+    /// order of `acked.appends` and `acked.deletes`.
+    appends_acked_at: Vec<u64>,
+    deletes_acked_at: Vec<u64>,
+    /// When the last `sync`, `seal` or `compact` that succeeded had started: everything
+    /// acknowledged before it was durable when it returned, whatever the durability mode.
+    synced_from: Option<u64>,
+}
+
+impl RunLog {
+    /// What must survive a crash under `Durability::Buffered` (or `Periodic`): appends and
+    /// deletions acknowledged before a later successful `sync`, `seal` or `compact` started
+    /// (all of them if `closed`: a successful `close` syncs), and every snapshot (saved with
+    /// its own fsync).
+    pub fn durable_without_sync_mode(&self, closed: bool) -> Acks {
+        let barrier = if closed { Some(u64::MAX) } else { self.synced_from };
+        let before = |at: &u64| barrier.is_some_and(|b| *at < b);
+        Acks {
+            appends: self
+                .acked
+                .appends
+                .iter()
+                .zip(&self.appends_acked_at)
+                .filter(|(_, at)| before(at))
+                .map(|(a, _)| a.clone())
+                .collect(),
+            deletes: self
+                .acked
+                .deletes
+                .iter()
+                .zip(&self.deletes_acked_at)
+                .filter(|(_, at)| before(at))
+                .map(|(d, _)| d.clone())
+                .collect(),
+            snapshots: self.acked.snapshots.clone(),
+        }
+    }
 }
 
 /// A workload run against one store; threads share it.
@@ -614,7 +651,11 @@ impl<'a> Workload<'a> {
                 self.log.lock().unwrap().write_failures += 1;
             }
             if outcome.is_ok() {
-                *self.log.lock().unwrap().succeeded.entry(op.name()).or_default() += 1;
+                let mut log = self.log.lock().unwrap();
+                *log.succeeded.entry(op.name()).or_default() += 1;
+                if matches!(op, Op::Sync | Op::Seal | Op::Compact) {
+                    log.synced_from = log.synced_from.max(Some(start));
+                }
             }
             let succeeded_on_writer = outcome.is_ok() && kind != OpKind::Independent;
             done.push(Done { start, end, failed_write, succeeded_on_writer, what });
@@ -635,7 +676,14 @@ impl<'a> Workload<'a> {
         if let Some(on_ack) = self.on_ack {
             on_ack(&acked);
         }
-        self.log.lock().unwrap().acked.push(acked);
+        let at = self.sequence.fetch_add(1, Ordering::SeqCst);
+        let mut log = self.log.lock().unwrap();
+        match &acked {
+            Acked::Append(_) => log.appends_acked_at.push(at),
+            Acked::Delete(_) => log.deletes_acked_at.push(at),
+            Acked::Snapshot(..) => {}
+        }
+        log.acked.push(acked);
     }
 
     /// Runs one op; returns its outcome (`None`: skipped, nothing to do) and a description
