@@ -459,6 +459,12 @@ impl Store {
                 return Err(Error::invalid(format!("snapshot of stream {stream:?}, which has no events")));
             }
         }
+        // A snapshot must not outlive the events it covers: under Buffered or Periodic
+        // durability they may not be on disk yet, and a crash would leave a durable snapshot
+        // of versions the stream no longer has. Under Sync they already are.
+        if self.shared().options.durability != Durability::Sync {
+            self.sync()?;
+        }
         self.shared().snapshots.save(stream, version, state)?;
         self.nudge_compactor();
         Ok(())
