@@ -5,8 +5,8 @@
 //! on the same storage recovers whole batches, appends work again (ENOSPC: once space is
 //! freed) and stay durable across a later crash.
 //!
-//! CI injects at a sample of calls; `CHRONICLE_ERROR_INJECTION_FULL=1 cargo test --test
-//! error_injection -- --nocapture` injects at every one.
+//! CI injects at every call of one workload; `CHRONICLE_ERROR_INJECTION_FULL=1 cargo test
+//! --test error_injection -- --nocapture` does so for four different workloads.
 
 mod crash_support;
 
@@ -97,13 +97,15 @@ fn inject_and_check(fault: Fault, call: u64, threads: &[Vec<crash_support::Op>])
 }
 
 fn enumerate(fault: Fault) {
-    let threads = plan(3, 20, 0xe770);
-    let stride = if full_run() { 1 } else { 5 };
-    let mut call = 1;
-    while !inject_and_check(fault, call, &threads) {
-        call += if call < 40 { 1 } else { stride };
+    let workloads = if full_run() { 4 } else { 1 };
+    for workload in 0..workloads {
+        let threads = plan(3, 20, 0xe770 + workload);
+        let mut call = 1;
+        while !inject_and_check(fault, call, &threads) {
+            call += 1;
+        }
+        eprintln!("{fault:?}, workload {workload}: injected at each of calls 1..={call}");
     }
-    eprintln!("{fault:?}: injected at calls 1..={call}");
 }
 
 #[test]

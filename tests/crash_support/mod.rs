@@ -398,6 +398,9 @@ pub enum Op {
     AppendMulti { streams: Vec<StreamRef>, events: u16 },
     /// Reads one of the thread's own streams back and checks what it acknowledged.
     Read { stream: u8 },
+    /// Reads the whole log (while others append and compact): positions strictly increase,
+    /// every event is whole, and the thread's acknowledged events are all there.
+    ReadAll,
     /// `sync`.
     Sync,
     /// `seal`.
@@ -430,6 +433,7 @@ impl Op {
             Op::Append { .. } => "append",
             Op::AppendMulti { .. } => "append_multi",
             Op::Read { .. } => "read",
+            Op::ReadAll => "read_all",
             Op::Sync => "sync",
             Op::Seal => "seal",
             Op::Snapshot { .. } => "snapshot",
@@ -442,7 +446,7 @@ impl Op {
         match self {
             Op::Append { .. } | Op::AppendMulti { .. } | Op::Sync | Op::Seal | Op::Delete => OpKind::Writes,
             Op::Compact => OpKind::NeedsWriter,
-            Op::Read { .. } | Op::Snapshot { .. } => OpKind::Independent,
+            Op::Read { .. } | Op::ReadAll | Op::Snapshot { .. } => OpKind::Independent,
         }
     }
 }
@@ -490,7 +494,8 @@ pub fn plan(threads: usize, ops_per_thread: usize, seed: u64) -> Vec<Vec<Op>> {
                         streams: vec![StreamRef::Own(rng.below(2) as u8), StreamRef::Shared(rng.below(2) as u8)],
                         events: 1 + rng.below(2) as u16,
                     },
-                    26..=29 => Op::Read { stream: rng.below(2) as u8 },
+                    26..=28 => Op::Read { stream: rng.below(2) as u8 },
+                    29 => Op::ReadAll,
                     30 | 31 => Op::Sync,
                     32..=35 => Op::Snapshot { stream: rng.below(2) as u8 },
                     36 | 37 => Op::Delete,
@@ -695,6 +700,7 @@ impl<'a> Workload<'a> {
             Op::Append { stream, events } => (vec![*stream], *events),
             Op::AppendMulti { streams, events } => (streams.clone(), *events),
             Op::Read { stream } => return (Some(self.check_read(thread, *stream, state)), what),
+            Op::ReadAll => return (Some(self.check_read_all(thread, state)), what),
             Op::Sync => return (Some(self.store.sync()), what),
             Op::Seal => return (Some(self.store.seal()), what),
             Op::Compact => return (Some(self.store.compact().map(|_| ())), what),
@@ -754,6 +760,36 @@ impl<'a> Workload<'a> {
             }
             Err(error) => (Some(Err(error)), what),
         }
+    }
+
+    /// Reads the whole log: positions strictly increasing, every event whole, every event
+    /// this thread acknowledged on its own streams present.
+    fn check_read_all(&self, thread: usize, state: &ThreadState) -> Result<(), Error> {
+        let mut previous: Option<u64> = None;
+        let mut seen = std::collections::HashSet::new();
+        for event in self.store.read_all(0)? {
+            let event = event?;
+            if previous.is_some_and(|p| p >= event.position) {
+                self.violation(format!(
+                    "thread {thread}: read_all gave position {} after {previous:?}",
+                    event.position
+                ));
+            }
+            previous = Some(event.position);
+            match EventId::decode(event.id) {
+                Some(id) if content_matches(&event, id) => {}
+                _ => self.violation(format!("thread {thread}: read_all gave a bad event at {}", event.position)),
+            }
+            seen.insert(event.id);
+        }
+        for (&stream, acked) in &state.acked_own {
+            for &(version, id) in acked {
+                if !seen.contains(&id) {
+                    self.violation(format!("thread {thread}: read_all misses own stream {stream} version {version}"));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Reads an own stream: every acknowledged event must be there at its version.
