@@ -87,7 +87,18 @@ fn every_crash_point_keeps_every_acknowledged_append() {
         crash_points += 1;
         if completed {
             let log = log.expect("the store opened");
-            for op in ["append", "append_multi", "read", "read_all", "sync", "seal", "snapshot", "delete", "compact"] {
+            for op in [
+                "append",
+                "append_multi",
+                "read",
+                "read_all",
+                "sync",
+                "seal",
+                "snapshot",
+                "delete",
+                "compact",
+                "set_retention",
+            ] {
                 assert!(
                     log.succeeded.get(op).is_some_and(|&n| n > 0),
                     "the workload never did a {op}: {:?}",

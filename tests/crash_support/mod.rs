@@ -13,7 +13,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use chronicle::{AppendResult, Error, ExpectedVersion, NewEvent, Options, RecordedEvent, Store, StreamAppend};
+use chronicle::{
+    AppendResult, Error, ExpectedVersion, NewEvent, Options, RecordedEvent, Retention, Store, StreamAppend,
+};
 
 /// Marks ids written by this workload (top 16 bits).
 const ID_MARKER: u128 = 0xC4C4;
@@ -206,10 +208,13 @@ pub fn check_store(store: &Store, acked: &Acks) -> Result<Recovered, String> {
         }
         streams.entry(&event.stream_id).or_default().push(event);
     }
-    // Every stream: versions 0..n in position order, and the index agrees with the scan.
+    // Every stream: versions 0..n in position order (from some first version for streams
+    // under retention), and the index agrees with the scan.
     for (&stream, events) in &streams {
-        for (expected_version, event) in events.iter().enumerate() {
-            if event.version != expected_version as u64 {
+        let first_version = if stream.starts_with(RETAINED_PREFIX) { events[0].version } else { 0 };
+        for (offset, event) in events.iter().enumerate() {
+            let expected_version = first_version + offset as u64;
+            if event.version != expected_version {
                 return Err(format!(
                     "stream {stream:?}: version {} where {expected_version} was due (gap or duplicate)",
                     event.version
@@ -230,7 +235,7 @@ pub fn check_store(store: &Store, acked: &Acks) -> Result<Recovered, String> {
             return Err(format!("stream {stream:?}: read_stream_backward differs from read_stream"));
         }
         let version = store.stream_version(stream).map_err(|e| format!("stream_version {stream}: {e}"))?;
-        if version != Some(events.len() as u64 - 1) {
+        if version != Some(first_version + events.len() as u64 - 1) {
             return Err(format!("stream {stream:?}: stream_version {version:?} but {} events", events.len()));
         }
     }
@@ -247,17 +252,26 @@ pub fn check_store(store: &Store, acked: &Acks) -> Result<Recovered, String> {
         ids.sort();
         let shape = *ids[0];
         let total = usize::from(shape.parts) * usize::from(shape.events);
-        if ids.len() != total {
+        let first = by_id[ids[0]];
+        if first.stream_id.starts_with(RETAINED_PREFIX) {
+            // Retention discards a stream's oldest events one by one: what is left of a
+            // (single-stream) batch is its newest events.
+            let newest = ids.iter().map(|id| id.index).eq(shape.events - ids.len() as u16..shape.events);
+            if shape.parts != 1 || !newest {
+                return Err(format!("batch {batch} of a retained stream: {ids:?} is not the batch's newest events"));
+            }
+        } else if ids.len() != total {
             return Err(format!("batch {batch}: {} of its {total} events present (half a batch)", ids.len()));
         }
-        let first = by_id[ids[0]];
         for (offset, id) in ids.iter().enumerate() {
             let event = by_id[*id];
-            let part_first = by_id[&EventId { index: 0, ..**id }];
+            // The part's first event still present (retention may have taken earlier ones).
+            let part_first_id = ids.iter().find(|other| other.part == id.part).copied().unwrap_or(id);
+            let part_first = by_id[part_first_id];
             if (id.parts, id.events) != (shape.parts, shape.events)
                 || event.position != first.position + offset as u64
                 || event.stream_id != part_first.stream_id
-                || event.version != part_first.version + u64::from(id.index)
+                || event.version != part_first.version + u64::from(id.index - part_first_id.index)
             {
                 return Err(format!(
                     "batch {batch}: event {id:?} is out of place (position {}, version {})",
@@ -286,9 +300,19 @@ pub fn check_store(store: &Store, acked: &Acks) -> Result<Recovered, String> {
             if stream_deleted {
                 continue;
             }
+            // Retention may have discarded events RETAINED_COUNT or more below the last.
+            let discardable_below = if stream.starts_with(RETAINED_PREFIX) {
+                let last = streams.get(stream.as_str()).and_then(|e| e.last()).map_or(0, |e| e.version);
+                (last + 1).saturating_sub(RETAINED_COUNT)
+            } else {
+                0
+            };
             let events = (result.last_version - result.first_version + 1) as u16;
             for index in 0..events {
                 let id = EventId { batch: ack.batch, parts: ack.results.len() as u8, part: part as u8, events, index };
+                if result.first_version + u64::from(index) < discardable_below {
+                    continue;
+                }
                 let Some(event) = by_id.get(&id) else {
                     return Err(format!("acknowledged event {id:?} of stream {stream:?} is missing"));
                 };
@@ -335,10 +359,10 @@ pub fn check_store(store: &Store, acked: &Acks) -> Result<Recovered, String> {
                         snapshot.version
                     ));
                 }
-                let events = streams.get(stream).map_or(0, Vec::len) as u64;
-                if snapshot.version >= events {
+                let last = streams.get(stream).and_then(|e| e.last()).map(|e| e.version);
+                if last.is_none_or(|last| snapshot.version > last) {
                     return Err(format!(
-                        "snapshot of {stream:?} at version {} but the stream has {events} events",
+                        "snapshot of {stream:?} at version {} but the stream's last version is {last:?}",
                         snapshot.version
                     ));
                 }
@@ -386,7 +410,16 @@ pub enum StreamRef {
     /// The thread's stream to be deleted next ([`Op::Delete`]); a new one after each
     /// deletion. Only single-stream appends go to it, so no batch is half deleted.
     Doomed,
+    /// A stream every thread appends to with `ExpectedVersion::Any`, whose old events
+    /// compaction discards ([`Op::SetRetention`]). Only single-stream appends go to it.
+    Retained,
 }
+
+/// Streams under retention are named with this prefix; the checker lets their oldest
+/// events go.
+pub const RETAINED_PREFIX: &str = "retained-";
+/// The retention of [`StreamRef::Retained`]: `Retention::MaxCount(RETAINED_COUNT)`.
+pub const RETAINED_COUNT: u64 = 3;
 
 /// One step of a workload thread. New operations go here, in [`Op::kind`] and in
 /// [`Workload::run_op`].
@@ -411,6 +444,8 @@ pub enum Op {
     Delete,
     /// `compact`.
     Compact,
+    /// `set_stream_retention` of the retained stream to keep its newest [`RETAINED_COUNT`].
+    SetRetention,
 }
 
 /// How an op's outcome relates to the write path (the group-commit writer).
@@ -439,6 +474,7 @@ impl Op {
             Op::Snapshot { .. } => "snapshot",
             Op::Delete => "delete",
             Op::Compact => "compact",
+            Op::SetRetention => "set_retention",
         }
     }
 
@@ -446,7 +482,7 @@ impl Op {
         match self {
             Op::Append { .. } | Op::AppendMulti { .. } | Op::Sync | Op::Seal | Op::Delete => OpKind::Writes,
             Op::Compact => OpKind::NeedsWriter,
-            Op::Read { .. } | Op::ReadAll | Op::Snapshot { .. } => OpKind::Independent,
+            Op::Read { .. } | Op::ReadAll | Op::Snapshot { .. } | Op::SetRetention => OpKind::Independent,
         }
     }
 }
@@ -482,10 +518,12 @@ pub fn plan(threads: usize, ops_per_thread: usize, seed: u64) -> Vec<Vec<Op>> {
             (0..ops_per_thread)
                 .map(|i| match rng.below(40) {
                     _ if thread == 0 && i == ops_per_thread / 2 => Op::Seal,
+                    _ if thread == 0 && i == 2 => Op::SetRetention,
                     0..=17 => {
-                        let stream = match rng.below(8) {
+                        let stream = match rng.below(9) {
                             0 | 1 => StreamRef::Shared(rng.below(2) as u8),
                             2 | 3 => StreamRef::Doomed,
+                            4 => StreamRef::Retained,
                             _ => StreamRef::Own(rng.below(2) as u8),
                         };
                         Op::Append { stream, events: 1 + rng.below(3) as u16 }
@@ -628,6 +666,7 @@ impl<'a> Workload<'a> {
             StreamRef::Own(n) => format!("b{}-thread{thread}-{n}", self.batch_base),
             StreamRef::Shared(n) => format!("shared-{n}"),
             StreamRef::Doomed => format!("b{}-thread{thread}-doomed{}", self.batch_base, state.doomed_generation),
+            StreamRef::Retained => format!("{RETAINED_PREFIX}0"),
         }
     }
 
@@ -672,7 +711,7 @@ impl<'a> Workload<'a> {
         let last = match stream {
             StreamRef::Own(n) => state.own.get(&n).copied(),
             StreamRef::Doomed => state.doomed_last,
-            StreamRef::Shared(_) => return ExpectedVersion::Any,
+            StreamRef::Shared(_) | StreamRef::Retained => return ExpectedVersion::Any,
         };
         last.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact)
     }
@@ -704,6 +743,10 @@ impl<'a> Workload<'a> {
             Op::Sync => return (Some(self.store.sync()), what),
             Op::Seal => return (Some(self.store.seal()), what),
             Op::Compact => return (Some(self.store.compact().map(|_| ())), what),
+            Op::SetRetention => {
+                let retention = Retention::MaxCount(RETAINED_COUNT);
+                return (Some(self.store.set_stream_retention(&format!("{RETAINED_PREFIX}0"), retention)), what);
+            }
             Op::Snapshot { stream } => {
                 let Some(&version) = state.own.get(stream) else { return (None, what) };
                 let name = self.stream_name(thread, StreamRef::Own(*stream), state);
@@ -752,7 +795,7 @@ impl<'a> Workload<'a> {
                             }
                         }
                         StreamRef::Doomed => state.doomed_last = Some(result.last_version),
-                        StreamRef::Shared(_) => {}
+                        StreamRef::Shared(_) | StreamRef::Retained => {}
                     }
                 }
                 self.acknowledge(Acked::Append(Ack { batch, streams: names, results }));
