@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::retention::Retention;
 use crate::clock::unix_micros_now;
 use crate::index::IndexEntry;
+use crate::index::streams::StreamState;
 use crate::segment::{Segment, SegmentReader};
 use crate::shared::Shared;
 
@@ -28,6 +29,11 @@ pub(crate) fn plan(shared: &Shared) -> Vec<SegmentPlan> {
     let default_retention = shared.options.retention;
     let now_us = unix_micros_now();
     let mut snapshot_versions: HashMap<String, Option<u64>> = HashMap::new();
+    // Each stream's state as first seen, used for every segment: appends go on while the
+    // plan is made, and judging an older segment by an older last version and a newer one
+    // by a newer one would discard a newer event while keeping older ones (a gap in the
+    // middle of the stream). The first-seen state releases no more than is releasable.
+    let mut states: HashMap<String, Option<StreamState>> = HashMap::new();
     let mut plans = Vec::new();
     for pair in segments.windows(2) {
         let [segment, next] = pair else { continue };
@@ -35,7 +41,9 @@ pub(crate) fn plan(shared: &Shared) -> Vec<SegmentPlan> {
         let mut discard_bytes = 0u64;
         let reader = segment.reader().ok();
         for (stream, entries) in segment.index().all_streams() {
-            let Some(state) = shared.stream_state(&stream) else { continue };
+            let Some(state) = *states.entry(stream.clone()).or_insert_with(|| shared.stream_state(&stream)) else {
+                continue;
+            };
             let Some(last_version) = state.last_version else { continue };
             let releasable = |entry: &IndexEntry| -> bool {
                 if state.deleted {
