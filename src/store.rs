@@ -23,6 +23,12 @@ use crate::writer::{self, Request, Writer};
 /// How long an append without fsync polls for its answer before sleeping.
 const CALLER_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 
+/// The version of the first event of `stream` still stored (retention may have discarded
+/// earlier ones).
+pub(crate) fn first_stored_version(shared: &Arc<Shared>, stream: &str) -> Option<u64> {
+    StreamIter::new(Arc::clone(shared), stream, 0, None, false).ok()?.next()?.ok().map(|e| e.version)
+}
+
 /// Depth of the queue in front of the compaction thread (nudges beyond it are dropped).
 const COMPACTOR_QUEUE_DEPTH_MAX: usize = 16;
 
@@ -468,15 +474,24 @@ impl Store {
             self.sync()?;
         }
         self.shared().snapshots.save(stream, version, state)?;
+        // A delete_stream (and a compaction erasing its snapshots) may have run while the file
+        // was written: a deleted stream must not keep a snapshot.
+        if self.shared().stream_state(stream).is_some_and(|s| s.deleted) {
+            self.shared().snapshots.remove_stream(stream)?;
+            return Err(Error::StreamDeleted { stream: stream.to_owned() });
+        }
         self.nudge_compactor();
         Ok(())
     }
 
     /// The newest valid snapshot of `stream`, or `None`. A snapshot file that fails its
-    /// checksum is skipped (and logged) in favour of the previous one.
+    /// checksum is skipped (and logged) in favour of the previous one, provided the events
+    /// after that one are still stored.
     ///
     /// # Errors
-    /// [`Error::StreamDeleted`], [`Error::InvalidInput`] for an invalid stream id.
+    /// [`Error::StreamDeleted`], [`Error::InvalidInput`] for an invalid stream id;
+    /// [`Error::Corruption`] naming the damaged newest snapshot when the previous one cannot
+    /// stand in because [`Retention::BeforeSnapshot`] discarded the events after it.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
@@ -489,7 +504,7 @@ impl Store {
         if self.shared().stream_state(stream).is_some_and(|s| s.deleted) {
             return Err(Error::StreamDeleted { stream: stream.to_owned() });
         }
-        Ok(self.shared().snapshots.load(stream))
+        self.shared().snapshots.load(stream, || first_stored_version(self.shared(), stream))
     }
 
     /// Deletes `stream` if its version satisfies `expected`: a tombstone record is appended

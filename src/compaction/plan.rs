@@ -9,6 +9,7 @@ use super::retention::Retention;
 use crate::clock::unix_micros_now;
 use crate::index::IndexEntry;
 use crate::index::streams::StreamState;
+use crate::options::Durability;
 use crate::segment::{Segment, SegmentReader};
 use crate::shared::Shared;
 
@@ -29,24 +30,40 @@ pub(crate) fn plan(shared: &Shared) -> Vec<SegmentPlan> {
     let default_retention = shared.options.retention;
     let now_us = unix_micros_now();
     let mut snapshot_versions: HashMap<String, Option<u64>> = HashMap::new();
-    // Each stream's state and retention rule as first seen, used for every segment: appends
-    // and rule changes go on while the plan is made, and judging an older segment by an
-    // older last version (or rule) than a newer one would discard a newer event while
-    // keeping older ones (a gap in the middle of the stream). The first-seen state releases
-    // no more than is releasable.
-    let mut states: HashMap<String, Option<(StreamState, Retention)>> = HashMap::new();
+    // Streams are judged by durable state only: a crash must never bring back fewer events
+    // (or no tombstone) than the ones that made durable events discardable. Under Sync every
+    // published event is durable, so the published state is used; otherwise only what the
+    // sealed segments hold (they are synced when sealed). One snapshot of the state (and
+    // rules) serves every segment, so appends and rule changes during planning cannot make
+    // it judge segments inconsistently.
+    let sealed: Vec<(Arc<Segment>, u64, Vec<(String, Vec<IndexEntry>, bool)>)> = segments
+        .windows(2)
+        .filter_map(|pair| match pair {
+            [segment, next] => Some((Arc::clone(segment), next.header.base_position, segment.index().all_streams())),
+            _ => None,
+        })
+        .collect();
+    let published_is_durable = shared.options.durability == Durability::Sync;
+    let mut states: HashMap<String, (StreamState, Retention)> = HashMap::new();
+    for (_, _, streams) in &sealed {
+        for (stream, entries, tombstone) in streams {
+            let (state, _) = states.entry(stream.clone()).or_insert_with(|| {
+                let retention = shared.retention.get(stream).unwrap_or(default_retention);
+                let published = shared.stream_state(stream).filter(|_| published_is_durable);
+                (published.unwrap_or_default(), retention)
+            });
+            if !published_is_durable {
+                state.merge(entries.last().map(|e| e.version), *tombstone);
+            }
+        }
+    }
     let mut plans = Vec::new();
-    for pair in segments.windows(2) {
-        let [segment, next] = pair else { continue };
+    for (segment, end_position, streams) in sealed {
         let mut discard = HashSet::new();
         let mut discard_bytes = 0u64;
         let reader = segment.reader().ok();
-        for (stream, entries) in segment.index().all_streams() {
-            let first_seen = states.entry(stream.clone()).or_insert_with(|| {
-                let retention = shared.retention.get(&stream).unwrap_or(default_retention);
-                shared.stream_state(&stream).map(|state| (state, retention))
-            });
-            let Some((state, retention)) = *first_seen else { continue };
+        for (stream, entries, _) in streams {
+            let Some(&(state, retention)) = states.get(&stream) else { continue };
             let Some(last_version) = state.last_version else { continue };
             let releasable = |entry: &IndexEntry| -> bool {
                 if state.deleted {
@@ -66,9 +83,12 @@ pub(crate) fn plan(shared: &Shared) -> Vec<SegmentPlan> {
             };
             let mut released: Vec<&IndexEntry> = entries.iter().filter(|e| releasable(e)).collect();
             if !state.deleted && retention == Retention::BeforeSnapshot {
-                let snapshot = *snapshot_versions
-                    .entry(stream.clone())
-                    .or_insert_with(|| shared.snapshots.load(&stream).map(|s| s.version));
+                let snapshot = *snapshot_versions.entry(stream.clone()).or_insert_with(|| {
+                    // Discarding up to an older (fallback) snapshot never removes events it
+                    // needs, so any valid snapshot will do here.
+                    let first = || None;
+                    shared.snapshots.load(&stream, first).ok().flatten().map(|s| s.version)
+                });
                 if let Some(snapshot) = snapshot {
                     released.extend(entries.iter().filter(|e| e.version <= snapshot && e.version < last_version));
                 }
@@ -80,12 +100,7 @@ pub(crate) fn plan(shared: &Shared) -> Vec<SegmentPlan> {
             }
         }
         if !discard.is_empty() {
-            plans.push(SegmentPlan {
-                segment: Arc::clone(segment),
-                end_position: next.header.base_position,
-                discard,
-                discard_bytes,
-            });
+            plans.push(SegmentPlan { segment, end_position, discard, discard_bytes });
         }
     }
     plans

@@ -93,19 +93,23 @@ impl SegmentIndex {
 }
 
 impl SegmentIndex {
-    /// Every stream of the segment with its event entries (for compaction planning).
-    pub(crate) fn all_streams(&self) -> Vec<(String, Vec<IndexEntry>)> {
+    /// Every stream of the segment with its event entries and whether the segment holds
+    /// its tombstone (for compaction planning).
+    pub(crate) fn all_streams(&self) -> Vec<(String, Vec<IndexEntry>, bool)> {
         match self {
             SegmentIndex::Active(mem) => {
                 let mem = mem.read().unwrap_or_else(|poison| poison.into_inner());
-                mem.streams.iter().map(|(name, slot)| (name.to_string(), slot.entries.clone())).collect()
+                mem.streams
+                    .iter()
+                    .map(|(name, slot)| (name.to_string(), slot.entries.clone(), slot.tombstone.is_some()))
+                    .collect()
             }
             SegmentIndex::Sealed(mapped) => mapped
                 .streams()
                 .map(|stream| {
                     let mut entries = Vec::new();
                     mapped.stream_entries(stream.name, 0, u64::MAX, &mut entries);
-                    (stream.name.to_owned(), entries)
+                    (stream.name.to_owned(), entries, stream.tombstone.is_some())
                 })
                 .collect(),
         }

@@ -180,24 +180,45 @@ impl Snapshots {
         Ok(Some((stream, Snapshot { version, data })))
     }
 
-    /// The newest valid snapshot of `stream`.
-    pub(crate) fn load(&self, stream: &str) -> Option<Snapshot> {
+    /// The newest valid snapshot of `stream`. When newer files are invalid (skipped and
+    /// logged), an older snapshot is returned only if `first_version` — the stream's first
+    /// stored event version — shows the events after it are still there: retention may
+    /// have discarded them up to the damaged newest snapshot, and a fallback without them
+    /// would rebuild a wrong state. Then the damage is reported instead.
+    pub(crate) fn load(&self, stream: &str, first_version: impl Fn() -> Option<u64>) -> Result<Option<Snapshot>> {
         let hash = stream_hash(stream);
         let versions = self.catalog().get(&hash).cloned().unwrap_or_default();
+        let mut skipped: Option<(u64, String)> = None;
         for &version in versions.iter().rev() {
             match self.read_file(hash, version) {
-                Ok(Some((owner, snapshot))) if owner == stream => return Some(snapshot),
+                Ok(Some((owner, snapshot))) if owner == stream => {
+                    let Some((damaged, reason)) = skipped else { return Ok(Some(snapshot)) };
+                    if first_version().is_none_or(|first| first <= version.saturating_add(1)) {
+                        return Ok(Some(snapshot));
+                    }
+                    return Err(Error::corruption(
+                        self.dir.join(file_name(hash, damaged)),
+                        0,
+                        format!(
+                            "{reason}; the previous snapshot (version {version}) cannot stand in: retention \
+                             discarded the events after it"
+                        ),
+                    ));
+                }
                 Ok(_) => {}
-                Err(reason) => tracing::warn!(
-                    stream,
-                    version,
-                    file = %self.dir.join(file_name(hash, version)).display(),
-                    reason,
-                    "skipping an invalid snapshot; falling back to an older one"
-                ),
+                Err(reason) => {
+                    tracing::warn!(
+                        stream,
+                        version,
+                        file = %self.dir.join(file_name(hash, version)).display(),
+                        reason,
+                        "skipping an invalid snapshot; falling back to an older one"
+                    );
+                    skipped.get_or_insert((version, reason));
+                }
             }
         }
-        None
+        Ok(None)
     }
 
     /// Removes every snapshot of `stream`, and invalid files that could be its own; returns
