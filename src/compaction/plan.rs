@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use super::retention::Retention;
 use crate::clock::unix_micros_now;
-use crate::index::IndexEntry;
 use crate::index::streams::StreamState;
+use crate::index::{IndexEntry, StreamEntries};
 use crate::options::Durability;
 use crate::segment::{Segment, SegmentReader};
 use crate::shared::Shared;
@@ -36,7 +36,7 @@ pub(crate) fn plan(shared: &Shared) -> Vec<SegmentPlan> {
     // sealed segments hold (they are synced when sealed). One snapshot of the state (and
     // rules) serves every segment, so appends and rule changes during planning cannot make
     // it judge segments inconsistently.
-    let sealed: Vec<(Arc<Segment>, u64, Vec<(String, Vec<IndexEntry>, bool)>)> = segments
+    let sealed: Vec<(Arc<Segment>, u64, Vec<StreamEntries>)> = segments
         .windows(2)
         .filter_map(|pair| match pair {
             [segment, next] => Some((Arc::clone(segment), next.header.base_position, segment.index().all_streams())),

@@ -92,10 +92,13 @@ impl SegmentIndex {
     }
 }
 
+/// A stream id, its event entries in one segment, and whether the segment holds its tombstone.
+pub(crate) type StreamEntries = (String, Vec<IndexEntry>, bool);
+
 impl SegmentIndex {
     /// Every stream of the segment with its event entries and whether the segment holds
     /// its tombstone (for compaction planning).
-    pub(crate) fn all_streams(&self) -> Vec<(String, Vec<IndexEntry>, bool)> {
+    pub(crate) fn all_streams(&self) -> Vec<StreamEntries> {
         match self {
             SegmentIndex::Active(mem) => {
                 let mem = mem.read().unwrap_or_else(|poison| poison.into_inner());
