@@ -35,6 +35,8 @@ mod clock;
 mod error;
 mod event;
 mod format;
+#[doc(hidden)]
+pub mod fuzz_api;
 mod index;
 mod options;
 mod read;
