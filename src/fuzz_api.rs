@@ -228,6 +228,17 @@ pub fn parse_index_file(bytes: &[u8]) -> Verdict {
     for position in [0, 1, index.next_position.saturating_sub(1), index.next_position, u64::MAX] {
         let _ = index.scan_start(position);
     }
+    // What recovery does with the active segment's checkpoint.
+    if let Some(mem) = index.to_mem() {
+        if mem.positions.len() as u64 != index.record_count {
+            return Err("checkpoint converted to a different number of records".to_owned());
+        }
+        let in_streams: usize =
+            mem.streams.values().map(|s| s.entries.len() + usize::from(s.tombstone.is_some())).sum();
+        if in_streams != mem.positions.len() {
+            return Err("checkpoint streams and positions disagree".to_owned());
+        }
+    }
     Ok(true)
 }
 
