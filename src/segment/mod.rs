@@ -18,7 +18,6 @@ use crate::index::SegmentIndex;
 use crate::storage::{Storage, StorageFile};
 
 /// One segment file, open for reading (and for appending if it is the active one).
-#[derive(Debug)]
 pub(crate) struct Segment {
     pub(crate) header: SegmentHeader,
     pub(crate) path: PathBuf,
@@ -33,6 +32,20 @@ pub(crate) struct Segment {
     index: RwLock<Arc<SegmentIndex>>,
     /// Set by compaction once a replacement is durable: the file is removed on drop.
     obsolete: AtomicBool,
+}
+
+/// Written by hand: a derived `Debug` would print `view`, reading the whole map, whose
+/// capacity runs past the end of the file (SIGBUS), and would dump every event's bytes.
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("header", &self.header)
+            .field("path", &self.path)
+            .field("capacity", &self.capacity)
+            .field("committed_len", &self.committed_len())
+            .field("obsolete", &self.obsolete.load(Ordering::Acquire))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Segment {
