@@ -152,8 +152,12 @@ fn index_with_record_count(index: &[u8], record_count: u32) -> Vec<u8> {
 }
 
 #[test]
-#[ignore = "generator: rewrites fuzz/corpus seeds; run by hand with --ignored"]
+#[ignore = "generator: rewrites fuzz/corpus seeds; run by hand with CHRONICLE_WRITE_SEEDS=1"]
 fn generate_seed_corpus() {
+    if std::env::var_os("CHRONICLE_WRITE_SEEDS").is_none() {
+        eprintln!("CHRONICLE_WRITE_SEEDS not set: not rewriting the committed seeds");
+        return;
+    }
     let mut seeds: Vec<(&str, String, Vec<u8>)> = Vec::new();
     let mut add = |target: &'static str, name: &str, bytes: Vec<u8>| seeds.push((target, name.to_owned(), bytes));
 
