@@ -367,20 +367,43 @@ pub fn open_directory_target(data: &[u8], dir: &Path) -> Verdict {
         Ok(store) => store,
         Err(error) => return allowed(error).map(|()| false),
     };
-    read_everything(&store, items_max)?;
-    match store.append("fuzz-probe", ExpectedVersion::Any, [NewEvent::new("Probe", "p")]) {
-        Ok(_) => {}
+    let first = read_everything(&store, items_max)?;
+    let probe = match store.append("fuzz-probe", ExpectedVersion::Any, [NewEvent::new("Probe", "p")]) {
+        Ok(result) => Some(result),
         Err(error @ (Error::WrongExpectedVersion { .. } | Error::StreamDeleted { .. })) => {
             return Err(format!("probe append to a fresh stream failed: {error}"));
         }
-        Err(error) => allowed(error)?,
-    }
-    if let Err(error) = store.close() {
-        allowed(error)?;
+        Err(error) => allowed(error).map(|()| None)?,
+    };
+    let closed = match store.close() {
+        Ok(()) => true,
+        Err(error) => allowed(error).map(|()| false)?,
+    };
+    // Sealed segments are never modified in place: only the newest may be cut or removed.
+    let newest = files.iter().filter_map(|f| segment_id_of(&f.name)).max();
+    for file in files.iter().filter(|f| segment_id_of(&f.name).is_some_and(|id| Some(id) != newest)) {
+        if let Ok(now) = std::fs::read(dir.join(&file.name))
+            && now != file.bytes
+        {
+            return Err(format!("{} is not the newest segment but open changed its bytes", file.name));
+        }
     }
     match Store::open_with(dir, options()) {
         Ok(store) => {
-            read_everything(&store, items_max)?;
+            let second = read_everything(&store, items_max)?;
+            // A clean close then reopen reads what the first open read, plus the probe.
+            if let (Some(first), Some(second), Some(probe), true) = (&first, &second, &probe, closed) {
+                let same_prefix = second.len() == first.len() + 1 && second.get(..first.len()) == Some(&first[..]);
+                let probe_ok =
+                    second.last().is_some_and(|e| e.stream_id == "fuzz-probe" && e.position == probe.first_position);
+                if !same_prefix || !probe_ok {
+                    return Err(format!(
+                        "reopen after a clean close reads {} events; the first open read {} and appended one",
+                        second.len(),
+                        first.len()
+                    ));
+                }
+            }
             if let Err(error) = store.close() {
                 allowed(error)?;
             }
@@ -390,6 +413,10 @@ pub fn open_directory_target(data: &[u8], dir: &Path) -> Verdict {
     Ok(true)
 }
 
+fn segment_id_of(name: &str) -> Option<u64> {
+    crate::segment::naming::parse_segment_file_name(name)
+}
+
 fn allowed(error: Error) -> Result<(), String> {
     match error {
         Error::Corruption { .. } | Error::Io { .. } | Error::Poisoned { .. } => Ok(()),
@@ -397,7 +424,8 @@ fn allowed(error: Error) -> Result<(), String> {
     }
 }
 
-fn drain<I>(iter: I, items_max: usize, what: &str) -> Result<Vec<crate::event::RecordedEvent>, String>
+/// Collects `iter`'s events; `None` instead if it ended with an (allowed) error.
+fn drain<I>(iter: I, items_max: usize, what: &str) -> Result<Option<Vec<crate::event::RecordedEvent>>, String>
 where
     I: Iterator<Item = crate::error::Result<crate::event::RecordedEvent>>,
 {
@@ -405,22 +433,20 @@ where
     for item in iter {
         match item {
             Ok(event) => events.push(event),
-            Err(error) => {
-                allowed(error)?;
-                break;
-            }
+            Err(error) => return allowed(error).map(|()| None),
         }
         if events.len() > items_max {
             return Err(format!("{what} returned more than {items_max} events"));
         }
     }
-    Ok(events)
+    Ok(Some(events))
 }
 
-fn read_everything(store: &Store, items_max: usize) -> Result<(), String> {
+/// Reads everything every way; returns the forward `read_all` if it completed.
+fn read_everything(store: &Store, items_max: usize) -> Result<Option<Vec<crate::event::RecordedEvent>>, String> {
     let read_all = |result: crate::error::Result<crate::read::AllIter>, what: &str| match result {
         Ok(iter) => drain(iter, items_max, what),
-        Err(error) => allowed(error).map(|()| Vec::new()),
+        Err(error) => allowed(error).map(|()| None),
     };
     let forward = read_all(store.read_all(0), "read_all")?;
     let _ = read_all(store.read_all_backward(None), "read_all_backward")?;
@@ -445,10 +471,10 @@ fn read_everything(store: &Store, items_max: usize) -> Result<(), String> {
             allowed(error)?;
         }
     }
-    if let Some(first) = forward.first() {
+    if let Some(first) = forward.as_ref().and_then(|events| events.first()) {
         let _ = read_all(store.read_all(first.position.saturating_add(1)), "read_all from a position")?;
     }
-    Ok(())
+    Ok(forward)
 }
 
 /// One encoded record (for seed corpora and tests), salted with `segment_id`.
