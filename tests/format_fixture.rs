@@ -145,13 +145,13 @@ fn generate_format_fixture() {
     let store = Store::open_with(dir.path(), Options::default().segment_size(4096)).unwrap();
     let event = |position: u64, event_type: &str| {
         let mut event = NewEvent::new(event_type, data_of(position)).with_metadata(metadata_of(position));
-        if position % 2 == 0 {
+        if position.is_multiple_of(2) {
             event = event.with_id(0x1000 + u128::from(position));
         }
-        if position % 3 == 0 {
+        if position.is_multiple_of(3) {
             event = event.with_correlation_id(0xC0 + u128::from(position));
         }
-        if position % 5 == 0 {
+        if position.is_multiple_of(5) {
             event = event.with_causation_id(0xCA + u128::from(position));
         }
         event
