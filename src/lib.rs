@@ -32,6 +32,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod clock;
+mod compaction;
 mod error;
 mod event;
 mod format;
@@ -43,10 +44,13 @@ mod read;
 mod recovery;
 mod segment;
 mod shared;
+mod snapshot;
 pub mod storage;
 mod store;
 mod writer;
 
+pub use crate::compaction::retention::Retention;
+pub use crate::compaction::{AUTO_COMPACTION_CHECK_INTERVAL, CompactionReport};
 pub use crate::error::{Error, Result};
 pub use crate::event::{AppendResult, ExpectedVersion, NewEvent, RecordedEvent, StreamAppend};
 pub use crate::options::{
@@ -55,4 +59,5 @@ pub use crate::options::{
     STREAM_ID_BYTES_MAX, WRITER_QUEUE_DEPTH_MAX,
 };
 pub use crate::read::{AllIter, StreamIter};
+pub use crate::snapshot::{SNAPSHOT_BYTES_MAX, SNAPSHOTS_KEPT, Snapshot};
 pub use crate::store::Store;

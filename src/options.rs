@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
+use crate::compaction::retention::Retention;
 use crate::error::{Error, Result};
-use crate::format::record::RECORD_HEADER_BYTES;
+use crate::format::record::{DURABLE_MARK_BYTES, RECORD_HEADER_BYTES};
 use crate::format::segment_header::SEGMENT_HEADER_BYTES;
 
 /// Longest stream id, in bytes of UTF-8.
@@ -71,6 +72,8 @@ pub struct Options {
     pub(crate) segment_bytes: u64,
     pub(crate) event_bytes_max: usize,
     pub(crate) batch_bytes_max: usize,
+    pub(crate) retention: Retention,
+    pub(crate) compaction_threshold_bytes: Option<u64>,
 }
 
 impl Default for Options {
@@ -80,6 +83,8 @@ impl Default for Options {
             segment_bytes: SEGMENT_BYTES_DEFAULT,
             event_bytes_max: EVENT_BYTES_MAX_DEFAULT,
             batch_bytes_max: BATCH_BYTES_MAX_DEFAULT,
+            retention: Retention::KeepAll,
+            compaction_threshold_bytes: None,
         }
     }
 }
@@ -99,7 +104,6 @@ impl Options {
 
     /// Sets the size in bytes at which a segment file is sealed and a new one started
     /// (default 64 MiB, at least [`SEGMENT_BYTES_MIN`], at most [`SEGMENT_BYTES_MAX`]).
-    /// Segment files are preallocated to this size.
     ///
     /// ```
     /// # use chronicle::Options;
@@ -137,6 +141,33 @@ impl Options {
         self
     }
 
+    /// Sets the retention of streams without their own rule (default
+    /// [`Retention::KeepAll`]); see [`Store::set_stream_retention`](crate::Store::set_stream_retention).
+    ///
+    /// ```
+    /// # use chronicle::{Options, Retention};
+    /// let options = Options::default().retention(Retention::MaxCount(1000));
+    /// # let _ = options;
+    /// ```
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Turns on automatic compaction: a background thread compacts once the bytes that
+    /// deletion and retention made discardable exceed `bytes` (checked after deletions,
+    /// snapshots and segment seals, and every 30 seconds). Off by default.
+    ///
+    /// ```
+    /// # use chronicle::Options;
+    /// let options = Options::default().compaction_threshold(256 << 20);
+    /// # let _ = options;
+    /// ```
+    pub fn compaction_threshold(mut self, bytes: u64) -> Self {
+        self.compaction_threshold_bytes = Some(bytes);
+        self
+    }
+
     /// Checks the options against each other and the limits.
     pub(crate) fn validate(&self) -> Result<()> {
         if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&self.segment_bytes) {
@@ -166,9 +197,10 @@ impl Options {
         Ok(())
     }
 
-    /// Bytes of a segment available to records.
+    /// Bytes of a segment available to one commit group's records (the first record of a
+    /// group carries a durable mark).
     pub(crate) fn segment_payload_bytes(&self) -> usize {
-        (self.segment_bytes as usize).saturating_sub(SEGMENT_HEADER_BYTES)
+        (self.segment_bytes as usize).saturating_sub(SEGMENT_HEADER_BYTES + DURABLE_MARK_BYTES)
     }
 
     /// The effective largest append: `max_batch_size`, capped to what fits in a segment.

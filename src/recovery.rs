@@ -13,7 +13,7 @@ use crate::index::file::MappedIndex;
 use crate::index::streams::StreamTable;
 use crate::index::{MemIndex, SegmentIndex};
 use crate::options::Options;
-use crate::segment::scan::scan;
+use crate::segment::scan::{find_durable_proof, scan};
 use crate::segment::{Segment, naming};
 use crate::storage::{OpenMode, Storage, StorageFile};
 
@@ -92,19 +92,16 @@ fn find_segments(storage: &Arc<dyn Storage>, dir: &Path) -> Result<Vec<Found>> {
             Ok(header) if header.segment_id != segment_id => {
                 return Err(Error::corruption(&path, 16, "segment id in the header differs from the file name"));
             }
-            header => {
-                candidates.push((segment_id, header, Found { header: header.unwrap_or(EMPTY_HEADER), path, file, len }))
-            }
+            header => candidates.push((header, Found { header: header.unwrap_or(EMPTY_HEADER), path, file, len })),
         }
     }
-    // A segment whose header is invalid can only be a creation torn by a crash if it is the
-    // newest file and holds nothing past its header: the writer syncs the header (and the
-    // directory) before writing any record into it. Anything else is corruption.
-    let newest = candidates.iter().map(|c| c.0).max();
-    for (segment_id, header, segment) in candidates {
+    // A segment file with an invalid header and nothing past it is a creation cut short by a
+    // crash (the writer syncs the header and the directory before writing any record into
+    // it); it holds no record, so removing it loses nothing. Anything longer is corruption.
+    for (header, segment) in candidates {
         match header {
             Ok(_) => found.push(segment),
-            Err(reason) if Some(segment_id) == newest && segment.len <= SEGMENT_HEADER_BYTES as u64 => {
+            Err(reason) if segment.len <= SEGMENT_HEADER_BYTES as u64 => {
                 tracing::warn!(path = %segment.path.display(), reason, "removing a segment whose creation was cut short by a crash");
                 storage.remove_file(&segment.path).map_err(|e| Error::io("remove torn segment", &segment.path, e))?;
                 removed_any = true;
@@ -112,10 +109,34 @@ fn find_segments(storage: &Arc<dyn Storage>, dir: &Path) -> Result<Vec<Found>> {
             Err(reason) => return Err(Error::corruption(&segment.path, 0, reason)),
         }
     }
+    // Compaction swap, step 5 interrupted: a compacted segment (larger id) that covers an
+    // older segment's base position replaces it.
+    let compacted: Vec<SegmentHeader> =
+        found.iter().map(|f| f.header).filter(|h| h.compacted_end_position != 0).collect();
+    let mut live = Vec::with_capacity(found.len());
+    for segment in found {
+        let base = segment.header.base_position;
+        let replaced = compacted.iter().any(|c| {
+            c.segment_id > segment.header.segment_id && c.base_position <= base && base < c.compacted_end_position
+        });
+        if !replaced {
+            live.push(segment);
+            continue;
+        }
+        tracing::info!(path = %segment.path.display(), "removing a segment that compaction replaced");
+        for path in [segment.path.clone(), naming::index_path_for(&segment.path)] {
+            match storage.remove_file(&path) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(Error::io("remove replaced segment", &path, error)),
+            }
+        }
+        removed_any = true;
+    }
     if removed_any {
         storage.sync_dir(dir).map_err(|e| Error::io("sync directory", dir, e))?;
     }
-    Ok(found)
+    Ok(live)
 }
 
 /// Loads an index file if it is valid for this segment.
@@ -143,7 +164,7 @@ fn open_sealed(storage: &Arc<dyn Storage>, found: Found, min_position: u64) -> R
         && index.covered_bytes == len
         && (index.record_count == 0 || index.next_position > min_position)
     {
-        let segment = Segment::new(Arc::clone(storage), path, file, header, len, len, SegmentIndex::Sealed(index))?;
+        let segment = Segment::new(path, file, header, len, len, SegmentIndex::Sealed(index))?;
         return Ok(Arc::new(segment));
     }
     let bytes = file.map(len).map_err(|e| Error::io("mmap", &path, e))?;
@@ -165,8 +186,7 @@ fn open_sealed(storage: &Arc<dyn Storage>, found: Found, min_position: u64) -> R
     if outcome.valid_len != len {
         return Err(Error::corruption(&path, outcome.valid_len, "sealed segment ends inside a commit group"));
     }
-    let segment =
-        Segment::new(Arc::clone(storage), path, file, header, len, len, SegmentIndex::Active(RwLock::new(mem)))?;
+    let segment = Segment::new(path, file, header, len, len, SegmentIndex::Active(RwLock::new(mem)))?;
     crate::writer::roll::write_index(&**storage, &segment, len);
     Ok(Arc::new(segment))
 }
@@ -192,6 +212,15 @@ fn open_active(storage: &Arc<dyn Storage>, found: Found, min_position: u64, opti
         RECORD_BYTES_MAX,
         &mut mem,
     );
+    if let Some((bad_offset, reason)) = outcome.stopped
+        && let Some(proof) = find_durable_proof(&bytes, header.segment_id, bad_offset, RECORD_BYTES_MAX)
+    {
+        return Err(Error::corruption(
+            &path,
+            bad_offset,
+            format!("{reason}; the record at offset {proof} shows these bytes had been made durable"),
+        ));
+    }
     // Unmap before truncating: a mapped file must never shrink.
     drop(bytes);
     if outcome.valid_len < len {
@@ -206,18 +235,13 @@ fn open_active(storage: &Arc<dyn Storage>, found: Found, min_position: u64, opti
             "cutting a torn tail off the last segment"
         );
         file.set_len(outcome.valid_len).map_err(|e| Error::io("truncate torn tail", &path, e))?;
-        file.sync_data().map_err(|e| Error::io("fdatasync", &path, e))?;
     }
+    // The previous process may have died with written but unsynced bytes: make what the
+    // writer will take as durable actually durable (its durable marks rely on it).
+    file.sync_data().map_err(|e| Error::io("fdatasync", &path, e))?;
     let capacity = options.segment_bytes.max(outcome.valid_len);
-    let segment = Segment::new(
-        Arc::clone(storage),
-        path,
-        file,
-        header,
-        capacity,
-        outcome.valid_len,
-        SegmentIndex::Active(RwLock::new(mem)),
-    )?;
+    let segment =
+        Segment::new(path, file, header, capacity, outcome.valid_len, SegmentIndex::Active(RwLock::new(mem)))?;
     Ok(Arc::new(segment))
 }
 

@@ -2,12 +2,15 @@
 //! and the published end of the log. The writer is its only mutator.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use crate::compaction::retention::RetentionTable;
 use crate::index::streams::{StreamState, StreamTable};
 use crate::options::Options;
+use crate::recovery::Recovered;
 use crate::segment::Segment;
+use crate::snapshot::Snapshots;
 use crate::storage::Storage;
 
 /// The segments in position order; replaced as a whole (copy on write) on roll and
@@ -23,6 +26,11 @@ pub(crate) struct Shared {
     streams: RwLock<StreamTable>,
     /// One past the last published position: every position below it is readable.
     next_position: AtomicU64,
+    /// Next segment id, shared by the writer (new segments) and compaction (rewrites).
+    next_segment_id: AtomicU64,
+    pub(crate) snapshots: Snapshots,
+    pub(crate) retention: RetentionTable,
+    writer_stopped: AtomicBool,
 }
 
 impl Shared {
@@ -30,26 +38,54 @@ impl Shared {
         dir: PathBuf,
         storage: Arc<dyn Storage>,
         options: Options,
-        segments: Vec<Arc<Segment>>,
-        streams: StreamTable,
-        next_position: u64,
+        recovered: Recovered,
+        snapshots: Snapshots,
+        retention: RetentionTable,
     ) -> Self {
         Shared {
             dir,
             storage,
             options,
-            segments: RwLock::new(Arc::new(segments)),
-            streams: RwLock::new(streams),
-            next_position: AtomicU64::new(next_position),
+            segments: RwLock::new(Arc::new(recovered.segments)),
+            streams: RwLock::new(recovered.streams),
+            next_position: AtomicU64::new(recovered.next_position),
+            next_segment_id: AtomicU64::new(recovered.next_segment_id),
+            snapshots,
+            retention,
+            writer_stopped: AtomicBool::new(false),
         }
+    }
+
+    /// Set when the writer thread has exited: no request will be answered any more.
+    pub(crate) fn mark_writer_stopped(&self) {
+        self.writer_stopped.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn writer_stopped(&self) -> bool {
+        self.writer_stopped.load(Ordering::Acquire)
     }
 
     pub(crate) fn segments(&self) -> SegmentList {
         Arc::clone(&self.segments.read().unwrap_or_else(|poison| poison.into_inner()))
     }
 
-    pub(crate) fn set_segments(&self, segments: Vec<Arc<Segment>>) {
-        *self.segments.write().unwrap_or_else(|poison| poison.into_inner()) = Arc::new(segments);
+    /// Replaces the segment list with `change` applied to a copy of it. The write lock is
+    /// held throughout, so the writer's roll and compaction's swap never lose each other's
+    /// change.
+    pub(crate) fn update_segments(&self, change: impl FnOnce(&mut Vec<Arc<Segment>>)) {
+        let mut guard = self.segments.write().unwrap_or_else(|poison| poison.into_inner());
+        let mut segments: Vec<Arc<Segment>> = guard.iter().cloned().collect();
+        change(&mut segments);
+        *guard = Arc::new(segments);
+    }
+
+    pub(crate) fn allocate_segment_id(&self) -> u64 {
+        self.next_segment_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Whether any stream is deleted (lets `read_all` skip the per-event check otherwise).
+    pub(crate) fn any_deleted(&self) -> bool {
+        self.streams().values().any(|state| state.deleted)
     }
 
     pub(crate) fn streams(&self) -> RwLockReadGuard<'_, StreamTable> {

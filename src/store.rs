@@ -6,16 +6,25 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Sender, bounded};
 
+use crate::compaction::retention::{Retention, RetentionTable};
+use crate::compaction::{self, CompactionReport, CompactorRequest};
 use crate::error::{Error, Result};
 use crate::event::{AppendResult, ExpectedVersion, NewEvent, StreamAppend};
-use crate::options::{BATCH_STREAMS_MAX, Options, WRITER_QUEUE_DEPTH_MAX};
+use crate::options::{BATCH_STREAMS_MAX, Durability, Options, WRITER_QUEUE_DEPTH_MAX};
 use crate::read::{AllIter, StreamIter};
 use crate::recovery::recover;
 use crate::segment::naming::LOCK_FILE;
 use crate::shared::Shared;
+use crate::snapshot::{Snapshot, Snapshots};
 use crate::storage::{FileSystem, LockError, LockGuard, Storage};
 use crate::writer::validate::{self, WritePart};
 use crate::writer::{self, Request, Writer};
+
+/// How long an append without fsync polls for its answer before sleeping.
+const CALLER_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// Depth of the queue in front of the compaction thread (nudges beyond it are dropped).
+const COMPACTOR_QUEUE_DEPTH_MAX: usize = 16;
 
 /// An open event store: one directory, one writer thread, any number of readers.
 ///
@@ -45,6 +54,8 @@ struct Handle {
     shared: Arc<Shared>,
     requests: Sender<Request>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Dropped at shutdown to stop the compaction thread.
+    compactor: Mutex<Option<(Sender<CompactorRequest>, JoinHandle<()>)>>,
     /// Declared last: released only after the writer thread has stopped.
     _lock: LockGuardDebug,
 }
@@ -59,6 +70,13 @@ impl std::fmt::Debug for LockGuardDebug {
 
 impl Handle {
     fn shutdown(&self) -> Result<()> {
+        // Stop compaction first: it may be waiting for nothing but must not outlive the lock.
+        if let Some((sender, thread)) = self.compactor.lock().unwrap_or_else(|poison| poison.into_inner()).take() {
+            drop(sender);
+            if thread.join().is_err() {
+                tracing::error!("compaction thread panicked");
+            }
+        }
         let Some(thread) = self.writer.lock().unwrap_or_else(|poison| poison.into_inner()).take() else {
             return Ok(());
         };
@@ -139,29 +157,28 @@ impl Store {
             Err(LockError::Io(e)) => return Err(Error::io("lock", dir.join(LOCK_FILE), e)),
         };
         let recovered = recover(&storage, &dir, &options)?;
+        let snapshots = Snapshots::open(Arc::clone(&storage), &dir)?;
+        let retention = RetentionTable::open(Arc::clone(&storage), &dir)?;
         let active = recovered
             .segments
             .last()
             .cloned()
             .ok_or_else(|| Error::corruption(&dir, 0, "no segment after recovery"))?;
-        let shared = Arc::new(Shared::new(
-            dir,
-            storage,
-            options,
-            recovered.segments,
-            recovered.streams,
-            recovered.next_position,
-        ));
+        let shared = Arc::new(Shared::new(dir, storage, options, recovered, snapshots, retention));
         let (requests, receiver) = bounded(WRITER_QUEUE_DEPTH_MAX);
-        let thread = writer::spawn(Writer::new(Arc::clone(&shared), active, recovered.next_segment_id), receiver)?;
-        Ok(Store {
-            handle: Arc::new(Handle {
-                shared,
-                requests,
-                writer: Mutex::new(Some(thread)),
-                _lock: LockGuardDebug(lock),
-            }),
-        })
+        let writer_thread = writer::spawn(Writer::new(Arc::clone(&shared), active), receiver)?;
+        let (compactor, compactor_requests) = bounded(COMPACTOR_QUEUE_DEPTH_MAX);
+        let handle = Handle {
+            shared: Arc::clone(&shared),
+            requests,
+            writer: Mutex::new(Some(writer_thread)),
+            compactor: Mutex::new(None),
+            _lock: LockGuardDebug(lock),
+        };
+        // From here on, dropping `handle` shuts the writer down cleanly.
+        let compactor_thread = compaction::spawn(shared, compactor_requests)?;
+        *handle.compactor.lock().unwrap_or_else(|poison| poison.into_inner()) = Some((compactor, compactor_thread));
+        Ok(Store { handle: Arc::new(handle) })
     }
 
     fn shared(&self) -> &Arc<Shared> {
@@ -170,9 +187,10 @@ impl Store {
 
     fn submit(&self, parts: Vec<WritePart>) -> Result<Vec<AppendResult>> {
         validate::batch(&self.shared().options, &parts)?;
-        let (reply, answer) = bounded(1);
-        self.handle.requests.send(Request::Append { parts, reply }).map_err(|_| Error::Closed)?;
-        answer.recv().map_err(|_| Error::Closed)?
+        // Without an fsync to wait for, the answer comes within microseconds: poll for it
+        // rather than sleep. With Sync the wait is a whole fsync, so sleep at once.
+        let spin = (self.shared().options.durability != Durability::Sync).then_some(CALLER_SPIN);
+        writer::append(self.shared(), &self.handle.requests, parts, spin)
     }
 
     /// Appends `events` to `stream` as one atomic batch, if the stream's version satisfies
@@ -398,6 +416,155 @@ impl Store {
     pub fn seal(&self) -> Result<()> {
         let (reply, answer) = bounded(1);
         self.handle.requests.send(Request::Seal { reply }).map_err(|_| Error::Closed)?;
+        answer.recv().map_err(|_| Error::Closed)?
+    }
+
+    fn nudge_compactor(&self) {
+        if let Some((sender, _)) = &*self.handle.compactor.lock().unwrap_or_else(|poison| poison.into_inner()) {
+            // A full queue already holds a nudge or a compaction: dropping this one loses nothing.
+            let _ = sender.try_send(CompactorRequest::Nudge);
+        }
+    }
+
+    /// Saves `state` as the snapshot of `stream` at `version` (events up to and including
+    /// it), atomically: temporary file, fsync, rename, directory fsync. The newest
+    /// [`SNAPSHOTS_KEPT`](crate::SNAPSHOTS_KEPT) snapshots per stream are kept.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] if the stream does not have `version` yet or the state is over
+    /// [`SNAPSHOT_BYTES_MAX`](crate::SNAPSHOT_BYTES_MAX); [`Error::StreamDeleted`];
+    /// [`Error::Io`].
+    ///
+    /// ```
+    /// use chronicle::{ExpectedVersion, NewEvent, Store};
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// store.append("cart", ExpectedVersion::Any, [NewEvent::new("Added", "apple")])?;
+    /// store.save_snapshot("cart", 0, b"[apple]")?;
+    /// assert!(store.save_snapshot("cart", 1, b"too new").is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn save_snapshot(&self, stream: &str, version: u64, state: &[u8]) -> Result<()> {
+        validate::stream_id(stream)?;
+        match self.shared().stream_state(stream) {
+            Some(s) if s.deleted => return Err(Error::StreamDeleted { stream: stream.to_owned() }),
+            Some(s) if s.last_version.is_some_and(|last| version <= last) => {}
+            Some(s) => {
+                return Err(Error::invalid(format!(
+                    "snapshot of stream {stream:?} at version {version}, but its last version is {:?}",
+                    s.last_version
+                )));
+            }
+            None => {
+                return Err(Error::invalid(format!("snapshot of stream {stream:?}, which has no events")));
+            }
+        }
+        self.shared().snapshots.save(stream, version, state)?;
+        self.nudge_compactor();
+        Ok(())
+    }
+
+    /// The newest valid snapshot of `stream`, or `None`. A snapshot file that fails its
+    /// checksum is skipped (and logged) in favour of the previous one.
+    ///
+    /// # Errors
+    /// [`Error::StreamDeleted`], [`Error::InvalidInput`] for an invalid stream id.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = chronicle::Store::open(dir.path())?;
+    /// assert_eq!(store.load_snapshot("nothing-yet")?, None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn load_snapshot(&self, stream: &str) -> Result<Option<Snapshot>> {
+        validate::stream_id(stream)?;
+        if self.shared().stream_state(stream).is_some_and(|s| s.deleted) {
+            return Err(Error::StreamDeleted { stream: stream.to_owned() });
+        }
+        Ok(self.shared().snapshots.load(stream))
+    }
+
+    /// Deletes `stream` if its version satisfies `expected`: a tombstone record is appended
+    /// through the normal write path. Afterwards reads, appends and snapshot calls on the
+    /// stream return [`Error::StreamDeleted`] and it leaves [`Store::streams`]. Its events and
+    /// snapshots are erased from the directory by the next [`Store::compact`].
+    ///
+    /// # Errors
+    /// [`Error::WrongExpectedVersion`], [`Error::StreamDeleted`] if already deleted, and the
+    /// write-path errors of [`Store::append`].
+    ///
+    /// ```
+    /// use chronicle::{Error, ExpectedVersion, NewEvent, Store};
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// store.append("user-9", ExpectedVersion::Any, [NewEvent::new("Registered", "bob")])?;
+    /// store.delete_stream("user-9", ExpectedVersion::Exact(0))?;
+    /// assert!(matches!(store.read_stream("user-9", 0), Err(Error::StreamDeleted { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn delete_stream(&self, stream: &str, expected: ExpectedVersion) -> Result<()> {
+        let part = validate::tombstone_part(stream, expected)?;
+        self.submit(vec![part])?;
+        self.nudge_compactor();
+        Ok(())
+    }
+
+    /// Sets which events of `stream` compaction may discard; persists across reopen.
+    /// Streams without a rule follow [`Options::retention`].
+    ///
+    /// # Errors
+    /// [`Error::StreamDeleted`], [`Error::InvalidInput`] for an invalid stream id,
+    /// [`Error::Io`] if the retention table could not be written.
+    ///
+    /// ```
+    /// use chronicle::{Retention, Store};
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// store.set_stream_retention("metrics-1", Retention::MaxCount(100))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_stream_retention(&self, stream: &str, retention: Retention) -> Result<()> {
+        validate::stream_id(stream)?;
+        if self.shared().stream_state(stream).is_some_and(|s| s.deleted) {
+            return Err(Error::StreamDeleted { stream: stream.to_owned() });
+        }
+        self.shared().retention.set(stream, retention)?;
+        self.nudge_compactor();
+        Ok(())
+    }
+
+    /// Seals the active segment, then rewrites every sealed segment without the events that
+    /// deletion and retention made discardable, and removes deleted streams' snapshots. Runs
+    /// on the compaction thread and waits for it; appends and reads go on meanwhile. After it
+    /// returns, no byte of a deleted stream's events or snapshots remains in the directory.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if a file could not be written (the store is unchanged: the swap happens
+    /// only after the new segment is durable); [`Error::Corruption`] if a record to copy
+    /// fails its checksum; the errors of [`Store::seal`].
+    ///
+    /// ```
+    /// use chronicle::{ExpectedVersion, NewEvent, Retention, Store};
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// store.append("s", ExpectedVersion::Any, (0..10).map(|i| NewEvent::new("T", vec![i])))?;
+    /// store.set_stream_retention("s", Retention::MaxCount(3))?;
+    /// let report = store.compact()?;
+    /// assert_eq!(report.events_removed, 7);
+    /// let first = store.read_stream("s", 0)?.next().unwrap()?;
+    /// assert_eq!(first.version, 7);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn compact(&self) -> Result<CompactionReport> {
+        self.seal()?;
+        let (reply, answer) = bounded(1);
+        let sent = match &*self.handle.compactor.lock().unwrap_or_else(|poison| poison.into_inner()) {
+            Some((sender, _)) => sender.send(CompactorRequest::Compact { reply }).is_ok(),
+            None => false,
+        };
+        if !sent {
+            return Err(Error::Closed);
+        }
         answer.recv().map_err(|_| Error::Closed)?
     }
 

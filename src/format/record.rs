@@ -5,7 +5,8 @@
 //!   0     4  record_bytes   total length of this record, header included
 //!   4     4  crc32          CRC-32 of segment_id (u64 LE) ++ bytes [8, record_bytes)
 //!   8     1  kind           1 = event, 2 = tombstone
-//!   9     1  flags          bit 0 COMMIT, bit 1 HAS_CORRELATION, bit 2 HAS_CAUSATION
+//!   9     1  flags          bit 0 COMMIT, bit 1 HAS_CORRELATION, bit 2 HAS_CAUSATION,
+//!                             bit 3 HAS_DURABLE_MARK
 //!  10     2  stream_id_len
 //!  12     2  event_type_len
 //!  14     2  reserved       0
@@ -15,10 +16,13 @@
 //!  40    16  id
 //!  56     4  metadata_len
 //!  60     4  data_len
-//!  64        [correlation_id u128] [causation_id u128] stream_id event_type metadata data
+//!  64        [correlation_id u128] [causation_id u128] [durable_mark u64]
+//!            stream_id event_type metadata data
 //! ```
 //! A commit group (one write of the writer thread) ends with a record whose COMMIT flag is
-//! set; recovery keeps only whole groups.
+//! set; recovery keeps only whole groups. The first record of each group carries a durable
+//! mark: the segment length known durable (fsynced) when the group was written. A record
+//! that proves bytes durable lets recovery tell damage in them from a torn tail.
 
 use std::ops::Range;
 
@@ -37,7 +41,10 @@ pub(crate) const RECORD_BYTES_MAX: usize = 1 << 31;
 pub(crate) const FLAG_COMMIT: u8 = 1;
 const FLAG_HAS_CORRELATION: u8 = 1 << 1;
 const FLAG_HAS_CAUSATION: u8 = 1 << 2;
-const FLAGS_KNOWN: u8 = FLAG_COMMIT | FLAG_HAS_CORRELATION | FLAG_HAS_CAUSATION;
+const FLAG_HAS_DURABLE_MARK: u8 = 1 << 3;
+const FLAGS_KNOWN: u8 = FLAG_COMMIT | FLAG_HAS_CORRELATION | FLAG_HAS_CAUSATION | FLAG_HAS_DURABLE_MARK;
+/// Size of the optional durable mark.
+pub(crate) const DURABLE_MARK_BYTES: usize = 8;
 
 /// What a record is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +74,8 @@ pub(crate) struct RecordFields<'a> {
     pub(crate) id: u128,
     pub(crate) correlation_id: Option<u128>,
     pub(crate) causation_id: Option<u128>,
+    /// Set on the first record of a commit group: segment bytes known durable.
+    pub(crate) durable_mark: Option<u64>,
     pub(crate) stream_id: &'a str,
     pub(crate) event_type: &'a str,
     pub(crate) metadata: &'a [u8],
@@ -91,7 +100,8 @@ pub(crate) fn encoded_len(
         + data_len
 }
 
-/// Appends one encoded record to `buf`; returns its length. The caller has validated every
+/// Appends one encoded record to `buf`; returns its length (`encoded_len` plus
+/// [`DURABLE_MARK_BYTES`] when it carries a durable mark). The caller has validated every
 /// length against the limits (all fit their fields: checked in `writer::validate`).
 pub(crate) fn encode(buf: &mut Vec<u8>, segment_id: u64, fields: &RecordFields<'_>) -> usize {
     let record_bytes = encoded_len(
@@ -101,7 +111,7 @@ pub(crate) fn encode(buf: &mut Vec<u8>, segment_id: u64, fields: &RecordFields<'
         fields.data.len(),
         fields.correlation_id.is_some(),
         fields.causation_id.is_some(),
-    );
+    ) + if fields.durable_mark.is_some() { DURABLE_MARK_BYTES } else { 0 };
     let start = buf.len();
     buf.reserve(record_bytes);
     let mut flags = 0u8;
@@ -110,6 +120,9 @@ pub(crate) fn encode(buf: &mut Vec<u8>, segment_id: u64, fields: &RecordFields<'
     }
     if fields.causation_id.is_some() {
         flags |= FLAG_HAS_CAUSATION;
+    }
+    if fields.durable_mark.is_some() {
+        flags |= FLAG_HAS_DURABLE_MARK;
     }
     buf.extend_from_slice(&(record_bytes as u32).to_le_bytes());
     buf.extend_from_slice(&[0u8; 4]); // crc, filled below
@@ -129,6 +142,9 @@ pub(crate) fn encode(buf: &mut Vec<u8>, segment_id: u64, fields: &RecordFields<'
     }
     if let Some(causation_id) = fields.causation_id {
         buf.extend_from_slice(&causation_id.to_le_bytes());
+    }
+    if let Some(durable_mark) = fields.durable_mark {
+        buf.extend_from_slice(&durable_mark.to_le_bytes());
     }
     buf.extend_from_slice(fields.stream_id.as_bytes());
     buf.extend_from_slice(fields.event_type.as_bytes());
@@ -178,6 +194,7 @@ pub(crate) struct DecodedRecord {
     pub(crate) id: u128,
     pub(crate) correlation_id: Option<u128>,
     pub(crate) causation_id: Option<u128>,
+    pub(crate) durable_mark: Option<u64>,
     pub(crate) stream_id: Range<usize>,
     pub(crate) event_type: Range<usize>,
     pub(crate) metadata: Range<usize>,
@@ -225,7 +242,9 @@ pub(crate) fn decode(bytes: &[u8], segment_id: u64, record_bytes_max: usize) -> 
     let has_causation = flags & FLAG_HAS_CAUSATION != 0;
     // Lengths are at most 2^32 each, so the sum cannot overflow a 64-bit usize; compare
     // against the framed length so a record never reaches into its neighbour.
-    let expected = encoded_len(stream_id_len, event_type_len, metadata_len, data_len, has_correlation, has_causation);
+    let has_durable_mark = flags & FLAG_HAS_DURABLE_MARK != 0;
+    let expected = encoded_len(stream_id_len, event_type_len, metadata_len, data_len, has_correlation, has_causation)
+        + if has_durable_mark { DURABLE_MARK_BYTES } else { 0 };
     if expected != record_bytes {
         return Err(DecodeError::Invalid("field lengths do not add up to the record length"));
     }
@@ -240,6 +259,13 @@ pub(crate) fn decode(bytes: &[u8], segment_id: u64, record_bytes_max: usize) -> 
     };
     let correlation_id = optional_id(has_correlation)?;
     let causation_id = optional_id(has_causation)?;
+    let durable_mark = if has_durable_mark {
+        let mark = LeBytes(record).u64(cursor).ok_or(DecodeError::Incomplete)?;
+        cursor += DURABLE_MARK_BYTES;
+        Some(mark)
+    } else {
+        None
+    };
     let mut take = |len: usize| {
         let range = cursor..cursor + len;
         cursor += len;
@@ -249,13 +275,11 @@ pub(crate) fn decode(bytes: &[u8], segment_id: u64, record_bytes_max: usize) -> 
     let event_type = take(event_type_len);
     let metadata = take(metadata_len);
     let data = take(data_len);
-    let text_ok = |range: &Range<usize>| record.get(range.clone()).is_some_and(|b| std::str::from_utf8(b).is_ok());
-    if stream_id.is_empty() || !text_ok(&stream_id) {
-        return Err(DecodeError::Invalid("stream id is empty or not UTF-8"));
+    if stream_id.is_empty() {
+        return Err(DecodeError::Invalid("stream id is empty"));
     }
-    if !text_ok(&event_type) {
-        return Err(DecodeError::Invalid("event type is not UTF-8"));
-    }
+    // UTF-8 validity of the stream id and event type is checked where text is materialised
+    // (`text`), once per read instead of twice.
     Ok(DecodedRecord {
         record_bytes,
         kind,
@@ -266,6 +290,7 @@ pub(crate) fn decode(bytes: &[u8], segment_id: u64, record_bytes_max: usize) -> 
         id: le_header.u128(40).ok_or(DecodeError::Incomplete)?,
         correlation_id,
         causation_id,
+        durable_mark,
         stream_id,
         event_type,
         metadata,
@@ -273,9 +298,15 @@ pub(crate) fn decode(bytes: &[u8], segment_id: u64, record_bytes_max: usize) -> 
     })
 }
 
-/// The UTF-8 text at `range` of a verified record (checked by [`decode`]).
-pub(crate) fn text(record: &[u8], range: Range<usize>) -> &str {
-    record.get(range).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or_default()
+/// The UTF-8 text at `range` of a decoded record; `None` if it is not UTF-8 (a record that
+/// passed its checksum but holds invalid text is corrupt: the writer only writes `str`s).
+pub(crate) fn text(record: &[u8], range: Range<usize>) -> Option<&str> {
+    std::str::from_utf8(record.get(range)?).ok()
+}
+
+/// The raw bytes at `range` of a decoded record.
+pub(crate) fn field(record: &[u8], range: Range<usize>) -> &[u8] {
+    record.get(range).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -291,6 +322,7 @@ mod tests {
             id: 5,
             correlation_id: Some(6),
             causation_id: None,
+            durable_mark: None,
             stream_id: "s-1",
             event_type: "T",
             metadata: b"m",
@@ -316,9 +348,21 @@ mod tests {
         assert_eq!(decoded.position, 0x0102);
         assert_eq!(decoded.correlation_id, Some(6));
         assert_eq!(decoded.causation_id, None);
-        assert_eq!(text(&buf, decoded.stream_id.clone()), "s-1");
+        assert_eq!(text(&buf, decoded.stream_id.clone()), Some("s-1"));
         assert_eq!(&buf[decoded.data.clone()], b"dd");
         assert!(!decoded.commit);
+    }
+
+    #[test]
+    fn durable_mark_round_trips() {
+        let mut buf = Vec::new();
+        let fields = RecordFields { durable_mark: Some(0xabc), ..sample() };
+        let len = encode(&mut buf, 9, &fields);
+        assert_eq!(len, 87 + DURABLE_MARK_BYTES);
+        assert_eq!(buf[9], 0b1010);
+        assert_eq!(&buf[80..88], &0xabcu64.to_le_bytes());
+        let decoded = decode(&buf, 9, 1 << 20).unwrap();
+        assert_eq!((decoded.durable_mark, text(&buf, decoded.stream_id)), (Some(0xabc), Some("s-1")));
     }
 
     #[test]

@@ -92,6 +92,26 @@ impl SegmentIndex {
     }
 }
 
+impl SegmentIndex {
+    /// Every stream of the segment with its event entries (for compaction planning).
+    pub(crate) fn all_streams(&self) -> Vec<(String, Vec<IndexEntry>)> {
+        match self {
+            SegmentIndex::Active(mem) => {
+                let mem = mem.read().unwrap_or_else(|poison| poison.into_inner());
+                mem.streams.iter().map(|(name, slot)| (name.to_string(), slot.entries.clone())).collect()
+            }
+            SegmentIndex::Sealed(mapped) => mapped
+                .streams()
+                .map(|stream| {
+                    let mut entries = Vec::new();
+                    mapped.stream_entries(stream.name, 0, u64::MAX, &mut entries);
+                    (stream.name.to_owned(), entries)
+                })
+                .collect(),
+        }
+    }
+}
+
 /// FNV-1a, 64-bit: the stable hash of stream ids in index files (part of the format).
 pub(crate) fn stream_hash(stream: &str) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;

@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
 use crate::format::record::RecordKind;
 use crate::format::segment_header::SEGMENT_HEADER_BYTES;
+use crate::segment::SegmentReader;
 use crate::shared::{SegmentList, Shared};
 
 /// Every event of the store in position order (or reverse), from
@@ -36,9 +37,13 @@ pub struct AllIter {
     low: u64,
     high: u64,
     backward: bool,
+    /// Reader of the segment at `segment_index`.
+    reader: Option<SegmentReader>,
     /// Backward: offsets of the current segment's records still to return.
     backlog: Vec<u64>,
     backlog_ready: bool,
+    /// Streams deleted when the iterator was created: their events are skipped.
+    deleted: std::collections::HashSet<String>,
     done: bool,
 }
 
@@ -64,44 +69,77 @@ impl AllIter {
             low,
             high,
             backward,
+            reader: None,
             backlog: Vec::new(),
             backlog_ready: false,
+            deleted: if shared.any_deleted() {
+                shared.streams().iter().filter(|(_, s)| s.deleted).map(|(name, _)| name.to_string()).collect()
+            } else {
+                Default::default()
+            },
             done: end == 0 || low > high,
         }
     }
 
+    fn is_deleted(&self, stream: &str) -> bool {
+        !self.deleted.is_empty() && self.deleted.contains(stream)
+    }
+
+    /// Makes `self.reader` read the current segment; `None` past the last segment.
+    fn ensure_reader(&mut self) -> Option<Result<()>> {
+        let segment = self.segments.get(self.segment_index)?;
+        if self.reader.as_ref().is_none_or(|r| !Arc::ptr_eq(r.segment(), segment)) {
+            match segment.reader() {
+                Ok(reader) => self.reader = Some(reader),
+                Err(error) => return Some(Err(error)),
+            }
+        }
+        Some(Ok(()))
+    }
+
     fn forward(&mut self) -> Option<Result<RecordedEvent>> {
         loop {
-            let segment = self.segments.get(self.segment_index)?;
-            if self.offset >= segment.committed_len() {
+            if let Err(error) = self.ensure_reader()? {
+                return Some(Err(error));
+            }
+            let reader = self.reader.as_ref()?;
+            if self.offset >= reader.len() {
                 self.segment_index += 1;
                 self.offset = SEGMENT_HEADER_BYTES as u64;
                 continue;
             }
-            let (decoded, record) = match segment.read_record(self.offset, None) {
+            let offset = self.offset;
+            let (decoded, record) = match reader.read_record(offset, None) {
                 Ok(read) => read,
                 Err(error) => return Some(Err(error)),
             };
+            let path = &reader.segment().path;
+            let event = (decoded.position >= self.low && decoded.kind == RecordKind::Event)
+                .then(|| super::to_event(&decoded, &record).map_err(|reason| Error::corruption(path, offset, reason)));
             self.offset += decoded.record_bytes as u64;
             if decoded.position > self.high {
                 return None;
             }
-            if decoded.position < self.low || decoded.kind != RecordKind::Event {
-                continue;
+            match event {
+                Some(Ok(event)) if self.is_deleted(&event.stream_id) => {}
+                Some(event) => return Some(event),
+                None => {}
             }
-            return Some(Ok(super::to_event(&decoded, &record)));
         }
     }
 
     fn backward(&mut self) -> Option<Result<RecordedEvent>> {
         loop {
-            let segment = Arc::clone(self.segments.get(self.segment_index)?);
             if !self.backlog_ready {
+                if let Err(error) = self.ensure_reader()? {
+                    return Some(Err(error));
+                }
+                let reader = self.reader.as_ref()?;
                 // Records cannot be walked backwards, so list this segment's offsets first.
                 let mut offset = SEGMENT_HEADER_BYTES as u64;
-                let committed = segment.committed_len();
-                while offset < committed {
-                    let (decoded, _) = match segment.read_record(offset, None) {
+                let mut backlog = Vec::new();
+                while offset < reader.len() {
+                    let (decoded, _) = match reader.read_record(offset, None) {
                         Ok(read) => read,
                         Err(error) => return Some(Err(error)),
                     };
@@ -109,14 +147,26 @@ impl AllIter {
                         break;
                     }
                     if decoded.kind == RecordKind::Event && decoded.position >= self.low {
-                        self.backlog.push(offset);
+                        backlog.push(offset);
                     }
                     offset += decoded.record_bytes as u64;
                 }
+                self.backlog = backlog;
                 self.backlog_ready = true;
             }
             if let Some(offset) = self.backlog.pop() {
-                return Some(segment.read_record(offset, None).map(|(d, r)| super::to_event(&d, &r)));
+                if let Err(error) = self.ensure_reader()? {
+                    return Some(Err(error));
+                }
+                let reader = self.reader.as_ref()?;
+                let path = &reader.segment().path;
+                let event = reader.read_record(offset, None).and_then(|(decoded, record)| {
+                    super::to_event(&decoded, &record).map_err(|reason| Error::corruption(path, offset, reason))
+                });
+                match event {
+                    Ok(event) if self.is_deleted(&event.stream_id) => continue,
+                    event => return Some(event),
+                }
             }
             self.segment_index = self.segment_index.checked_sub(1)?;
             self.backlog_ready = false;

@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
-use crate::format::record::{RecordKind, text};
+use crate::format::record::{RecordKind, field};
 use crate::index::IndexEntry;
-use crate::segment::Segment;
+use crate::segment::{Segment, SegmentReader};
 use crate::shared::{SegmentList, Shared};
 
 /// The events of one stream in version order (or reverse), from
@@ -33,7 +33,7 @@ pub struct StreamIter {
     high: u64,
     backward: bool,
     segments_visited: usize,
-    segment: Option<Arc<Segment>>,
+    reader: Option<SegmentReader>,
     pending: Vec<IndexEntry>,
     done: bool,
 }
@@ -60,7 +60,7 @@ impl StreamIter {
             high,
             backward,
             segments_visited: 0,
-            segment: None,
+            reader: None,
             pending: Vec::new(),
             done: done || low > high,
         })
@@ -73,12 +73,13 @@ impl StreamIter {
         self.segments.get(index).cloned()
     }
 
-    fn read(&self, segment: &Segment, entry: IndexEntry) -> Result<RecordedEvent> {
-        let (decoded, record) = segment.read_record(u64::from(entry.offset), Some(entry.record_bytes))?;
+    fn read(&self, reader: &SegmentReader, entry: IndexEntry) -> Result<RecordedEvent> {
+        let segment = reader.segment();
+        let (decoded, record) = reader.read_record(u64::from(entry.offset), Some(entry.record_bytes))?;
         if decoded.kind != RecordKind::Event
             || decoded.version != entry.version
             || decoded.position != entry.position
-            || text(&record, decoded.stream_id.clone()) != &*self.stream
+            || field(&record, decoded.stream_id.clone()) != self.stream.as_bytes()
         {
             return Err(Error::corruption(
                 &segment.path,
@@ -86,7 +87,8 @@ impl StreamIter {
                 "record does not match its index entry",
             ));
         }
-        Ok(super::to_event(&decoded, &record))
+        super::to_event(&decoded, &record)
+            .map_err(|reason| Error::corruption(&segment.path, u64::from(entry.offset), reason))
     }
 }
 
@@ -96,8 +98,8 @@ impl Iterator for StreamIter {
     fn next(&mut self) -> Option<Self::Item> {
         while !self.done {
             if let Some(entry) = self.pending.pop() {
-                let Some(segment) = self.segment.clone() else { break };
-                let result = self.read(&segment, entry);
+                let Some(reader) = &self.reader else { break };
+                let result = self.read(reader, entry);
                 if result.is_err() {
                     self.done = true;
                 }
@@ -109,7 +111,15 @@ impl Iterator for StreamIter {
             if !self.backward {
                 self.pending.reverse();
             }
-            self.segment = Some(segment);
+            if !self.pending.is_empty() {
+                match segment.reader() {
+                    Ok(reader) => self.reader = Some(reader),
+                    Err(error) => {
+                        self.done = true;
+                        return Some(Err(error));
+                    }
+                }
+            }
         }
         self.done = true;
         None

@@ -6,7 +6,7 @@ pub(crate) mod naming;
 pub(crate) mod scan;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
@@ -22,7 +22,6 @@ pub(crate) struct Segment {
     pub(crate) header: SegmentHeader,
     pub(crate) path: PathBuf,
     pub(crate) file: Arc<dyn StorageFile>,
-    storage: Arc<dyn Storage>,
     /// A view of the file; with the real file system a map of `capacity` bytes that sees
     /// later appends, otherwise a snapshot that is refreshed when too short.
     view: RwLock<Bytes>,
@@ -30,8 +29,6 @@ pub(crate) struct Segment {
     /// Bytes [0, committed_len) hold whole commit groups; readers never look past it.
     committed_len: AtomicU64,
     index: RwLock<Arc<SegmentIndex>>,
-    /// Set by compaction once a replacement is durable: the file is removed on drop.
-    obsolete: AtomicBool,
 }
 
 /// Written by hand: a derived `Debug` would print `view`, reading the whole map, whose
@@ -51,7 +48,6 @@ impl std::fmt::Debug for Segment {
 impl Segment {
     /// Wraps an open segment file whose first `committed_len` bytes are valid.
     pub(crate) fn new(
-        storage: Arc<dyn Storage>,
         path: PathBuf,
         file: Arc<dyn StorageFile>,
         header: SegmentHeader,
@@ -64,12 +60,10 @@ impl Segment {
             header,
             path,
             file,
-            storage,
             view: RwLock::new(view),
             capacity,
             committed_len: AtomicU64::new(committed_len),
             index: RwLock::new(Arc::new(index)),
-            obsolete: AtomicBool::new(false),
         })
     }
 
@@ -94,9 +88,11 @@ impl Segment {
         *self.index.write().unwrap_or_else(|poison| poison.into_inner()) = Arc::new(index);
     }
 
-    #[allow(dead_code)] // used by snapshots and compaction (issue 3)
-    pub(crate) fn mark_obsolete(&self) {
-        self.obsolete.store(true, Ordering::Release);
+    /// Makes the view cover every committed byte, so the segment stays readable after its
+    /// file is removed (compaction). Memory maps already do; snapshot views are refreshed.
+    pub(crate) fn retain_view(&self) -> Result<()> {
+        let committed = self.committed_len();
+        self.committed_bytes(committed, committed).map(|_| ())
     }
 
     /// Committed bytes `[offset, end)`, zero-copy from the map.
@@ -125,48 +121,11 @@ impl Segment {
         Ok(slice)
     }
 
-    /// Reads and verifies the record at `offset`. `expected_len`, when known from the index,
-    /// bounds the read. A failed check is `Error::Corruption` naming this file and offset.
-    pub(crate) fn read_record(&self, offset: u64, expected_len: Option<u32>) -> Result<(DecodedRecord, Bytes)> {
+    /// A reader over the bytes committed now; it reads many records without touching the
+    /// segment's locks or atomics.
+    pub(crate) fn reader(self: &Arc<Self>) -> Result<SegmentReader> {
         let committed = self.committed_len();
-        let end = match expected_len {
-            Some(len) => offset.saturating_add(u64::from(len)).min(committed),
-            None => committed.min(offset.saturating_add(record::RECORD_BYTES_MAX as u64)),
-        };
-        let bytes = self.committed_bytes(offset.min(end), end)?;
-        match record::decode(&bytes, self.id(), record::RECORD_BYTES_MAX) {
-            Ok(decoded) => {
-                if expected_len.is_some_and(|len| len as usize != decoded.record_bytes) {
-                    return Err(Error::corruption(&self.path, offset, "record length differs from the index"));
-                }
-                let record = bytes.slice(0..decoded.record_bytes);
-                Ok((decoded, record))
-            }
-            Err(record::DecodeError::Incomplete) => {
-                Err(Error::corruption(&self.path, offset, "record runs past the committed length"))
-            }
-            Err(record::DecodeError::Invalid(reason)) => Err(Error::corruption(&self.path, offset, reason)),
-        }
-    }
-}
-
-impl Drop for Segment {
-    fn drop(&mut self) {
-        if self.obsolete.load(Ordering::Acquire) {
-            // The replacement is durable and no reader holds this segment any more.
-            for path in [self.path.clone(), naming::index_path_for(&self.path)] {
-                if let Err(error) = self.storage.remove_file(&path)
-                    && error.kind() != std::io::ErrorKind::NotFound
-                {
-                    tracing::warn!(path = %path.display(), %error, "could not remove obsolete segment file");
-                }
-            }
-            if let Some(dir) = self.path.parent()
-                && let Err(error) = self.storage.sync_dir(dir)
-            {
-                tracing::warn!(dir = %dir.display(), %error, "could not sync directory after removing an obsolete segment");
-            }
-        }
+        Ok(SegmentReader { bytes: self.committed_bytes(0, committed)?, segment: Arc::clone(self) })
     }
 }
 
@@ -193,7 +152,6 @@ impl Segment {
         file.sync_data().map_err(|e| Error::io("fdatasync", &path, e))?;
         storage.sync_dir(dir).map_err(|e| Error::io("sync directory", dir, e))?;
         let segment = Segment::new(
-            Arc::clone(storage),
             path,
             file,
             header,
@@ -202,5 +160,50 @@ impl Segment {
             SegmentIndex::Active(RwLock::new(crate::index::MemIndex::default())),
         )?;
         Ok(Arc::new(segment))
+    }
+}
+
+/// A segment's committed bytes as of [`Segment::reader`].
+#[derive(Debug)]
+pub(crate) struct SegmentReader {
+    bytes: Bytes,
+    segment: Arc<Segment>,
+}
+
+impl SegmentReader {
+    /// Bytes readable through this reader.
+    pub(crate) fn len(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    pub(crate) fn segment(&self) -> &Arc<Segment> {
+        &self.segment
+    }
+
+    /// Reads and verifies the record at `offset`. `expected_len`, when known from the index,
+    /// bounds the read. A failed check is `Error::Corruption` naming the file and offset.
+    pub(crate) fn read_record(&self, offset: u64, expected_len: Option<u32>) -> Result<(DecodedRecord, Bytes)> {
+        let path = &self.segment.path;
+        let Some(rest) = usize::try_from(offset).ok().and_then(|at| self.bytes.get(at..)) else {
+            return Err(Error::corruption(path, offset, "record offset is past the committed length"));
+        };
+        let window = match expected_len {
+            Some(len) => rest.get(..len as usize).unwrap_or(rest),
+            None => rest,
+        };
+        match record::decode(window, self.segment.id(), record::RECORD_BYTES_MAX) {
+            Ok(decoded) => {
+                if expected_len.is_some_and(|len| len as usize != decoded.record_bytes) {
+                    return Err(Error::corruption(path, offset, "record length differs from the index"));
+                }
+                let start = offset as usize;
+                let record = self.bytes.slice(start..start + decoded.record_bytes);
+                Ok((decoded, record))
+            }
+            Err(record::DecodeError::Incomplete) => {
+                Err(Error::corruption(path, offset, "record runs past the committed length"))
+            }
+            Err(record::DecodeError::Invalid(reason)) => Err(Error::corruption(path, offset, reason)),
+        }
     }
 }

@@ -53,7 +53,10 @@ pub(crate) fn scan(
             break;
         }
         last_position = Some(decoded.position);
-        let name = rest.get(..decoded.record_bytes).map_or("", |r| text(r, decoded.stream_id.clone()));
+        let Some(name) = rest.get(..decoded.record_bytes).and_then(|r| text(r, decoded.stream_id.clone())) else {
+            stopped = Some((offset, "stream id is not UTF-8"));
+            break;
+        };
         let stream = match mem.streams.get_key_value(name) {
             Some((key, _)) => Arc::clone(key),
             None => Arc::from(name),
@@ -74,4 +77,37 @@ pub(crate) fn scan(
         }
     }
     ScanOutcome { valid_len, stopped, uncommitted_records: uncommitted.len() }
+}
+
+/// Looks past a bad record at `bad_offset` for a valid record whose durable mark proves that
+/// `bad_offset` had been fsynced before that record was written. Such a record turns "torn
+/// tail" into "damage in durable data" (corruption). Returns the proving record's offset.
+///
+/// Candidates are tried at every byte offset, but `decode` rejects garbage on its framing
+/// checks (kind, flags, reserved bytes, lengths adding up) before it computes a checksum, so
+/// the search is linear in practice. Zero-filled stretches are skipped in one step each.
+pub(crate) fn find_durable_proof(
+    bytes: &[u8],
+    segment_id: u64,
+    bad_offset: u64,
+    record_bytes_max: usize,
+) -> Option<u64> {
+    let start = usize::try_from(bad_offset).ok()?.checked_add(1)?;
+    let mut at = start;
+    while let Some(rest) = bytes.get(at..) {
+        if rest.len() < crate::format::record::RECORD_HEADER_BYTES {
+            return None;
+        }
+        if rest.first() == Some(&0) {
+            at += rest.iter().position(|&b| b != 0)?;
+            continue;
+        }
+        if let Ok(decoded) = record::decode(rest, segment_id, record_bytes_max)
+            && decoded.durable_mark.is_some_and(|mark| mark > bad_offset)
+        {
+            return Some(at as u64);
+        }
+        at += 1;
+    }
+    None
 }

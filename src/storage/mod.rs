@@ -105,7 +105,6 @@ pub trait StorageFile: Send + Sync + Debug {
 }
 
 /// Reads a whole small file through the seam.
-#[allow(dead_code)] // used by snapshots and compaction (issue 3)
 pub(crate) fn read_whole(storage: &dyn Storage, path: &Path, bytes_max: u64) -> io::Result<Vec<u8>> {
     let file = storage.open(path, OpenMode::Read)?;
     let len = file.len()?;

@@ -10,6 +10,7 @@ pub(crate) mod validate;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, never, select, tick};
 
@@ -59,7 +60,9 @@ pub(crate) struct Writer {
     shared: Arc<Shared>,
     active: Arc<Segment>,
     write_offset: u64,
-    next_segment_id: u64,
+    /// Bytes of the active segment known durable (fsynced); stamped on the first record of
+    /// each group as its durable mark.
+    durable_len: u64,
     unsynced: bool,
     poison: Option<Arc<Error>>,
     ids: IdGenerator,
@@ -74,14 +77,15 @@ enum Check {
 }
 
 impl Writer {
-    pub(crate) fn new(shared: Arc<Shared>, active: Arc<Segment>, next_segment_id: u64) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, active: Arc<Segment>) -> Self {
         let write_offset = active.committed_len();
         let next_position = shared.next_position();
         Writer {
             shared,
             active,
             write_offset,
-            next_segment_id,
+            // Recovery fsynced the active segment, so all of it is durable.
+            durable_len: write_offset,
             unsynced: false,
             poison: None,
             ids: IdGenerator::new(),
@@ -96,7 +100,9 @@ impl Writer {
             _ => never(),
         };
         loop {
-            let first = select! {
+            let first = match spin_recv(&requests, WRITER_SPIN) {
+                Some(request) => request,
+                None => select! {
                 recv(requests) -> message => match message {
                     Ok(request) => request,
                     Err(_) => {
@@ -110,6 +116,7 @@ impl Writer {
                     }
                     continue;
                 }
+                },
             };
             let mut pending = Some(first);
             let mut gathered = 0usize;
@@ -208,7 +215,7 @@ impl Writer {
             let _ = reply.send(Err(Error::WrongExpectedVersion { stream, expected, actual }));
             return 0;
         }
-        let total: usize = parts.iter().map(|p| p.encoded_bytes).sum();
+        let total: usize = parts.iter().map(|p| p.encoded_bytes).sum::<usize>() + record::DURABLE_MARK_BYTES;
         if self.write_offset + (self.group.buf.len() + total) as u64 > self.shared.options.segment_bytes {
             self.flush();
             if let Err(error) = self.poisoned().map_or_else(|| self.roll(), Err) {
@@ -304,11 +311,10 @@ impl Writer {
         let first_position = self.group.next_position;
         let mut version = first_version;
         let unix_ms = timestamp_us / 1000;
-        let records: Vec<(RecordKind, Option<&crate::event::NewEvent>)> = if part.tombstone {
-            vec![(RecordKind::Tombstone, None)]
-        } else {
-            part.events.iter().map(|e| (RecordKind::Event, Some(e))).collect()
-        };
+        // A tombstone part has no events: it is one tombstone record.
+        let records = std::iter::once((RecordKind::Tombstone, None))
+            .take(usize::from(part.tombstone))
+            .chain(part.events.iter().map(|e| (RecordKind::Event, Some(e))));
         for (kind, event) in records {
             let start = self.group.buf.len();
             let position = self.group.next_position;
@@ -317,8 +323,10 @@ impl Writer {
                 None if kind == RecordKind::Event => self.ids.next_id(unix_ms),
                 None => 0,
             };
+            let durable_mark = (start == 0).then_some(self.durable_len);
             let fields = RecordFields {
                 kind,
+                durable_mark,
                 position,
                 version,
                 timestamp_us,
@@ -359,15 +367,19 @@ impl Writer {
 
     /// Writes, syncs and publishes the group, then answers its callers.
     fn flush(&mut self) {
-        let next_position = self.group.next_position;
         let mut group = std::mem::take(&mut self.group);
         let result = self.commit(&mut group);
-        // Keep the buffer's allocation for the next group.
-        group.buf.clear();
-        self.group.buf = std::mem::take(&mut group.buf);
         // After a failure nothing of the group was published and the store refuses writes.
-        self.group.next_position = if result.is_ok() { next_position } else { self.shared.next_position() };
-        for reply in group.replies {
+        if result.is_err() {
+            group.next_position = self.shared.next_position();
+        }
+        // Reuse every buffer's allocation for the next group.
+        group.buf.clear();
+        group.entries.clear();
+        group.overlay.clear();
+        group.last_record_start = None;
+        group.needs_sync = false;
+        for reply in group.replies.drain(..) {
             match reply {
                 Reply::Append(sender, results) => {
                     let _ = sender.send(result.clone().map(|()| results));
@@ -377,6 +389,7 @@ impl Writer {
                 }
             }
         }
+        self.group = group;
     }
 
     fn commit(&mut self, group: &mut Group) -> Result<()> {
@@ -392,6 +405,7 @@ impl Writer {
             if let Err(source) = self.active.file.write_all_at(&group.buf, self.write_offset) {
                 return Err(self.poison_with(Error::io("write", &self.active.path, source)));
             }
+            self.write_offset += group.buf.len() as u64;
             self.unsynced = true;
         }
         let wants_sync = group.needs_sync || self.shared.options.durability == Durability::Sync;
@@ -410,7 +424,6 @@ impl Writer {
                 mem.push(&stream, entry, tombstone);
             }
         }
-        self.write_offset += group.buf.len() as u64;
         self.active.publish(self.write_offset);
         self.shared.publish_position(group.next_position);
         let mut streams = self.shared.streams_mut();
@@ -425,6 +438,7 @@ impl Writer {
             return Err(self.poison_with(Error::io("fdatasync", &self.active.path, source)));
         }
         self.unsynced = false;
+        self.durable_len = self.write_offset;
         Ok(())
     }
 
@@ -449,10 +463,89 @@ impl Writer {
     }
 }
 
+/// How long the writer polls for the next request before it sleeps: a caller that appends
+/// again right after its answer then finds the writer awake (no wake-up system call and
+/// scheduling delay on either side).
+const WRITER_SPIN: Duration = Duration::from_micros(50);
+
+/// Polls `receiver` for up to `spin` before giving up; yields the CPU between polls after
+/// a short busy phase so a spinning thread never starves the thread it waits for.
+pub(crate) fn spin_recv<T>(receiver: &Receiver<T>, spin: Duration) -> Option<T> {
+    let started = Instant::now();
+    let mut polls = 0u32;
+    loop {
+        if let Ok(message) = receiver.try_recv() {
+            return Some(message);
+        }
+        polls += 1;
+        if polls.is_multiple_of(64) {
+            if started.elapsed() >= spin {
+                return None;
+            }
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
 /// Starts the writer thread.
 pub(crate) fn spawn(writer: Writer, requests: Receiver<Request>) -> Result<std::thread::JoinHandle<()>> {
+    let shared = Arc::clone(&writer.shared);
     std::thread::Builder::new()
         .name("chronicle-writer".into())
-        .spawn(move || writer.run(requests))
+        .spawn(move || {
+            // Marks the writer stopped however the thread ends (a panic included), so callers
+            // waiting for an answer stop waiting.
+            struct Stopped(Arc<Shared>);
+            impl Drop for Stopped {
+                fn drop(&mut self) {
+                    self.0.mark_writer_stopped();
+                }
+            }
+            let _stopped = Stopped(shared);
+            writer.run(requests);
+        })
         .map_err(|e| Error::io("spawn writer thread", std::path::PathBuf::new(), e))
+}
+
+/// An append's answer.
+pub(crate) type AppendAnswer = Result<Vec<AppendResult>>;
+
+thread_local! {
+    /// Each thread's reusable answer channel: a thread has at most one append in flight, so
+    /// one channel serves all its appends (to any store) without an allocation per append.
+    static ANSWER: (Sender<AppendAnswer>, Receiver<AppendAnswer>) = crossbeam_channel::bounded(1);
+}
+
+/// How often a waiting caller checks that the writer is still running.
+const STOPPED_CHECK: Duration = Duration::from_millis(20);
+
+/// Sends an append to the writer and waits for its answer.
+pub(crate) fn append(
+    shared: &Shared,
+    requests: &Sender<Request>,
+    parts: Vec<WritePart>,
+    spin: Option<Duration>,
+) -> AppendAnswer {
+    let (reply, answer) = ANSWER
+        .try_with(|(sender, receiver)| (sender.clone(), receiver.clone()))
+        .unwrap_or_else(|_| crossbeam_channel::bounded(1));
+    requests.send(Request::Append { parts, reply }).map_err(|_| Error::Closed)?;
+    if let Some(spin) = spin
+        && let Some(result) = spin_recv(&answer, spin)
+    {
+        return result;
+    }
+    loop {
+        match answer.recv_timeout(STOPPED_CHECK) {
+            Ok(result) => return result,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) if shared.writer_stopped() => {
+                // The writer is gone: an answer it sent before stopping is already here.
+                return answer.try_recv().unwrap_or(Err(Error::Closed));
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Err(Error::Closed),
+        }
+    }
 }

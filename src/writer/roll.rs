@@ -21,16 +21,15 @@ impl Writer {
             &self.shared.storage,
             &self.shared.dir,
             self.shared.options.segment_bytes,
-            self.next_segment_id,
+            self.shared.allocate_segment_id(),
             self.group.next_position,
         )
         .map_err(|error| self.poison_with(error))?;
-        self.next_segment_id += 1;
-        let mut segments: Vec<Arc<Segment>> = self.shared.segments().iter().cloned().collect();
-        segments.push(Arc::clone(&segment));
-        self.shared.set_segments(segments);
+        self.shared.update_segments(|segments| segments.push(Arc::clone(&segment)));
         self.active = segment;
         self.write_offset = SEGMENT_HEADER_BYTES as u64;
+        // Segment::create fsynced the header.
+        self.durable_len = self.write_offset;
         Ok(())
     }
 }

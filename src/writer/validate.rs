@@ -81,7 +81,6 @@ pub(crate) fn events_part(
 }
 
 /// A tombstone part.
-#[allow(dead_code)] // used by snapshots and compaction (issue 3)
 pub(crate) fn tombstone_part(stream: &str, expected: ExpectedVersion) -> Result<WritePart> {
     stream_id(stream)?;
     Ok(WritePart {

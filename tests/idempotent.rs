@@ -1,0 +1,153 @@
+//! Proves idempotent retry: re-appending events whose ids equal those already at the
+//! expected versions returns the original `AppendResult` and writes nothing (also after a
+//! reopen and when the retry races the original), while differing ids are a conflict.
+
+mod common;
+
+use std::sync::{Arc, Barrier};
+use std::thread;
+
+use chronicle::{AppendResult, Error, ExpectedVersion, NewEvent, Store, StreamAppend};
+use common::{read_all, segment_bytes_total};
+
+fn events(ids: &[u128]) -> Vec<NewEvent> {
+    ids.iter().map(|&id| NewEvent::new("Happened", format!("event {id}")).with_id(id)).collect()
+}
+
+/// Count of events and bytes of segments: both unchanged by an idempotent retry.
+fn footprint(store: &Store) -> (usize, u64) {
+    store.sync().unwrap();
+    (read_all(store).len(), segment_bytes_total(store.path()))
+}
+
+fn assert_wrong_version(result: Result<impl std::fmt::Debug, Error>, stream: &str, actual: Option<u64>) {
+    match result {
+        Err(Error::WrongExpectedVersion { stream: s, actual: a, .. }) => assert_eq!((s.as_str(), a), (stream, actual)),
+        other => panic!("expected WrongExpectedVersion on {stream}, got {other:?}"),
+    }
+}
+
+#[test]
+fn retry_with_same_ids_returns_the_original_result_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.append("noise", ExpectedVersion::Any, [NewEvent::new("Noise", "")]).unwrap();
+
+    let created = store.append("order", ExpectedVersion::NoStream, events(&[1, 2, 3])).unwrap();
+    assert_eq!(created, AppendResult { first_version: 0, last_version: 2, first_position: 1, last_position: 3 });
+    store.append("noise", ExpectedVersion::Any, [NewEvent::new("Noise", "")]).unwrap();
+    let paid = store.append("order", ExpectedVersion::Exact(2), events(&[4, 5])).unwrap();
+    assert_eq!(paid, AppendResult { first_version: 3, last_version: 4, first_position: 5, last_position: 6 });
+    let before = footprint(&store);
+
+    for _ in 0..3 {
+        assert_eq!(store.append("order", ExpectedVersion::NoStream, events(&[1, 2, 3])).unwrap(), created);
+        assert_eq!(store.append("order", ExpectedVersion::Exact(2), events(&[4, 5])).unwrap(), paid);
+    }
+    assert_eq!(footprint(&store), before);
+    assert_eq!(store.stream_version("order").unwrap(), Some(4));
+
+    // The stream moves on normally afterwards.
+    let next = store.append("order", ExpectedVersion::Exact(4), events(&[6])).unwrap();
+    assert_eq!((next.first_version, next.first_position), (5, 7));
+}
+
+#[test]
+fn different_ids_are_a_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.append("order", ExpectedVersion::NoStream, events(&[1, 2, 3])).unwrap();
+    let before = footprint(&store);
+
+    assert_wrong_version(store.append("order", ExpectedVersion::NoStream, events(&[1, 2, 9])), "order", Some(2));
+    assert_wrong_version(store.append("order", ExpectedVersion::NoStream, events(&[9])), "order", Some(2));
+    assert_wrong_version(store.append("order", ExpectedVersion::NoStream, events(&[2, 1, 3])), "order", Some(2));
+    // More events than were stored: not a retry of what is there.
+    assert_wrong_version(store.append("order", ExpectedVersion::NoStream, events(&[1, 2, 3, 4])), "order", Some(2));
+    assert_wrong_version(store.append("order", ExpectedVersion::Exact(1), events(&[3, 4])), "order", Some(2));
+    // Same ids at other versions.
+    assert_wrong_version(store.append("order", ExpectedVersion::Exact(0), events(&[1, 2])), "order", Some(2));
+    // Events without ids are never a retry.
+    let no_ids = vec![NewEvent::new("Happened", "event 1")];
+    assert_wrong_version(store.append("order", ExpectedVersion::NoStream, no_ids), "order", Some(2));
+    // Some events with ids, some without.
+    let mixed = vec![NewEvent::new("Happened", "").with_id(1), NewEvent::new("Happened", "")];
+    assert_wrong_version(store.append("order", ExpectedVersion::NoStream, mixed), "order", Some(2));
+    assert_eq!(footprint(&store), before);
+}
+
+#[test]
+fn retry_after_reopen_returns_the_original_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let created = store.append("order", ExpectedVersion::NoStream, events(&[10, 11])).unwrap();
+    let shipped = store.append("order", ExpectedVersion::Exact(1), events(&[12])).unwrap();
+    store.close().unwrap();
+
+    let store = Store::open(dir.path()).unwrap();
+    let before = footprint(&store);
+    assert_eq!(store.append("order", ExpectedVersion::NoStream, events(&[10, 11])).unwrap(), created);
+    assert_eq!(store.append("order", ExpectedVersion::Exact(1), events(&[12])).unwrap(), shipped);
+    assert_wrong_version(store.append("order", ExpectedVersion::Exact(1), events(&[13])), "order", Some(2));
+    assert_eq!(footprint(&store), before);
+
+    // Dropped without close too (the index is rebuilt from the segment's tail).
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.append("order", ExpectedVersion::NoStream, events(&[10, 11])).unwrap(), created);
+    assert_eq!(footprint(&store), before);
+}
+
+#[test]
+fn append_multi_retry_is_idempotent_only_as_a_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let transfer = || {
+        [
+            StreamAppend::new("account-a", ExpectedVersion::NoStream, events(&[100])),
+            StreamAppend::new("account-b", ExpectedVersion::NoStream, events(&[200, 201])),
+        ]
+    };
+    let original = store.append_multi(transfer()).unwrap();
+    let before = footprint(&store);
+    assert_eq!(store.append_multi(transfer()).unwrap(), original);
+    assert_eq!(footprint(&store), before);
+
+    // One part already there, one not: a conflict, and the new part is not written.
+    let half = [
+        StreamAppend::new("account-a", ExpectedVersion::NoStream, events(&[100])),
+        StreamAppend::new("account-c", ExpectedVersion::NoStream, events(&[300])),
+    ];
+    assert!(matches!(store.append_multi(half), Err(Error::WrongExpectedVersion { .. })));
+    assert_eq!(store.stream_version("account-c").unwrap(), None);
+    assert_eq!(footprint(&store), before);
+}
+
+#[test]
+fn retry_racing_the_original_writes_once() {
+    // Both copies of an append may reach the writer in one commit group; exactly one copy
+    // is written and both callers get the same result.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    for round in 0..20u128 {
+        let stream = format!("order-{round}");
+        let ids = [round * 10, round * 10 + 1];
+        let barrier = Arc::new(Barrier::new(4));
+        let results: Vec<AppendResult> = (0..4)
+            .map(|_| {
+                let (store, barrier, stream) = (store.clone(), Arc::clone(&barrier), stream.clone());
+                thread::spawn(move || {
+                    barrier.wait();
+                    store.append(&stream, ExpectedVersion::NoStream, events(&ids)).unwrap()
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect();
+        assert!(results.iter().all(|r| *r == results[0]), "{stream}: {results:?}");
+        let stored: Vec<u128> = common::read_stream(&store, &stream).iter().map(|e| e.id).collect();
+        assert_eq!(stored, ids, "{stream}");
+    }
+    assert_eq!(read_all(&store).len(), 40);
+}
