@@ -75,7 +75,8 @@ fn decode_record_of(bytes: &[u8], segment_id: u64) -> Verdict {
     ranges.sort_by_key(|r| r.start);
     let variable_start = RECORD_HEADER_BYTES
         + 16 * usize::from(decoded.correlation_id.is_some())
-        + 16 * usize::from(decoded.causation_id.is_some());
+        + 16 * usize::from(decoded.causation_id.is_some())
+        + record::DURABLE_MARK_BYTES * usize::from(decoded.durable_mark.is_some());
     let mut cursor = variable_start;
     for range in ranges {
         if range.start != cursor || range.end < range.start {
@@ -101,6 +102,7 @@ fn decode_record_of(bytes: &[u8], segment_id: u64) -> Verdict {
         id: decoded.id,
         correlation_id: decoded.correlation_id,
         causation_id: decoded.causation_id,
+        durable_mark: decoded.durable_mark,
         stream_id,
         event_type,
         metadata: record.get(decoded.metadata.clone()).unwrap_or_default(),
@@ -379,9 +381,17 @@ pub fn open_directory_target(data: &[u8], dir: &Path) -> Verdict {
         Ok(()) => true,
         Err(error) => allowed(error).map(|()| false)?,
     };
-    // Sealed segments are never modified in place: only the newest may be cut or removed.
-    let newest = files.iter().filter_map(|f| segment_id_of(&f.name)).max();
-    for file in files.iter().filter(|f| segment_id_of(&f.name).is_some_and(|id| Some(id) != newest)) {
+    // Sealed segments are never modified in place: of the segments with a valid header, only
+    // the last in (base position, id) order, the active one, may be cut.
+    let with_header: Vec<(u64, u64, &DirectoryFile)> = files
+        .iter()
+        .filter_map(|f| {
+            let id = segment_id_of(&f.name)?;
+            SegmentHeader::decode(&f.bytes).ok().map(|h| (h.base_position, id, f))
+        })
+        .collect();
+    let active = with_header.iter().map(|&(base, id, _)| (base, id)).max();
+    for (_, _, file) in with_header.iter().filter(|&&(base, id, _)| Some((base, id)) != active) {
         if let Ok(now) = std::fs::read(dir.join(&file.name))
             && now != file.bytes
         {
@@ -498,6 +508,7 @@ pub fn encode_record(
         id: u128::from(position) << 64 | 0xfeed,
         correlation_id: position.is_multiple_of(2).then_some(7),
         causation_id: position.is_multiple_of(3).then_some(9),
+        durable_mark: (version == 0).then_some(64),
         stream_id,
         event_type,
         metadata,

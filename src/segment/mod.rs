@@ -40,7 +40,6 @@ impl std::fmt::Debug for Segment {
             .field("path", &self.path)
             .field("capacity", &self.capacity)
             .field("committed_len", &self.committed_len())
-            .field("obsolete", &self.obsolete.load(Ordering::Acquire))
             .finish_non_exhaustive()
     }
 }
