@@ -33,18 +33,18 @@ type Row = (u64, &'static str, u64, &'static str, u128, Option<u128>, Option<u12
 
 /// Written by `generate_format_fixture` and read back from the committed files.
 const EXPECTED: &[Row] = &[
-    (0, "order-1", 0, "OrderPlaced", 0x1000, Some(0xc0), Some(0xca), 1_795_426_718_442_958),
-    (1, "order-1", 1, "ItemAdded", 0x1a207c592ea79dca7c2be7b3c0740cb, None, None, 1_795_426_718_442_958),
-    (2, "käse-λ", 0, "Käse", 0x1002, None, None, 1_795_426_718_446_949),
-    (3, "order-1", 2, "Binary", 0x1a207c592f07f41adf552d20afa7515, Some(0xc3), None, 1_795_426_718_448_966),
-    (4, "order-1", 3, "ItemAdded", 0x1004, None, None, 1_795_426_718_448_966),
-    (5, "order-2", 0, "Empty", 0x1a207c592f27faba068fdc869b8fb25, None, Some(0xcf), 1_795_426_718_450_627),
-    (6, "order-2", 1, "Paid", 0x1006, Some(0xc6), None, 1_795_426_718_465_670),
-    (7, "big", 0, "Large", 0x1a207c593057d7792be4c31f82893ad, None, None, 1_795_426_718_469_667),
-    (8, "order-1", 4, "Shipped", 0x1008, None, None, 1_795_426_718_477_555),
-    (9, "käse-λ", 1, "Gereift", 0x1a207c5930d76fa8072295e19cd43d0, Some(0xc9), None, 1_795_426_718_477_555),
-    (10, "käse-λ", 2, "Verkauft", 0x100a, None, Some(0xd4), 1_795_426_718_477_555),
-    (11, "order-2", 2, "Refunded", 0x1a207c5931579309755f85c05bda82d, None, None, 1_795_426_718_485_943),
+    (0, "order-1", 0, "OrderPlaced", 0x1000, Some(0xc0), Some(0xca), 1_795_427_132_783_713),
+    (1, "order-1", 1, "ItemAdded", 0x1a207cbe56f7a359848a2ab000cc944, None, None, 1_795_427_132_783_713),
+    (2, "käse-λ", 0, "Käse", 0x1002, None, None, 1_795_427_132_785_564),
+    (3, "order-1", 2, "Binary", 0x1a207cbe57170b2b63d1ab591812fa7, Some(0xc3), None, 1_795_427_132_785_925),
+    (4, "order-1", 3, "ItemAdded", 0x1004, None, None, 1_795_427_132_785_925),
+    (5, "order-2", 0, "Empty", 0x1a207cbe579727a91249784df135a0a, None, Some(0xcf), 1_795_427_132_793_670),
+    (6, "order-2", 1, "Paid", 0x1006, Some(0xc6), None, 1_795_427_132_807_973),
+    (7, "big", 0, "Large", 0x1a207cbe5887bd4840c3dd387662f2a, None, None, 1_795_427_132_808_227),
+    (8, "order-1", 4, "Shipped", 0x1008, None, None, 1_795_427_132_821_751),
+    (9, "käse-λ", 1, "Gereift", 0x1a207cbe5957bb3abf612784e8a6314, Some(0xc9), None, 1_795_427_132_821_751),
+    (10, "käse-λ", 2, "Verkauft", 0x100a, None, Some(0xd4), 1_795_427_132_821_751),
+    (11, "order-2", 2, "Refunded", 0x1a207cbe5967a2d9e58fdf6f8958822, None, None, 1_795_427_132_822_062),
 ];
 
 fn check_event(event: &RecordedEvent, row: &Row) {
