@@ -41,7 +41,7 @@ pub const FUZZ_SEGMENT_ID: u64 = 1;
 /// Mode bit: recompute checksums before decoding.
 pub const MODE_RESEAL: u8 = 1;
 /// Most files `open_directory_target` creates.
-pub const DIRECTORY_FILES_MAX: usize = 8;
+pub const DIRECTORY_FILES_MAX: usize = 12;
 /// Largest file `open_directory_target` creates.
 pub const DIRECTORY_FILE_BYTES_MAX: usize = u16::MAX as usize;
 
@@ -279,6 +279,53 @@ fn read_u64(bytes: &[u8], offset: usize) -> Option<u64> {
 }
 
 // ---------------------------------------------------------------------------------------
+// Snapshot files
+// ---------------------------------------------------------------------------------------
+
+/// Decodes a snapshot file; an accepted one must lie inside the bytes and encode back to
+/// the same bytes.
+pub fn parse_snapshot_file(bytes: &[u8]) -> Verdict {
+    let Ok(decoded) = crate::snapshot::file::decode(bytes) else { return Ok(false) };
+    let data = bytes
+        .get(decoded.data.clone())
+        .ok_or_else(|| format!("accepted snapshot data {:?} outside {} bytes", decoded.data, bytes.len()))?;
+    let created_unix_ms = read_u64(bytes, 24).ok_or("accepted a snapshot without its header")?;
+    if crate::snapshot::file::encode(decoded.stream, decoded.version, created_unix_ms, data) != bytes {
+        return Err("re-encoding an accepted snapshot gives different bytes".to_owned());
+    }
+    Ok(true)
+}
+
+/// Recomputes a snapshot file's trailer (CRC-32 of every byte before it).
+pub fn reseal_snapshot(bytes: &mut [u8]) {
+    let Some(body_len) = bytes.len().checked_sub(4) else { return };
+    let crc = crc32_salted(0, bytes.get(..body_len).unwrap_or_default());
+    if let Some(field) = bytes.get_mut(body_len..) {
+        field.copy_from_slice(&crc.to_le_bytes());
+    }
+}
+
+/// The `snapshot_file` target.
+pub fn snapshot_file_target(data: &[u8]) -> Verdict {
+    let (mode, body) = split_mode(data);
+    let mut body = body.to_vec();
+    if mode & MODE_RESEAL != 0 {
+        reseal_snapshot(&mut body);
+    }
+    parse_snapshot_file(&body)
+}
+
+/// A snapshot file (for seed corpora): `stream` at `version` holding `state`.
+pub fn encode_snapshot(stream: &str, version: u64, state: &[u8]) -> Vec<u8> {
+    crate::snapshot::file::encode(stream, version, 1_700_000_000_000, state)
+}
+
+/// The name the store gives the snapshot file of `stream` at `version`.
+pub fn snapshot_file_name(stream: &str, version: u64) -> String {
+    format!("snapshot-{:016x}-{version:016x}.snap", crate::index::stream_hash(stream))
+}
+
+// ---------------------------------------------------------------------------------------
 // Opening a directory
 // ---------------------------------------------------------------------------------------
 
@@ -297,8 +344,12 @@ pub const ENTRY_SEGMENT: u8 = 0;
 pub const ENTRY_INDEX: u8 = 1;
 /// A leftover temporary file (`segment-….idx.tmp`).
 pub const ENTRY_INDEX_TMP: u8 = 2;
-/// A file with a name the store does not use (`segment-….bak`).
+/// A file with a name the store does not use (`segment-….bak`); also kinds 5 to 7.
 pub const ENTRY_OTHER: u8 = 3;
+/// A snapshot file of stream [`SNAPSHOT_STREAMS`]`[id % 4]` at version `id / 4`.
+pub const ENTRY_SNAPSHOT: u8 = 4;
+/// Streams that `ENTRY_SNAPSHOT` files belong to (those of the seed stores).
+pub const SNAPSHOT_STREAMS: [&str; 4] = ["order-1", "order-2", "käse-λ", "fuzz-probe"];
 /// Kind bit: recompute checksums (segment header and records, or index) before writing.
 pub const ENTRY_RESEAL: u8 = 0x80;
 
@@ -316,14 +367,15 @@ pub fn directory_files(data: &[u8]) -> Vec<DirectoryFile> {
         rest = &body[take..];
         let stem = crate::segment::naming::segment_file_name(id);
         let stem = stem.trim_end_matches(".log");
-        let name = match kind & 3 {
+        let name = match kind & 7 {
             ENTRY_SEGMENT => format!("{stem}.log"),
             ENTRY_INDEX => format!("{stem}.idx"),
             ENTRY_INDEX_TMP => format!("{stem}.idx.tmp"),
+            ENTRY_SNAPSHOT => snapshot_file_name(SNAPSHOT_STREAMS[(id % 4) as usize], id / 4),
             _ => format!("{stem}.bak"),
         };
         if kind & ENTRY_RESEAL != 0 {
-            match kind & 3 {
+            match kind & 7 {
                 ENTRY_SEGMENT => {
                     reseal_segment_header(&mut bytes);
                     let salt = read_u64(&bytes, 16).unwrap_or(id);
@@ -332,6 +384,7 @@ pub fn directory_files(data: &[u8]) -> Vec<DirectoryFile> {
                     }
                 }
                 ENTRY_INDEX => reseal_index(&mut bytes),
+                ENTRY_SNAPSHOT => reseal_snapshot(&mut bytes),
                 _ => {}
             }
         }
@@ -369,7 +422,32 @@ pub fn open_directory_target(data: &[u8], dir: &Path) -> Verdict {
         Ok(store) => store,
         Err(error) => return allowed(error).map(|()| false),
     };
-    let first = read_everything(&store, items_max)?;
+    let before = read_everything(&store, items_max)?;
+    let streams_before = read_streams(&store, items_max)?;
+    // Compaction (no retention rules here: only deleted streams may lose events) must leave
+    // every live stream exactly as it was.
+    let first = match store.compact() {
+        Ok(_) => {
+            let streams_after = read_streams(&store, items_max)?;
+            for (stream, events) in &streams_before {
+                let after = streams_after.iter().find(|(name, _)| name == stream).map(|(_, events)| events);
+                if let (Some(events), Some(Some(after))) = (events, after)
+                    && events != after
+                {
+                    return Err(format!(
+                        "compaction changed live stream {stream:?}: {} events before, {} after",
+                        events.len(),
+                        after.len()
+                    ));
+                }
+            }
+            read_everything(&store, items_max)?
+        }
+        Err(error) => {
+            allowed(error)?;
+            before
+        }
+    };
     let probe = match store.append("fuzz-probe", ExpectedVersion::Any, [NewEvent::new("Probe", "p")]) {
         Ok(result) => Some(result),
         Err(error @ (Error::WrongExpectedVersion { .. } | Error::StreamDeleted { .. })) => {
@@ -429,7 +507,7 @@ fn segment_id_of(name: &str) -> Option<u64> {
 
 fn allowed(error: Error) -> Result<(), String> {
     match error {
-        Error::Corruption { .. } | Error::Io { .. } | Error::Poisoned { .. } => Ok(()),
+        Error::Corruption { .. } | Error::Io { .. } | Error::Poisoned { .. } | Error::Closed => Ok(()),
         other => Err(format!("unexpected error kind: {other}")),
     }
 }
@@ -450,6 +528,24 @@ where
         }
     }
     Ok(Some(events))
+}
+
+/// Every live stream with its events read forward (`None` if the read ended in an error).
+#[allow(clippy::type_complexity)]
+fn read_streams(
+    store: &Store,
+    items_max: usize,
+) -> Result<Vec<(String, Option<Vec<crate::event::RecordedEvent>>)>, String> {
+    let streams = store.streams().map_err(|e| format!("streams failed: {e}"))?;
+    let mut out = Vec::new();
+    for stream in streams.into_iter().take(items_max) {
+        let events = match store.read_stream(&stream, 0) {
+            Ok(iter) => drain(iter, items_max, "read_stream")?,
+            Err(error) => allowed(error).map(|()| None)?,
+        };
+        out.push((stream, events));
+    }
+    Ok(out)
 }
 
 /// Reads everything every way; returns the forward `read_all` if it completed.
@@ -479,6 +575,17 @@ fn read_everything(store: &Store, items_max: usize) -> Result<Option<Vec<crate::
         }
         if let Err(error) = store.stream_version(stream) {
             allowed(error)?;
+        }
+        if let Err(error) = store.load_snapshot(stream) {
+            allowed(error)?;
+        }
+    }
+    for stream in SNAPSHOT_STREAMS {
+        if let Err(error) = store.load_snapshot(stream) {
+            match error {
+                Error::StreamDeleted { .. } => {}
+                other => allowed(other)?,
+            }
         }
     }
     if let Some(first) = forward.as_ref().and_then(|events| events.first()) {

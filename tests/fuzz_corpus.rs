@@ -9,7 +9,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use chronicle::fuzz_api::{self, ENTRY_INDEX, ENTRY_INDEX_TMP, ENTRY_OTHER, ENTRY_RESEAL, ENTRY_SEGMENT, MODE_RESEAL};
+use chronicle::fuzz_api::{
+    self, ENTRY_INDEX, ENTRY_INDEX_TMP, ENTRY_OTHER, ENTRY_RESEAL, ENTRY_SEGMENT, ENTRY_SNAPSHOT, MODE_RESEAL,
+    SNAPSHOT_STREAMS,
+};
 use chronicle::{Durability, ExpectedVersion, NewEvent, Options, Store};
 
 #[global_allocator]
@@ -29,11 +32,12 @@ fn replay(target: &str, data: &[u8]) -> Result<bool, String> {
         "record_decoder" => fuzz_api::record_decoder_target(data),
         "segment_header" => fuzz_api::segment_header_target(data),
         "index_file" => fuzz_api::index_file_target(data),
+        "snapshot_file" => fuzz_api::snapshot_file_target(data),
         "open_directory" => {
             let root = tempfile::tempdir().expect("tempdir");
             fuzz_api::open_directory_target(data, &root.path().join("store"))
         }
-        // TODO(snapshot_file), TODO(operations): add their arms with their targets.
+        // TODO(operations): add its arm with its target.
         other => panic!("fuzz/corpus/{other} has no replay arm in tests/fuzz_corpus.rs"),
     }
 }
@@ -49,7 +53,7 @@ fn every_seed_replays_without_a_violation() {
         std::fs::read_dir(corpus_root()).expect("fuzz/corpus exists").map(|e| e.unwrap().path()).collect();
     targets.sort();
     let names: Vec<String> = targets.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
-    for expected in ["index_file", "open_directory", "record_decoder", "segment_header"] {
+    for expected in ["index_file", "open_directory", "record_decoder", "segment_header", "snapshot_file"] {
         assert!(names.iter().any(|n| n == expected), "fuzz/corpus/{expected} is missing");
     }
     let mut failures = Vec::new();
@@ -107,10 +111,25 @@ fn real_store_files() -> BTreeMap<String, (u8, u8, Vec<u8>)> {
             chronicle::StreamAppend::new("order-3", ExpectedVersion::NoStream, [NewEvent::new("Multi", "b")]),
         ])
         .unwrap();
+    store.save_snapshot("order-1", 5, b"state of order-1 at 5").unwrap();
+    store.save_snapshot("k\u{e4}se-\u{3bb}", 3, &[0xC5; 40]).unwrap();
+    store.delete_stream("order-3", ExpectedVersion::Any).unwrap();
+    store.append("order-2", ExpectedVersion::Any, [NewEvent::new("AfterDelete", "x")]).unwrap();
     store.close().unwrap();
     let mut files = BTreeMap::new();
     for entry in std::fs::read_dir(dir.path()).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.starts_with("snapshot-") {
+            // The fuzz input names snapshot files by (stream index, version): check that the
+            // harness names them as the store does.
+            let id = (0..64u8)
+                .find(|&id| {
+                    fuzz_api::snapshot_file_name(SNAPSHOT_STREAMS[usize::from(id % 4)], u64::from(id / 4)) == name
+                })
+                .unwrap_or_else(|| panic!("snapshot file {name} is not named as fuzz_api names it"));
+            files.insert(name.clone(), (ENTRY_SNAPSHOT, id, std::fs::read(dir.path().join(&name)).unwrap()));
+            continue;
+        }
         let Some(rest) = name.strip_prefix("segment-") else { continue };
         let (hex, ext) = rest.split_once('.').unwrap();
         let id = u8::try_from(u64::from_str_radix(hex, 16).unwrap()).unwrap();
@@ -121,7 +140,8 @@ fn real_store_files() -> BTreeMap<String, (u8, u8, Vec<u8>)> {
         };
         files.insert(name.clone(), (kind, id, std::fs::read(dir.path().join(&name)).unwrap()));
     }
-    assert!(files.len() >= 5, "the seed store should have several sealed segments: {:?}", files.keys());
+    assert!(files.len() >= 7, "the seed store should have several sealed segments: {:?}", files.keys());
+    assert!(files.len() <= fuzz_api::DIRECTORY_FILES_MAX, "too many files for one input: {:?}", files.keys());
     files
 }
 
@@ -225,6 +245,18 @@ fn generate_seed_corpus() {
     counts[40..44].copy_from_slice(&1000u32.to_le_bytes());
     add("index_file", "reseal-stream-count-1000", with_mode(MODE_RESEAL, &counts));
     add("index_file", "header-only", with_mode(MODE_RESEAL, &first_index[..64]));
+
+    let snapshot = fuzz_api::encode_snapshot("order-1", 5, b"state");
+    add("snapshot_file", "valid", with_mode(0, &snapshot));
+    add("snapshot_file", "empty-state", with_mode(0, &fuzz_api::encode_snapshot("s", 0, b"")));
+    add("snapshot_file", "truncated", with_mode(0, &snapshot[..snapshot.len() - 3]));
+    let mut long_stream = snapshot.clone();
+    long_stream[32..36].copy_from_slice(&u32::MAX.to_le_bytes());
+    add("snapshot_file", "reseal-stream-length-u32-max", with_mode(MODE_RESEAL, &long_stream));
+    let mut bad_utf8 = snapshot.clone();
+    bad_utf8[40] = 0xFF;
+    add("snapshot_file", "reseal-stream-not-utf8", with_mode(MODE_RESEAL, &bad_utf8));
+    add("snapshot_file", "magic-only", with_mode(0, b"CHRNSNAP"));
 
     add("open_directory", "empty", Vec::new());
     add("open_directory", "store-clean", directory_input(&files, false));
