@@ -375,3 +375,33 @@ fn garbage_after_the_tail_is_cut_and_every_committed_event_kept() {
 fn garbage_after_the_tail_is_cut_when_the_whole_active_segment_is_rescanned() {
     check_garbage_is_cut(true);
 }
+
+// ---------------------------------------------------------------------------------------
+// Snapshot files
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn every_bit_flip_of_the_newest_snapshot_falls_back_to_the_previous_one() {
+    let fixture = scratch_dir();
+    let store = Store::open_with(fixture.path(), options()).unwrap();
+    store.append("a", ExpectedVersion::NoStream, (0..3).map(|i| NewEvent::new("T", vec![i]))).unwrap();
+    store.save_snapshot("a", 1, b"state at 1").unwrap();
+    store.save_snapshot("a", 2, b"state at 2!").unwrap();
+    store.close().unwrap();
+    let mut snapshots: Vec<String> = file_names(fixture.path()).into_iter().filter(|n| n.ends_with(".snap")).collect();
+    assert_eq!(snapshots.len(), 2, "{snapshots:?}");
+    let newest = snapshots.pop().unwrap(); // names end in the version, fixed-width hex
+    let bits = std::fs::metadata(fixture.path().join(&newest)).unwrap().len() as usize * 8;
+    let mut failures = Vec::new();
+    for bit in 0..bits {
+        let copy = copy_of(fixture.path());
+        flip(&copy.path().join(&newest), bit);
+        let store = Store::open_with(copy.path(), options()).unwrap();
+        match store.load_snapshot("a") {
+            Ok(Some(snapshot)) if snapshot.version == 1 && snapshot.data.as_ref() == b"state at 1" => {}
+            other => failures.push(format!("bit {bit}: {other:?}")),
+        }
+        store.close().unwrap();
+    }
+    assert!(failures.is_empty(), "flips of {newest} did not fall back:\n{}", failures.join("\n"));
+}
