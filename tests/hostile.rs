@@ -9,7 +9,18 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use std::sync::{RwLock, RwLockReadGuard};
+
 use chronicle::{Durability, Error, ExpectedVersion, NewEvent, Options, STREAM_ID_BYTES_MAX, Store};
+
+/// A child forked while this process holds a store shares the lock's open file description
+/// until it execs, so for that moment a close-then-reopen here would see `Locked`. Tests
+/// that reopen hold this for reading; spawning a child holds it for writing.
+static SPAWN_GUARD: RwLock<()> = RwLock::new(());
+
+fn no_spawns() -> RwLockReadGuard<'static, ()> {
+    SPAWN_GUARD.read().unwrap_or_else(|poison| poison.into_inner())
+}
 
 /// Every path under `root`, relative to it (directories end with `/`), without following
 /// symlinks.
@@ -63,6 +74,7 @@ fn hostile_stream_ids() -> Vec<String> {
 
 #[test]
 fn path_shaped_stream_ids_never_create_files_outside_the_store() {
+    let _no_spawns = no_spawns();
     let parent = tempfile::tempdir().unwrap();
     let dir = parent.path().join("store");
     let outside_absolute = [Path::new("/abs"), Path::new("/tmp/chronicle-hostile-escape")];
@@ -150,6 +162,7 @@ fn expected_data(extra: usize) -> Vec<Vec<u8>> {
 /// Plants `link` (a name in the store directory) pointing at `target`, opens the store,
 /// seals (which creates the next segment), appends, and checks that `target` is as before.
 fn check_link_not_written_through(link_name: impl Fn(&Path) -> String, target_exists: bool) {
+    let _no_spawns = no_spawns();
     let parent = tempfile::tempdir().unwrap();
     let dir = small_store(parent.path());
     assert!(segment_ids(&dir).len() >= 2, "the fixture has sealed segments");
@@ -228,6 +241,7 @@ fn symlink_at_the_index_name_is_not_written_through() {
 
 #[test]
 fn dangling_symlink_at_the_lock_file_does_not_create_its_target() {
+    let _no_spawns = no_spawns();
     let parent = tempfile::tempdir().unwrap();
     let dir = parent.path().join("store");
     std::fs::create_dir(&dir).unwrap();
@@ -268,6 +282,7 @@ fn lock_holder_child_process() {
 fn another_process_gets_locked_until_the_holder_is_killed() {
     let parent = tempfile::tempdir().unwrap();
     let dir = parent.path().join("store");
+    let spawning = SPAWN_GUARD.write().unwrap_or_else(|poison| poison.into_inner());
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--ignored", "--exact", "lock_holder_child_process", "--nocapture", "--test-threads=1"])
         .env(HOLDER_DIR_VAR, &dir)
@@ -276,6 +291,7 @@ fn another_process_gets_locked_until_the_holder_is_killed() {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
+    drop(spawning); // spawn returns once the child has exec'd
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let ready = lines.by_ref().map_while(Result::ok).any(|line| line.trim_end().ends_with(READY_LINE));
     assert!(ready, "the child never held the store");
