@@ -87,24 +87,6 @@ fn every_seed_replays_without_a_violation() {
     assert!(failures.is_empty(), "seeds failed:\n{}", failures.join("\n"));
 }
 
-/// Inputs the fuzzer found that still break an invariant: each has its own ignored test
-/// until the engine is fixed, then moves to `fuzz/corpus/<target>/`.
-fn known_bug(name: &str) -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz").join("known_bugs").join(name)).unwrap()
-}
-
-#[test]
-#[ignore = "bug: AllIter::forward ends silently at a checksum-valid record whose position is past the log's end; the index is not checked against the segment on open"]
-fn read_all_reports_a_record_whose_position_lies() {
-    // Segment 1 holds positions 0-3, then a resealed record claiming position 589828, then
-    // 5-15; its index (valid, covering the same length) says 16 records. read_all returns 4
-    // events and no error; after an append (position 16, in segment 2) it still returns 4.
-    let data = known_bug("open_directory-lying-position-ends-read-all");
-    let root = tempfile::tempdir().unwrap();
-    let verdict = fuzz_api::open_directory_target(&data, &root.path().join("store"));
-    assert_eq!(verdict, Ok(true));
-}
-
 // ---------------------------------------------------------------------------------------
 // Seed generator
 // ---------------------------------------------------------------------------------------
