@@ -44,9 +44,15 @@ fn replay(target: &str, data: &[u8]) -> Result<bool, String> {
 
 #[test]
 fn every_seed_replays_without_a_violation() {
+    // Count panics of this test's thread and of the engine's threads (a writer or compactor
+    // panic does not reach the caller), not those of other tests running beside it.
+    let replay_thread = std::thread::current().id();
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        PANICS.fetch_add(1, Ordering::SeqCst);
+        let thread = std::thread::current();
+        if thread.id() == replay_thread || thread.name().is_some_and(|n| n.starts_with("chronicle")) {
+            PANICS.fetch_add(1, Ordering::SeqCst);
+        }
         default_hook(info);
     }));
     let mut targets: Vec<PathBuf> =
@@ -85,6 +91,35 @@ fn every_seed_replays_without_a_violation() {
         assert!(accepted > 0, "no seed of fuzz/corpus/{target} is accepted: the corpus does not reach past the checks");
     }
     assert!(failures.is_empty(), "seeds failed:\n{}", failures.join("\n"));
+}
+
+/// Inputs the fuzzer found that show an engine weakness no oracle of the fuzz targets holds
+/// the engine to yet: each has an ignored test until the engine is fixed.
+fn known_bug(name: &str) -> Vec<u8> {
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz").join("known_bugs").join(name)).unwrap()
+}
+
+#[test]
+#[ignore = "bug: read_stream returns the same stream version twice from a forged store; compaction rebuilds indexes from records and resurrects the duplicate"]
+fn a_stream_never_reads_the_same_version_twice() {
+    // Forged (checksums recomputed) store: segment 1's record at position 15 says stream
+    // `order-0` version 5 while segment 1's index says `order-1`; segment 2 holds `order-0`
+    // version 5 again at position 16. read_stream("order-0") gives [v5@16]; after compact()
+    // (which rebuilds segment 1's index from its records) it gives [v5@15, v5@16].
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("store");
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in fuzz_api::directory_files(&known_bug("open_directory-forged-duplicate-version")) {
+        std::fs::write(dir.join(&file.name), &file.bytes).unwrap();
+    }
+    let store = Store::open_with(&dir, Options::default().segment_size(4096).durability(Durability::Buffered)).unwrap();
+    let _ = store.compact();
+    let mut last: Option<u64> = None;
+    for event in store.read_stream("order-0", 0).unwrap() {
+        let Ok(event) = event else { return }; // Corruption is an acceptable answer
+        assert!(last.is_none_or(|v| v < event.version), "version {} after {last:?}", event.version);
+        last = Some(event.version);
+    }
 }
 
 // ---------------------------------------------------------------------------------------
