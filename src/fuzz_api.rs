@@ -467,7 +467,8 @@ pub fn open_directory_target(data: &[u8], dir: &Path) -> Verdict {
         Err(error) => allowed(error).map(|()| false)?,
     };
     // Sealed segments are never modified in place: of the segments with a valid header, only
-    // the last in (base position, id) order, the active one, may be cut.
+    // the last in (base position, id) order, the active one, may be cut. (A forged header can
+    // claim to be a compaction's replacement of the others, which recovery then removes.)
     let with_header: Vec<(u64, u64, &DirectoryFile)> = files
         .iter()
         .filter_map(|f| {
@@ -476,7 +477,7 @@ pub fn open_directory_target(data: &[u8], dir: &Path) -> Verdict {
         })
         .collect();
     let active = with_header.iter().map(|&(base, id, _)| (base, id)).max();
-    for (_, _, file) in with_header.iter().filter(|&&(base, id, _)| Some((base, id)) != active) {
+    for (_, _, file) in with_header.iter().filter(|&&(base, id, _)| !forged && Some((base, id)) != active) {
         if let Ok(now) = std::fs::read(dir.join(&file.name))
             && now != file.bytes
         {
