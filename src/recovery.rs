@@ -61,6 +61,9 @@ pub(crate) fn recover(storage: &Arc<dyn Storage>, dir: &Path, options: &Options)
         segments.push(Segment::create(storage, dir, options.segment_bytes, next_segment_id, 0)?);
         return Ok(Recovered { segments, streams, next_position: 0, next_segment_id: next_segment_id + 1 });
     }
+    // A previous process may have died between creating a file and syncing the directory:
+    // make every entry this store now relies on durable before appending after it.
+    storage.sync_dir(dir).map_err(|e| Error::io("sync directory", dir, e))?;
     Ok(Recovered { segments, streams, next_position, next_segment_id })
 }
 
@@ -70,8 +73,21 @@ fn find_segments(storage: &Arc<dyn Storage>, dir: &Path) -> Result<Vec<Found>> {
     let mut removed_any = false;
     let mut found = Vec::new();
     let mut candidates = Vec::new();
+    let segment_names: std::collections::HashSet<&str> =
+        names.iter().map(String::as_str).filter(|name| naming::parse_segment_file_name(name).is_some()).collect();
     for name in &names {
         let path = dir.join(name);
+        if let Some(segment_name) = naming::segment_name_of_index(name)
+            && !segment_names.contains(segment_name.as_str())
+        {
+            // The index of a segment whose removal a crash interrupted (compaction removes the
+            // segment, then its index). Segment ids can be allocated again once the largest
+            // one is gone, and a new segment must never load this file as its own.
+            tracing::info!(path = %path.display(), "removing an index file without its segment");
+            storage.remove_file(&path).map_err(|e| Error::io("remove orphaned index file", &path, e))?;
+            removed_any = true;
+            continue;
+        }
         if name.ends_with(naming::TMP_SUFFIX) {
             tracing::info!(path = %path.display(), "removing leftover temporary file");
             storage.remove_file(&path).map_err(|e| Error::io("remove temporary file", &path, e))?;
@@ -200,6 +216,7 @@ fn open_active(storage: &Arc<dyn Storage>, found: Found, min_position: u64, opti
     let checkpoint = load_index(storage, &path, header.segment_id)
         .filter(|index| index.covered_bytes <= len && index.covered_bytes >= SEGMENT_HEADER_BYTES as u64)
         .and_then(|index| index.to_mem().map(|mem| (index.covered_bytes, mem)));
+    let checkpointed = checkpoint.is_some();
     let (start, mut mem) = checkpoint.unwrap_or((SEGMENT_HEADER_BYTES as u64, MemIndex::default()));
     let last = mem.positions.last().map(|&(p, _)| p).or(min_position.checked_sub(1));
     let bytes = file.map(len).map_err(|e| Error::io("mmap", &path, e))?;
@@ -236,13 +253,33 @@ fn open_active(storage: &Arc<dyn Storage>, found: Found, min_position: u64, opti
         );
         file.set_len(outcome.valid_len).map_err(|e| Error::io("truncate torn tail", &path, e))?;
     }
-    // The previous process may have died with written but unsynced bytes: make what the
-    // writer will take as durable actually durable (its durable marks rely on it).
+    // The bytes just read may not be on disk: the previous process may have died before its
+    // fdatasync, or the fdatasync failed, after which the kernel keeps the pages readable but
+    // clean, so no later fdatasync writes them. Write what no checkpoint covers (the header
+    // too without a checkpoint) again and sync it: the writer takes all of it as durable
+    // (its durable marks rely on it), so it must be.
+    let rewrite_from = if checkpointed { start } else { 0 };
+    rewrite(&*file, &path, rewrite_from, outcome.valid_len)?;
     file.sync_data().map_err(|e| Error::io("fdatasync", &path, e))?;
     let capacity = options.segment_bytes.max(outcome.valid_len);
     let segment =
         Segment::new(path, file, header, capacity, outcome.valid_len, SegmentIndex::Active(RwLock::new(mem)))?;
     Ok(Arc::new(segment))
+}
+
+/// Writes bytes `[from, to)` of `file` again, through a bounded buffer.
+fn rewrite(file: &dyn StorageFile, path: &Path, from: u64, to: u64) -> Result<()> {
+    const CHUNK_BYTES: u64 = 1 << 20;
+    let mut buf = Vec::new();
+    let mut at = from;
+    while at < to {
+        let chunk = (to - at).min(CHUNK_BYTES);
+        buf.resize(chunk as usize, 0);
+        file.read_exact_at(&mut buf, at).map_err(|e| Error::io("read segment tail", path, e))?;
+        file.write_all_at(&buf, at).map_err(|e| Error::io("rewrite segment tail", path, e))?;
+        at += chunk;
+    }
+    Ok(())
 }
 
 fn merge_streams(index: &SegmentIndex, streams: &mut StreamTable) {

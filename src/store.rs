@@ -428,12 +428,14 @@ impl Store {
 
     /// Saves `state` as the snapshot of `stream` at `version` (events up to and including
     /// it), atomically: temporary file, fsync, rename, directory fsync. The newest
-    /// [`SNAPSHOTS_KEPT`](crate::SNAPSHOTS_KEPT) snapshots per stream are kept.
+    /// [`SNAPSHOTS_KEPT`](crate::SNAPSHOTS_KEPT) snapshots per stream are kept. Without
+    /// [`Durability::Sync`] the log is synced first, so a snapshot never outlives a power loss
+    /// that takes the events it covers.
     ///
     /// # Errors
     /// [`Error::InvalidInput`] if the stream does not have `version` yet or the state is over
     /// [`SNAPSHOT_BYTES_MAX`](crate::SNAPSHOT_BYTES_MAX); [`Error::StreamDeleted`];
-    /// [`Error::Io`].
+    /// [`Error::Io`]; the errors of [`Store::sync`].
     ///
     /// ```
     /// use chronicle::{ExpectedVersion, NewEvent, Store};
@@ -458,6 +460,12 @@ impl Store {
             None => {
                 return Err(Error::invalid(format!("snapshot of stream {stream:?}, which has no events")));
             }
+        }
+        // The snapshot must never be durable before the events it covers: after a power loss
+        // it would describe versions the stream no longer has (and later, different events
+        // would reuse them). Under Sync every published event is durable already.
+        if self.shared().options.durability != Durability::Sync {
+            self.sync()?;
         }
         self.shared().snapshots.save(stream, version, state)?;
         self.nudge_compactor();

@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::retention::Retention;
 use crate::clock::unix_micros_now;
 use crate::index::IndexEntry;
+use crate::index::streams::StreamState;
 use crate::segment::{Segment, SegmentReader};
 use crate::shared::Shared;
 
@@ -28,6 +29,12 @@ pub(crate) fn plan(shared: &Shared) -> Vec<SegmentPlan> {
     let default_retention = shared.options.retention;
     let now_us = unix_micros_now();
     let mut snapshot_versions: HashMap<String, Option<u64>> = HashMap::new();
+    // Each stream's state and retention rule as first seen, used for every segment: appends
+    // and rule changes go on while the plan is made, and judging an older segment by an
+    // older last version (or rule) than a newer one would discard a newer event while
+    // keeping older ones (a gap in the middle of the stream). The first-seen state releases
+    // no more than is releasable.
+    let mut states: HashMap<String, Option<(StreamState, Retention)>> = HashMap::new();
     let mut plans = Vec::new();
     for pair in segments.windows(2) {
         let [segment, next] = pair else { continue };
@@ -35,7 +42,11 @@ pub(crate) fn plan(shared: &Shared) -> Vec<SegmentPlan> {
         let mut discard_bytes = 0u64;
         let reader = segment.reader().ok();
         for (stream, entries) in segment.index().all_streams() {
-            let Some(state) = shared.stream_state(&stream) else { continue };
+            let first_seen = states.entry(stream.clone()).or_insert_with(|| {
+                let retention = shared.retention.get(&stream).unwrap_or(default_retention);
+                shared.stream_state(&stream).map(|state| (state, retention))
+            });
+            let Some((state, retention)) = *first_seen else { continue };
             let Some(last_version) = state.last_version else { continue };
             let releasable = |entry: &IndexEntry| -> bool {
                 if state.deleted {
@@ -44,7 +55,7 @@ pub(crate) fn plan(shared: &Shared) -> Vec<SegmentPlan> {
                 if entry.version >= last_version {
                     return false;
                 }
-                match shared.retention.get(&stream).unwrap_or(default_retention) {
+                match retention {
                     Retention::KeepAll => false,
                     Retention::MaxCount(count) => entry.version.saturating_add(count.max(1)) <= last_version,
                     Retention::BeforeSnapshot => false,
@@ -54,8 +65,7 @@ pub(crate) fn plan(shared: &Shared) -> Vec<SegmentPlan> {
                 }
             };
             let mut released: Vec<&IndexEntry> = entries.iter().filter(|e| releasable(e)).collect();
-            if !state.deleted && shared.retention.get(&stream).unwrap_or(default_retention) == Retention::BeforeSnapshot
-            {
+            if !state.deleted && retention == Retention::BeforeSnapshot {
                 let snapshot = *snapshot_versions
                     .entry(stream.clone())
                     .or_insert_with(|| shared.snapshots.load(&stream).map(|s| s.version));

@@ -19,6 +19,13 @@ pub(crate) fn index_path_for(segment_path: &Path) -> PathBuf {
     segment_path.with_extension("idx")
 }
 
+/// For an index file name (`segment-{id}.idx`), the name of its segment file; `None` for any
+/// other name.
+pub(crate) fn segment_name_of_index(name: &str) -> Option<String> {
+    let segment_name = format!("{}{SEGMENT_SUFFIX}", name.strip_suffix(".idx")?);
+    parse_segment_file_name(&segment_name).map(|_| segment_name)
+}
+
 /// The id of a segment file name, or `None` for any other name.
 pub(crate) fn parse_segment_file_name(name: &str) -> Option<u64> {
     let hex = name.strip_prefix(SEGMENT_PREFIX)?.strip_suffix(SEGMENT_SUFFIX)?;
@@ -41,5 +48,11 @@ mod tests {
             index_path_for(Path::new("d/segment-000000000000001a.log")),
             Path::new("d/segment-000000000000001a.idx")
         );
+        assert_eq!(
+            segment_name_of_index("segment-000000000000001a.idx").as_deref(),
+            Some("segment-000000000000001a.log")
+        );
+        assert_eq!(segment_name_of_index("segment-1a.idx"), None);
+        assert_eq!(segment_name_of_index("segment-000000000000001a.idx.tmp"), None);
     }
 }

@@ -10,8 +10,10 @@
 //! so dynamic dispatch costs nothing measurable on the hot paths.
 
 mod fs;
+mod sim;
 
 pub use self::fs::FileSystem;
+pub use self::sim::{InjectedError, SECTOR_BYTES, SimStorage};
 
 use std::any::Any;
 use std::fmt::Debug;
