@@ -36,6 +36,8 @@ mod compaction;
 mod error;
 mod event;
 mod format;
+#[doc(hidden)]
+pub mod fuzz_api;
 mod index;
 mod options;
 mod read;

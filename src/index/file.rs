@@ -333,7 +333,10 @@ impl MappedIndex {
     /// The index as an in-memory index, to keep appending to (the active segment's checkpoint).
     pub(crate) fn to_mem(&self) -> Option<MemIndex> {
         let mut mem = MemIndex::default();
-        let mut records: Vec<(u64, u32)> = Vec::with_capacity(self.record_count as usize);
+        // record_count comes from the file: reserve no more than the entries and tombstones it
+        // can describe (the count is checked against them below).
+        let records_max = self.entry_count.saturating_add(self.stream_count) as u64;
+        let mut records: Vec<(u64, u32)> = Vec::with_capacity(self.record_count.min(records_max) as usize);
         for stream in self.streams() {
             let name: Arc<str> = Arc::from(stream.name);
             let mut slot = MemStream::default();

@@ -49,8 +49,10 @@ pub struct AllIter {
 
 impl AllIter {
     pub(crate) fn new(shared: &Arc<Shared>, from: Option<u64>, backward: bool) -> Self {
-        let end = shared.next_position();
+        // Segments first: every record of a segment that is not the last of this list was
+        // published before `end` is read, so only the last one may hold positions past it.
         let segments = shared.segments();
+        let end = shared.next_position();
         let (low, high) = if backward {
             (0, from.unwrap_or(u64::MAX).min(end.saturating_sub(1)))
         } else {
@@ -118,6 +120,9 @@ impl AllIter {
                 .then(|| super::to_event(&decoded, &record).map_err(|reason| Error::corruption(path, offset, reason)));
             self.offset += decoded.record_bytes as u64;
             if decoded.position > self.high {
+                if self.segment_index + 1 < self.segments.len() {
+                    return Some(Err(Error::corruption(path, offset, "record position is past the end of the log")));
+                }
                 return None;
             }
             match event {

@@ -64,6 +64,11 @@ impl Storage for FileSystem {
     }
 
     fn lock(&self, path: &Path) -> Result<LockGuard, LockError> {
+        // O_CREAT follows a symlink and would create its target outside the directory:
+        // refuse a lock file that is a link.
+        if std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_symlink()) {
+            return Err(LockError::Io(io::Error::new(io::ErrorKind::InvalidInput, "lock file is a symlink")));
+        }
         // Write access: some platforms refuse an exclusive lock on a read-only handle.
         let file =
             OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(LockError::Io)?;

@@ -1,0 +1,11 @@
+//! Fuzz target `snapshot_file`: see `chronicle::fuzz_api::snapshot_file_target` for the input layout.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+#[global_allocator]
+static ALLOCATOR: chronicle_fuzz::AllocationGuard = chronicle_fuzz::AllocationGuard;
+
+fuzz_target!(|data: &[u8]| {
+    chronicle_fuzz::check_verdict("snapshot_file", chronicle::fuzz_api::snapshot_file_target(data));
+});
