@@ -13,8 +13,10 @@ use crate::shared::Shared;
 use crate::storage::OpenMode;
 use crate::writer::roll::write_index;
 
-/// Bytes buffered before each write of the new segment.
-const WRITE_CHUNK_BYTES: usize = 4 << 20;
+/// Bytes buffered before each write (and fdatasync) of the new segment. Syncing in small
+/// steps keeps compaction's dirty pages few, so appenders' fdatasyncs do not queue behind a
+/// large writeback of the compacted file.
+const WRITE_CHUNK_BYTES: usize = 1 << 20;
 
 /// Rewrites `plan.segment` and swaps the result in; returns the events dropped.
 pub(crate) fn apply(shared: &Shared, plan: &SegmentPlan) -> Result<u64> {
@@ -130,6 +132,7 @@ fn copy_survivors(
         kept += 1;
         if out.len() >= WRITE_CHUNK_BYTES {
             file.write_all_at(&out, written).map_err(|e| Error::io("write compacted segment", tmp, e))?;
+            file.sync_data().map_err(|e| Error::io("fdatasync", tmp, e))?;
             written += out.len() as u64;
             out.clear();
         }
