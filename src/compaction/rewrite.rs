@@ -118,17 +118,8 @@ fn copy_survivors(
         }
         let name = text(&bytes, decoded.stream_id.clone())
             .ok_or_else(|| Error::corruption(&old.path, record_offset, "stream id is not UTF-8"))?;
-        let stream = match mem.streams.get_key_value(name) {
-            Some((key, _)) => Arc::clone(key),
-            None => Arc::from(name),
-        };
-        let entry = IndexEntry {
-            version: decoded.version,
-            position: decoded.position,
-            offset: new_offset as u32,
-            record_bytes: decoded.record_bytes as u32,
-        };
-        mem.push(&stream, entry, decoded.kind == RecordKind::Tombstone);
+        let stream = mem.stream_id(name);
+        mem.push(&stream, IndexEntry::of_record(&decoded, new_offset), decoded.kind == RecordKind::Tombstone);
         kept += 1;
         if out.len() >= WRITE_CHUNK_BYTES {
             file.write_all_at(&out, written).map_err(|e| Error::io("write compacted segment", tmp, e))?;

@@ -55,6 +55,28 @@ impl MemIndex {
     }
 }
 
+impl MemIndex {
+    /// The shared id of `name`: the index's own copy if it has the stream, else a new one.
+    pub(crate) fn stream_id(&self, name: &str) -> Arc<str> {
+        match self.streams.get_key_value(name) {
+            Some((key, _)) => Arc::clone(key),
+            None => Arc::from(name),
+        }
+    }
+}
+
+impl IndexEntry {
+    /// The entry of a decoded record found at `offset`.
+    pub(crate) fn of_record(decoded: &crate::format::record::DecodedRecord, offset: u64) -> Self {
+        IndexEntry {
+            version: decoded.version,
+            position: decoded.position,
+            offset: offset as u32,
+            record_bytes: decoded.record_bytes as u32,
+        }
+    }
+}
+
 /// A segment's index: in memory while the segment is active, memory-mapped once sealed.
 #[derive(Debug)]
 pub(crate) enum SegmentIndex {

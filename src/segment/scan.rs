@@ -57,17 +57,8 @@ pub(crate) fn scan(
             stopped = Some((offset, "stream id is not UTF-8"));
             break;
         };
-        let stream = match mem.streams.get_key_value(name) {
-            Some((key, _)) => Arc::clone(key),
-            None => Arc::from(name),
-        };
-        let entry = IndexEntry {
-            version: decoded.version,
-            position: decoded.position,
-            offset: offset as u32,
-            record_bytes: decoded.record_bytes as u32,
-        };
-        uncommitted.push((stream, entry, decoded.kind == RecordKind::Tombstone));
+        let stream = mem.stream_id(name);
+        uncommitted.push((stream, IndexEntry::of_record(&decoded, offset), decoded.kind == RecordKind::Tombstone));
         offset += decoded.record_bytes as u64;
         if decoded.commit {
             for (stream, entry, tombstone) in uncommitted.drain(..) {
