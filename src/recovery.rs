@@ -48,13 +48,29 @@ pub(crate) fn recover(storage: &Arc<dyn Storage>, dir: &Path, options: &Options)
         if segment.header.base_position < next_position {
             return Err(Error::corruption(&segment.path, 24, "segment base position overlaps the previous segment"));
         }
+        // Segments tile the positions from 0: each starts where the previous one ended (a
+        // compacted segment ends at its compacted_end_position even when records were
+        // dropped). A hole means a segment file is missing.
+        if segment.header.base_position > next_position {
+            return Err(Error::corruption(
+                &segment.path,
+                24,
+                format!(
+                    "positions {next_position}..{} are in no segment: a segment file is missing",
+                    segment.header.base_position
+                ),
+            ));
+        }
         let opened = if i + 1 == count {
             open_active(storage, segment, next_position, options)?
         } else {
             open_sealed(storage, segment, next_position)?
         };
         merge_streams(&opened.index(), &mut streams);
-        next_position = next_position.max(opened.header.base_position).max(segment_end_position(&opened.index()));
+        next_position = next_position
+            .max(opened.header.base_position)
+            .max(opened.header.compacted_end_position)
+            .max(segment_end_position(&opened.index()));
         segments.push(opened);
     }
     if segments.is_empty() {

@@ -1,14 +1,15 @@
 //! Compaction: rewrites sealed segments without the events that deletion and retention made
 //! discardable, on its own thread, while appends and reads go on.
 //!
-//! Swap protocol (also in `segment-format.md`): for each sealed segment S with something to
-//! drop, (1) write the surviving records, re-checksummed for a new segment id N, to
-//! `segment-N.log.tmp`, whose header says it replaces positions [S.base, S.end); (2) fsync it;
-//! (3) rename it to `segment-N.log` and fsync the directory; (4) swap N for S in the segment
-//! list (readers holding S keep their map); (5) remove S's files and fsync the directory.
-//! A crash before (3) leaves a `.tmp` file that open removes; after (3) and before (5) both
-//! exist and open removes S, because N has a larger id and covers S's base position. Every
-//! surviving event keeps its position, version and bytes.
+//! Swap protocol (also in `segment-format.md`): for each run of consecutive sealed segments
+//! S1..Sk (a run discards something and its survivors fit in one segment), (1) write the
+//! surviving records, re-checksummed for a new segment id N, to `segment-N.log.tmp`, whose
+//! header says it replaces positions [S1.base, Sk.end); (2) fsync it; (3) rename it to
+//! `segment-N.log` and fsync the directory; (4) swap N for the run in the segment list
+//! (readers holding old segments keep their maps); (5) remove the old files and fsync the
+//! directory. A crash before (3) leaves a `.tmp` file that open removes; after (3) and before
+//! (5) old and new exist and open removes each old one, because N has a larger id and covers
+//! its base position. Every surviving event keeps its position, version and bytes.
 
 mod plan;
 pub(crate) mod retention;
@@ -106,11 +107,11 @@ fn segment_bytes(shared: &Shared) -> u64 {
 pub(crate) fn compact(shared: &Shared) -> Result<CompactionReport> {
     let started = Instant::now();
     let mut report = CompactionReport { bytes_before: segment_bytes(shared), ..CompactionReport::default() };
-    for segment_plan in plan::plan(shared) {
-        let events_removed = rewrite::apply(shared, &segment_plan)?;
-        report.segments_rewritten += 1;
+    for run in plan::runs(plan::plan(shared), shared.options.segment_bytes) {
+        let events_removed = rewrite::apply(shared, &run)?;
+        report.segments_rewritten += run.len();
         report.events_removed += events_removed;
-        report.bytes_removed += segment_plan.discard_bytes;
+        report.bytes_removed += run.iter().map(|p| p.discard_bytes).sum::<u64>();
     }
     let deleted: Vec<String> =
         shared.streams().iter().filter(|(_, state)| state.deleted).map(|(name, _)| name.to_string()).collect();

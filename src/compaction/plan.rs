@@ -23,8 +23,8 @@ pub(crate) struct SegmentPlan {
     pub(crate) discard_bytes: u64,
 }
 
-/// Plans a compaction of every sealed segment (all but the last); segments with nothing to
-/// discard are left out.
+/// Plans a compaction of every sealed segment (all but the last), in position order;
+/// segments with nothing to discard have an empty discard set.
 pub(crate) fn plan(shared: &Shared) -> Vec<SegmentPlan> {
     let segments = shared.segments();
     let default_retention = shared.options.retention;
@@ -99,9 +99,7 @@ pub(crate) fn plan(shared: &Shared) -> Vec<SegmentPlan> {
                 }
             }
         }
-        if !discard.is_empty() {
-            plans.push(SegmentPlan { segment, end_position, discard, discard_bytes });
-        }
+        plans.push(SegmentPlan { segment, end_position, discard, discard_bytes });
     }
     plans
 }
@@ -114,4 +112,36 @@ fn record_older_than(reader: &SegmentReader, entry: &IndexEntry, now_us: u64, ag
         return false;
     };
     decoded.timestamp_us.saturating_add(age_us) < now_us
+}
+
+impl SegmentPlan {
+    /// Bytes of the records that survive.
+    pub(crate) fn survivor_bytes(&self) -> u64 {
+        let records =
+            self.segment.committed_len().saturating_sub(crate::format::segment_header::SEGMENT_HEADER_BYTES as u64);
+        records.saturating_sub(self.discard_bytes)
+    }
+}
+
+/// Groups consecutive plans into runs, each rewritten as one segment: a run grows while its
+/// survivors fit in one segment, and only runs that discard something are kept. Segments
+/// emptied by compaction thus merge into a neighbour instead of lingering as empty files,
+/// while the positions stay tiled by segments (recovery checks it).
+pub(crate) fn runs(plans: Vec<SegmentPlan>, segment_bytes: u64) -> Vec<Vec<SegmentPlan>> {
+    let payload = segment_bytes.saturating_sub(crate::format::segment_header::SEGMENT_HEADER_BYTES as u64);
+    let mut runs: Vec<Vec<SegmentPlan>> = Vec::new();
+    let mut current: Vec<SegmentPlan> = Vec::new();
+    let mut current_bytes = 0u64;
+    for plan in plans {
+        let bytes = plan.survivor_bytes();
+        if !current.is_empty() && current_bytes + bytes > payload {
+            runs.push(std::mem::take(&mut current));
+            current_bytes = 0;
+        }
+        current_bytes += bytes;
+        current.push(plan);
+    }
+    runs.push(current);
+    runs.retain(|run| run.iter().any(|plan| !plan.discard.is_empty()));
+    runs
 }

@@ -1,4 +1,4 @@
-//! Rewriting one sealed segment without its discarded records, and the swap.
+//! Rewriting a run of sealed segments as one, without their discarded records, and the swap.
 
 use std::sync::{Arc, RwLock};
 
@@ -18,22 +18,22 @@ use crate::writer::roll::write_index;
 /// large writeback of the compacted file.
 const WRITE_CHUNK_BYTES: usize = 1 << 20;
 
-/// Rewrites `plan.segment` and swaps the result in; returns the events dropped.
-pub(crate) fn apply(shared: &Shared, plan: &SegmentPlan) -> Result<u64> {
-    let old = &plan.segment;
+/// Rewrites the run (consecutive sealed segments) as one segment and swaps it in; returns
+/// the events dropped.
+pub(crate) fn apply(shared: &Shared, run: &[SegmentPlan]) -> Result<u64> {
+    let (Some(first), Some(last)) = (run.first(), run.last()) else { return Ok(0) };
     let storage = &shared.storage;
     let new_id = shared.allocate_segment_id();
     let path = shared.dir.join(naming::segment_file_name(new_id));
     let tmp = path.with_extension(format!("log{}", naming::TMP_SUFFIX));
     let header = SegmentHeader {
         segment_id: new_id,
-        base_position: old.header.base_position,
-        compacted_end_position: plan.end_position,
+        base_position: first.segment.header.base_position,
+        compacted_end_position: last.end_position,
         created_unix_ms: unix_micros_now() / 1000,
     };
     let file = storage.open(&tmp, OpenMode::CreateNew).map_err(|e| Error::io("create compacted segment", &tmp, e))?;
-    let copied = copy_survivors(old, plan, new_id, &header, &*file, &tmp);
-    let (mem, len, dropped, kept) = match copied {
+    let (mem, len, dropped) = match copy_survivors(run, new_id, &header, &*file, &tmp) {
         Ok(done) => done,
         Err(error) => {
             drop(file);
@@ -41,94 +41,89 @@ pub(crate) fn apply(shared: &Shared, plan: &SegmentPlan) -> Result<u64> {
             return Err(error);
         }
     };
-    let replacement = if kept == 0 {
-        drop(file);
-        storage.remove_file(&tmp).map_err(|e| Error::io("remove temporary file", &tmp, e))?;
-        None
-    } else {
-        file.sync_data().map_err(|e| Error::io("fdatasync", &tmp, e))?;
-        storage.rename(&tmp, &path).map_err(|e| Error::io("rename compacted segment", &path, e))?;
-        storage.sync_dir(&shared.dir).map_err(|e| Error::io("sync directory", &shared.dir, e))?;
-        let segment = Segment::new(path, file, header, len, len, SegmentIndex::Active(RwLock::new(mem)))?;
-        write_index(&**storage, &segment, len);
-        Some(Arc::new(segment))
-    };
-    // Readers that hold the old segment keep reading it through their view: make sure the
+    // A run whose records all go is still replaced, by a header-only segment: it records
+    // that its positions were once there, so recovery can tell a range emptied by
+    // compaction from a segment file that went missing.
+    file.sync_data().map_err(|e| Error::io("fdatasync", &tmp, e))?;
+    storage.rename(&tmp, &path).map_err(|e| Error::io("rename compacted segment", &path, e))?;
+    storage.sync_dir(&shared.dir).map_err(|e| Error::io("sync directory", &shared.dir, e))?;
+    let segment = Segment::new(path, file, header, len, len, SegmentIndex::Active(RwLock::new(mem)))?;
+    write_index(&**storage, &segment, len);
+    let replacement = Arc::new(segment);
+    // Readers that hold an old segment keep reading it through their view: make sure the
     // view covers it whole before its file goes (a no-op with memory maps, which outlive
     // the unlink).
-    old.retain_view()?;
+    for plan in run {
+        plan.segment.retain_view()?;
+    }
     shared.update_segments(|segments| {
-        if let Some(at) = segments.iter().position(|s| Arc::ptr_eq(s, old)) {
-            match &replacement {
-                Some(new) => {
-                    if let Some(slot) = segments.get_mut(at) {
-                        *slot = Arc::clone(new);
-                    }
-                }
-                None => {
-                    segments.remove(at);
-                }
-            }
+        let is_old = |s: &Arc<Segment>| run.iter().any(|plan| Arc::ptr_eq(s, &plan.segment));
+        if let Some(at) = segments.iter().position(is_old) {
+            segments.retain(|s| !is_old(s));
+            segments.insert(at.min(segments.len()), Arc::clone(&replacement));
         }
     });
-    for file in [old.path.clone(), naming::index_path_for(&old.path)] {
-        match storage.remove_file(&file) {
-            Ok(()) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => return Err(Error::io("remove compacted segment", &file, error)),
+    for plan in run {
+        for file in [plan.segment.path.clone(), naming::index_path_for(&plan.segment.path)] {
+            match storage.remove_file(&file) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(Error::io("remove compacted segment", &file, error)),
+            }
         }
     }
     storage.sync_dir(&shared.dir).map_err(|e| Error::io("sync directory", &shared.dir, e))?;
     Ok(dropped)
 }
 
-/// Copies every record of `old` not in the plan's discard set into `file`, re-checksummed
-/// for segment `new_id` and each marked COMMIT (the file is sealed, whole groups need no
-/// other marker). Returns the new index, the file length, events dropped and records kept.
+/// Copies every record of the run not in its plan's discard set into `file`, in position
+/// order, re-checksummed for segment `new_id` and each marked COMMIT (the file is sealed,
+/// whole groups need no other marker). Returns the new index, the file length and the
+/// events dropped.
 fn copy_survivors(
-    old: &Arc<Segment>,
-    plan: &SegmentPlan,
+    run: &[SegmentPlan],
     new_id: u64,
     header: &SegmentHeader,
     file: &dyn crate::storage::StorageFile,
     tmp: &std::path::Path,
-) -> Result<(MemIndex, u64, u64, usize)> {
+) -> Result<(MemIndex, u64, u64)> {
     let mut mem = MemIndex::default();
     let mut out = Vec::with_capacity(WRITE_CHUNK_BYTES + 4096);
     out.extend_from_slice(&header.encode());
     let mut written = 0u64;
-    let (mut dropped, mut kept) = (0u64, 0usize);
-    let reader = old.reader()?;
-    let mut offset = SEGMENT_HEADER_BYTES as u64;
-    while offset < reader.len() {
-        // Every record is verified, dropped ones included: compaction must not launder
-        // corruption into a freshly checksummed file.
-        let (decoded, bytes) = reader.read_record(offset, None)?;
-        let record_offset = offset;
-        offset += decoded.record_bytes as u64;
-        if plan.discard.contains(&(record_offset as u32)) {
-            dropped += 1;
-            continue;
-        }
-        let new_offset = written + out.len() as u64;
-        let start = out.len();
-        out.extend_from_slice(&bytes);
-        if let Some(copy) = out.get_mut(start..) {
-            record::mark_commit(copy, new_id);
-        }
-        let name = text(&bytes, decoded.stream_id.clone())
-            .ok_or_else(|| Error::corruption(&old.path, record_offset, "stream id is not UTF-8"))?;
-        let stream = mem.stream_id(name);
-        mem.push(&stream, IndexEntry::of_record(&decoded, new_offset), decoded.kind == RecordKind::Tombstone);
-        kept += 1;
-        if out.len() >= WRITE_CHUNK_BYTES {
-            file.write_all_at(&out, written).map_err(|e| Error::io("write compacted segment", tmp, e))?;
-            file.sync_data().map_err(|e| Error::io("fdatasync", tmp, e))?;
-            written += out.len() as u64;
-            out.clear();
+    let mut dropped = 0u64;
+    for plan in run {
+        let reader = plan.segment.reader()?;
+        let mut offset = SEGMENT_HEADER_BYTES as u64;
+        while offset < reader.len() {
+            // Every record is verified, dropped ones included: compaction must not launder
+            // corruption into a freshly checksummed file.
+            let (decoded, bytes) = reader.read_record(offset, None)?;
+            let record_offset = offset;
+            offset += decoded.record_bytes as u64;
+            if plan.discard.contains(&(record_offset as u32)) {
+                dropped += 1;
+                continue;
+            }
+            let new_offset = written + out.len() as u64;
+            let start = out.len();
+            out.extend_from_slice(&bytes);
+            if let Some(copy) = out.get_mut(start..) {
+                record::mark_commit(copy, new_id);
+            }
+            let name = text(&bytes, decoded.stream_id.clone())
+                .ok_or_else(|| Error::corruption(&plan.segment.path, record_offset, "stream id is not UTF-8"))?;
+            let stream = mem.stream_id(name);
+            mem.push(&stream, IndexEntry::of_record(&decoded, new_offset), decoded.kind == RecordKind::Tombstone);
+            if out.len() >= WRITE_CHUNK_BYTES {
+                file.write_all_at(&out, written).map_err(|e| Error::io("write compacted segment", tmp, e))?;
+                file.sync_data().map_err(|e| Error::io("fdatasync", tmp, e))?;
+                written += out.len() as u64;
+                out.clear();
+            }
         }
     }
     file.write_all_at(&out, written).map_err(|e| Error::io("write compacted segment", tmp, e))?;
     written += out.len() as u64;
-    Ok((mem, written, dropped, kept))
+    Ok((mem, written, dropped))
 }
