@@ -1,7 +1,8 @@
 //! Model-based test: random sequences of appends, multi-stream appends, reads, deletions,
 //! snapshots, compactions, power losses and reopens run against the store (on `SimStorage`,
 //! `Durability::Sync`, 4 KiB segments) and against an in-memory model; after every
-//! operation the store's answers and its whole visible content equal the model's.
+//! operation the store's answers and its whole visible content equal the model's. One
+//! stream has `Retention::MaxCount(2)`, so compaction trims it; the others keep everything.
 //!
 //! `CHRONICLE_MODEL_CASES=N` runs N cases (default 128).
 
@@ -10,7 +11,7 @@ use std::sync::Arc;
 
 use chronicle::storage::SimStorage;
 use chronicle::{
-    AppendResult, Durability, Error, ExpectedVersion, NewEvent, Options, RecordedEvent, Store, StreamAppend,
+    AppendResult, Durability, Error, ExpectedVersion, NewEvent, Options, RecordedEvent, Retention, Store, StreamAppend,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -20,6 +21,9 @@ const DIR: &str = "/model-db";
 const SEGMENT_BYTES: u64 = 4096;
 const OPS_MAX: usize = 60;
 const CASES_DEFAULT: u32 = 128;
+/// The one stream with a retention rule (`Retention::MaxCount`); the others keep everything.
+const TRIMMED_STREAM: &str = "delta";
+const TRIMMED_STREAM_KEEPS: u64 = 2;
 
 /// How an operation states its expected version; `Current` is resolved against the model
 /// when the operation runs (so that it usually succeeds).
@@ -142,7 +146,8 @@ enum Outcome {
 
 #[derive(Debug, Default)]
 struct Model {
-    /// Events of live streams, in version order (KeepAll: nothing is ever trimmed).
+    /// Events of live streams, in version order (only `TRIMMED_STREAM` loses old events, at
+    /// compaction).
     streams: BTreeMap<String, Vec<ModelEvent>>,
     deleted: BTreeSet<String>,
     /// Newest snapshot per live stream: (version, state).
@@ -302,6 +307,15 @@ impl Model {
         Outcome::SnapshotSaved
     }
 
+    /// `Store::compact` seals the active segment, then drops what retention releases.
+    fn compact(&mut self) {
+        if let Some(events) = self.streams.get_mut(TRIMMED_STREAM)
+            && let Some(last) = events.last().map(|e| e.version)
+        {
+            events.retain(|e| e.version + TRIMMED_STREAM_KEEPS > last);
+        }
+    }
+
     fn acknowledge(&mut self) {
         self.acknowledged_writes += 1;
         self.durable_writes = self.acknowledged_writes; // Durability::Sync
@@ -425,6 +439,7 @@ impl Harness {
             }
             Op::Compact => {
                 self.store().compact().map_err(|e| TestCaseError::fail(format!("compact: {e:?}")))?;
+                self.model.compact();
             }
             Op::Crash(seed) => {
                 let after = self.sim.crash(*seed);
@@ -554,6 +569,9 @@ fn compare_events(got: &[RecordedEvent], want: &[&ModelEvent]) -> Result<(), Tes
 fn run_ops(ops: &[Op]) -> Result<(), TestCaseError> {
     let sim = SimStorage::new();
     let store = open(&sim)?;
+    store
+        .set_stream_retention(TRIMMED_STREAM, Retention::MaxCount(TRIMMED_STREAM_KEEPS))
+        .map_err(|e| TestCaseError::fail(format!("set_stream_retention: {e:?}")))?;
     let mut harness = Harness { sim, store: Some(store), model: Model::default(), last_append: None };
     for (index, op) in ops.iter().enumerate() {
         harness.run(index, op).map_err(|e| TestCaseError::fail(format!("op {index} {op:?}: {e}")))?;
