@@ -26,10 +26,10 @@ impl Storage for FileSystem {
         let mut names = Vec::new();
         for entry in std::fs::read_dir(path)? {
             let entry = entry?;
-            // Symlinks are listed too: one named like a store file must not make that file
-            // silently absent (opening it then checks what it points to).
-            let file_type = entry.file_type()?;
-            if (file_type.is_file() || file_type.is_symlink())
+            // Regular files only: the store never follows a link planted in its directory. A
+            // segment replaced by a link thus reads as missing, which recovery reports (the
+            // positions it held are in no segment).
+            if entry.file_type()?.is_file()
                 && let Some(name) = entry.file_name().to_str()
             {
                 names.push(name.to_owned());
