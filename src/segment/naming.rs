@@ -29,7 +29,8 @@ pub(crate) fn segment_name_of_index(name: &str) -> Option<String> {
 /// The id of a segment file name, or `None` for any other name.
 pub(crate) fn parse_segment_file_name(name: &str) -> Option<u64> {
     let hex = name.strip_prefix(SEGMENT_PREFIX)?.strip_suffix(SEGMENT_SUFFIX)?;
-    if hex.len() != 16 {
+    // Exactly the names this code writes: one name per id (no uppercase, no sign).
+    if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
         return None;
     }
     u64::from_str_radix(hex, 16).ok()
@@ -44,6 +45,8 @@ mod tests {
         assert_eq!(segment_file_name(26), "segment-000000000000001a.log");
         assert_eq!(parse_segment_file_name("segment-000000000000001a.log"), Some(26));
         assert_eq!(parse_segment_file_name("segment-1a.log"), None);
+        assert_eq!(parse_segment_file_name("segment-000000000000001A.log"), None);
+        assert_eq!(parse_segment_file_name("segment-+00000000000001a.log"), None);
         assert_eq!(
             index_path_for(Path::new("d/segment-000000000000001a.log")),
             Path::new("d/segment-000000000000001a.idx")
