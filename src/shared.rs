@@ -1,9 +1,10 @@
 //! State shared by the writer thread and every reader: the segment list, the stream table
 //! and the published end of the log. The writer is its only mutator.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use crate::compaction::retention::RetentionTable;
 use crate::index::streams::{StreamState, StreamTable};
@@ -24,6 +25,7 @@ pub(crate) struct Shared {
     pub(crate) options: Options,
     segments: RwLock<SegmentList>,
     streams: RwLock<StreamTable>,
+    deleted: RwLock<Arc<HashSet<Arc<str>>>>,
     /// One past the last published position: every position below it is readable.
     next_position: AtomicU64,
     /// Next segment id, shared by the writer (new segments) and compaction (rewrites).
@@ -47,6 +49,9 @@ impl Shared {
             storage,
             options,
             segments: RwLock::new(Arc::new(recovered.segments)),
+            deleted: RwLock::new(Arc::new(
+                recovered.streams.iter().filter(|(_, state)| state.deleted).map(|(name, _)| Arc::clone(name)).collect(),
+            )),
             streams: RwLock::new(recovered.streams),
             next_position: AtomicU64::new(recovered.next_position),
             next_segment_id: AtomicU64::new(recovered.next_segment_id),
@@ -83,17 +88,33 @@ impl Shared {
         self.next_segment_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Whether any stream is deleted (lets `read_all` skip the per-event check otherwise).
-    pub(crate) fn any_deleted(&self) -> bool {
-        self.streams().values().any(|state| state.deleted)
+    /// The deleted streams (shared, copied only when a stream is deleted): `read_all` skips
+    /// their events without scanning the stream table each time an iterator is created.
+    pub(crate) fn deleted_streams(&self) -> Arc<HashSet<Arc<str>>> {
+        Arc::clone(&self.deleted.read().unwrap_or_else(|poison| poison.into_inner()))
+    }
+
+    /// Publishes a commit group's stream changes (writer thread only).
+    pub(crate) fn publish_streams(&self, changes: impl Iterator<Item = (Arc<str>, StreamState)>) {
+        let mut newly_deleted = Vec::new();
+        let mut streams = self.streams.write().unwrap_or_else(|poison| poison.into_inner());
+        for (stream, state) in changes {
+            if state.deleted {
+                newly_deleted.push(Arc::clone(&stream));
+            }
+            streams.insert(stream, state);
+        }
+        drop(streams);
+        if !newly_deleted.is_empty() {
+            let mut deleted = self.deleted.write().unwrap_or_else(|poison| poison.into_inner());
+            let mut copy: HashSet<Arc<str>> = (**deleted).clone();
+            copy.extend(newly_deleted);
+            *deleted = Arc::new(copy);
+        }
     }
 
     pub(crate) fn streams(&self) -> RwLockReadGuard<'_, StreamTable> {
         self.streams.read().unwrap_or_else(|poison| poison.into_inner())
-    }
-
-    pub(crate) fn streams_mut(&self) -> RwLockWriteGuard<'_, StreamTable> {
-        self.streams.write().unwrap_or_else(|poison| poison.into_inner())
     }
 
     pub(crate) fn stream_state(&self, stream: &str) -> Option<StreamState> {

@@ -113,10 +113,8 @@ pub(crate) fn compact(shared: &Shared) -> Result<CompactionReport> {
         report.events_removed += events_removed;
         report.bytes_removed += run.iter().map(|p| p.discard_bytes).sum::<u64>();
     }
-    let deleted: Vec<String> =
-        shared.streams().iter().filter(|(_, state)| state.deleted).map(|(name, _)| name.to_string()).collect();
-    for stream in deleted {
-        report.snapshots_removed += shared.snapshots.remove_stream(&stream)?;
+    for stream in shared.deleted_streams().iter() {
+        report.snapshots_removed += shared.snapshots.remove_stream(stream)?;
     }
     report.bytes_after = segment_bytes(shared);
     report.duration = started.elapsed();

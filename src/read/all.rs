@@ -43,7 +43,7 @@ pub struct AllIter {
     backlog: Vec<u64>,
     backlog_ready: bool,
     /// Streams deleted when the iterator was created: their events are skipped.
-    deleted: std::collections::HashSet<String>,
+    deleted: Arc<std::collections::HashSet<Arc<str>>>,
     done: bool,
 }
 
@@ -74,11 +74,7 @@ impl AllIter {
             reader: None,
             backlog: Vec::new(),
             backlog_ready: false,
-            deleted: if shared.any_deleted() {
-                shared.streams().iter().filter(|(_, s)| s.deleted).map(|(name, _)| name.to_string()).collect()
-            } else {
-                Default::default()
-            },
+            deleted: shared.deleted_streams(),
             done: end == 0 || low > high,
         }
     }

@@ -426,10 +426,7 @@ impl Writer {
         }
         self.active.publish(self.write_offset);
         self.shared.publish_position(group.next_position);
-        let mut streams = self.shared.streams_mut();
-        for (stream, state) in group.overlay.drain() {
-            streams.insert(stream, state);
-        }
+        self.shared.publish_streams(group.overlay.drain());
         Ok(())
     }
 
