@@ -10,7 +10,7 @@ use crate::compaction::retention::{Retention, RetentionTable};
 use crate::compaction::{self, CompactionReport, CompactorRequest};
 use crate::error::{Error, Result};
 use crate::event::{AppendResult, ExpectedVersion, NewEvent, StreamAppend};
-use crate::options::{BATCH_STREAMS_MAX, Durability, Options, WRITER_QUEUE_DEPTH_MAX};
+use crate::options::{BATCH_STREAMS_MAX, Durability, Options};
 use crate::read::{AllIter, StreamIter};
 use crate::recovery::recover;
 use crate::segment::naming::LOCK_FILE;
@@ -18,7 +18,7 @@ use crate::shared::Shared;
 use crate::snapshot::{Snapshot, Snapshots};
 use crate::storage::{FileSystem, LockError, LockGuard, Storage};
 use crate::writer::validate::{self, WritePart};
-use crate::writer::{self, Request, Writer};
+use crate::writer::{self, Request, Writer, WriterHandle};
 
 /// How long an append without fsync polls for its answer before sleeping.
 const CALLER_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
@@ -58,8 +58,8 @@ pub struct Store {
 #[derive(Debug)]
 struct Handle {
     shared: Arc<Shared>,
-    requests: Sender<Request>,
-    writer: Mutex<Option<JoinHandle<()>>>,
+    writer: Arc<WriterHandle>,
+    writer_thread: Mutex<Option<JoinHandle<()>>>,
     /// Dropped at shutdown to stop the compaction thread.
     compactor: Mutex<Option<(Sender<CompactorRequest>, JoinHandle<()>)>>,
     /// Declared last: released only after the writer thread has stopped.
@@ -83,11 +83,11 @@ impl Handle {
                 tracing::error!("compaction thread panicked");
             }
         }
-        let Some(thread) = self.writer.lock().unwrap_or_else(|poison| poison.into_inner()).take() else {
+        let Some(thread) = self.writer_thread.lock().unwrap_or_else(|poison| poison.into_inner()).take() else {
             return Ok(());
         };
         let (reply, answer) = bounded(1);
-        let result = match self.requests.send(Request::Shutdown { reply }) {
+        let result = match self.writer.send(Request::Shutdown { reply }) {
             Ok(()) => answer.recv().unwrap_or(Err(Error::Closed)),
             Err(_) => Err(Error::Closed),
         };
@@ -171,13 +171,12 @@ impl Store {
             .cloned()
             .ok_or_else(|| Error::corruption(&dir, 0, "no segment after recovery"))?;
         let shared = Arc::new(Shared::new(dir, storage, options, recovered, snapshots, retention));
-        let (requests, receiver) = bounded(WRITER_QUEUE_DEPTH_MAX);
-        let writer_thread = writer::spawn(Writer::new(Arc::clone(&shared), active), receiver)?;
+        let (writer, writer_thread) = writer::spawn(Writer::new(Arc::clone(&shared), active))?;
         let (compactor, compactor_requests) = bounded(COMPACTOR_QUEUE_DEPTH_MAX);
         let handle = Handle {
             shared: Arc::clone(&shared),
-            requests,
-            writer: Mutex::new(Some(writer_thread)),
+            writer,
+            writer_thread: Mutex::new(Some(writer_thread)),
             compactor: Mutex::new(None),
             _lock: LockGuardDebug(lock),
         };
@@ -196,7 +195,7 @@ impl Store {
         // Without an fsync to wait for, the answer comes within microseconds: poll for it
         // rather than sleep. With Sync the wait is a whole fsync, so sleep at once.
         let spin = (self.shared().options.durability != Durability::Sync).then_some(CALLER_SPIN);
-        writer::append(self.shared(), &self.handle.requests, parts, spin)
+        writer::append(self.shared(), &self.handle.writer, parts, spin)
     }
 
     /// Appends `events` to `stream` as one atomic batch, if the stream's version satisfies
@@ -403,7 +402,7 @@ impl Store {
     /// ```
     pub fn sync(&self) -> Result<()> {
         let (reply, answer) = bounded(1);
-        self.handle.requests.send(Request::Sync { reply }).map_err(|_| Error::Closed)?;
+        self.handle.writer.send(Request::Sync { reply })?;
         answer.recv().map_err(|_| Error::Closed)?
     }
 
@@ -421,7 +420,7 @@ impl Store {
     /// ```
     pub fn seal(&self) -> Result<()> {
         let (reply, answer) = bounded(1);
-        self.handle.requests.send(Request::Seal { reply }).map_err(|_| Error::Closed)?;
+        self.handle.writer.send(Request::Seal { reply })?;
         answer.recv().map_err(|_| Error::Closed)?
     }
 

@@ -16,8 +16,19 @@ const RACERS: usize = 8;
 
 #[test]
 fn exact_version_race_has_exactly_one_winner_per_version() {
+    exact_version_race(Durability::Sync);
+}
+
+/// Without `Sync`, an append may commit on its own thread while others queue for the writer
+/// thread: the race must come out the same.
+#[test]
+fn exact_version_race_has_exactly_one_winner_per_version_buffered() {
+    exact_version_race(Durability::Buffered);
+}
+
+fn exact_version_race(durability: Durability) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = Store::open_with(dir.path(), Options::default().durability(durability)).unwrap();
     store.append("race", ExpectedVersion::NoStream, [NewEvent::new("Start", "")]).unwrap();
     let rounds = 25u64;
     let barrier = Arc::new(Barrier::new(RACERS));
@@ -93,8 +104,17 @@ fn no_stream_race_has_exactly_one_winner() {
 
 #[test]
 fn writers_on_own_streams_all_succeed_with_unique_increasing_positions() {
+    writers_on_own_streams(Durability::Sync);
+}
+
+#[test]
+fn writers_on_own_streams_all_succeed_with_unique_increasing_positions_buffered() {
+    writers_on_own_streams(Durability::Buffered);
+}
+
+fn writers_on_own_streams(durability: Durability) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_with(dir.path(), Options::default().durability(Durability::Sync)).unwrap();
+    let store = Store::open_with(dir.path(), Options::default().durability(durability)).unwrap();
     let appends_per_writer = 40u64;
     let handles: Vec<_> = (0..RACERS)
         .map(|writer| {

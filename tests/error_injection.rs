@@ -127,3 +127,27 @@ fn enospc_once_at_every_call() {
 fn enospc_from_every_call_on_until_space_is_freed() {
     enumerate(Fault { error: InjectedError::NoSpace, persistent: true });
 }
+
+/// Without `Sync`, an append the writer is free to take commits on the caller's thread: a
+/// failed write there is reported to that caller and poisons the store just the same, and a
+/// later `sync` does not report success.
+#[test]
+fn inline_append_failure_poisons_the_store() {
+    use chronicle::{Durability, NewEvent, Options};
+    let sim = SimStorage::new();
+    let options = small_segments().durability(Durability::Buffered);
+    let store = Store::open_with_storage(DIR, options, Arc::new(sim.clone())).unwrap();
+    store.append("s", ExpectedVersion::NoStream, [NewEvent::new("Kept", "1")]).unwrap();
+    sim.fail_call(sim.calls(), InjectedError::Io);
+    let failed = store.append("s", ExpectedVersion::Exact(0), [NewEvent::new("Lost", "2")]);
+    assert!(failed.as_ref().is_err_and(is_write_failure), "{failed:?}");
+    let refused = store.append("s", ExpectedVersion::Exact(0), [NewEvent::new("Refused", "3")]);
+    assert!(matches!(refused, Err(Error::Poisoned { .. })), "{refused:?}");
+    assert!(matches!(store.sync(), Err(Error::Poisoned { .. })));
+    let events: Vec<_> = store.read_stream("s", 0).unwrap().collect::<Result<_, _>>().unwrap();
+    assert_eq!(events.len(), 1, "the failed append is not visible");
+    drop(store);
+    let reopened = Store::open_with_storage(DIR, Options::default(), Arc::new(sim.clone())).unwrap();
+    let versions: Vec<u64> = reopened.read_stream("s", 0).unwrap().map(|e| e.unwrap().version).collect();
+    assert_eq!(versions, vec![0]);
+}

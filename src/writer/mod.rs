@@ -9,7 +9,7 @@ pub(crate) mod roll;
 pub(crate) mod validate;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, never, select, tick};
@@ -22,7 +22,7 @@ use crate::event::{AppendResult, ExpectedVersion};
 use crate::format::record::{self, RecordFields, RecordKind};
 use crate::index::streams::StreamState;
 use crate::index::{IndexEntry, SegmentIndex};
-use crate::options::{Durability, GROUP_BYTES_MAX};
+use crate::options::{Durability, GROUP_BYTES_MAX, WRITER_QUEUE_DEPTH_MAX};
 use crate::segment::Segment;
 use crate::shared::Shared;
 
@@ -67,6 +67,8 @@ pub(crate) struct Writer {
     poison: Option<Arc<Error>>,
     ids: IdGenerator,
     group: Group,
+    /// Shut down: every later request is refused with [`Error::Closed`].
+    closed: bool,
 }
 
 /// Outcome of checking one part's expected version.
@@ -90,49 +92,45 @@ impl Writer {
             poison: None,
             ids: IdGenerator::new(),
             group: Group { next_position, ..Group::default() },
+            closed: false,
         }
     }
 
-    /// The thread's main loop; returns when shut down or when every sender is gone.
-    pub(crate) fn run(mut self, requests: Receiver<Request>) {
-        let ticker = match self.shared.options.durability {
-            Durability::Periodic(interval) => tick(interval),
-            _ => never(),
-        };
-        loop {
-            let first = match spin_recv(&requests, WRITER_SPIN) {
-                Some(request) => request,
-                None => select! {
-                recv(requests) -> message => match message {
-                    Ok(request) => request,
-                    Err(_) => {
-                        let _ = self.shutdown();
-                        return;
-                    }
-                },
-                recv(ticker) -> _ => {
-                    if self.unsynced && self.poison.is_none() {
-                        let _ = self.sync_active();
-                    }
-                    continue;
-                }
-                },
-            };
-            let mut pending = Some(first);
-            let mut gathered = 0usize;
-            while let Some(request) = pending.take() {
-                if let Request::Shutdown { reply } = request {
-                    self.flush();
-                    let result = self.shutdown();
-                    let _ = reply.send(result);
-                    return;
-                }
-                gathered += self.handle(request);
-                if gathered < GROUP_BYTES_MAX {
-                    pending = requests.try_recv().ok();
-                }
+    /// Takes every queued request into groups and commits them, until the queue is empty.
+    /// Returns `true` once a shutdown request has been served (the writer is then closed).
+    fn drain(&mut self, queue: &Receiver<Request>) -> bool {
+        let mut gathered = 0usize;
+        while let Ok(request) = queue.try_recv() {
+            if let Request::Shutdown { reply } = request {
+                self.flush();
+                let result = self.shutdown();
+                let _ = reply.send(result);
+                return true;
             }
-            self.flush();
+            gathered += self.handle(request);
+            if gathered >= GROUP_BYTES_MAX {
+                self.flush();
+                gathered = 0;
+            }
+        }
+        self.flush();
+        false
+    }
+
+    /// Appends on the caller's thread: one group of one request, committed at once.
+    fn append_inline(&mut self, parts: Vec<WritePart>, reply: Sender<AppendAnswer>) {
+        if self.closed {
+            let _ = reply.send(Err(Error::Closed));
+            return;
+        }
+        self.handle_append(parts, reply);
+        self.flush();
+    }
+
+    /// The periodic fsync of `Durability::Periodic`.
+    fn periodic_sync(&mut self) {
+        if self.unsynced && self.poison.is_none() && !self.closed {
+            let _ = self.sync_active();
         }
     }
 
@@ -446,9 +444,10 @@ impl Writer {
         Error::Poisoned { cause }
     }
 
-    /// Final sync and index checkpoint.
+    /// Final sync and index checkpoint; the writer is closed afterwards, whatever the outcome.
     fn shutdown(&mut self) -> Result<()> {
         self.flush();
+        self.closed = true;
         if let Some(error) = self.poisoned() {
             return Err(error);
         }
@@ -486,10 +485,65 @@ pub(crate) fn spin_recv<T>(receiver: &Receiver<T>, spin: Duration) -> Option<T> 
     }
 }
 
+/// The writer as callers see it: the [`Writer`] behind a lock, its request queue, and the
+/// doorbell that wakes the writer thread.
+///
+/// Queued requests are served by the writer thread, which gathers all of them into one group
+/// (one write, one fdatasync). Without `Durability::Sync` an append finding the queue empty
+/// and the writer free commits on its own thread instead: the group then holds no fsync, so
+/// it takes the lock for microseconds, and the append saves the two thread hand-offs that
+/// would otherwise cost more than the write itself. With `Sync` every append queues, so that
+/// concurrent appends share fsyncs rather than each taking the lock for one.
+pub(crate) struct WriterHandle {
+    writer: Mutex<Writer>,
+    requests: Sender<Request>,
+    doorbell: Sender<()>,
+    inline_appends: bool,
+}
+
+impl std::fmt::Debug for WriterHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriterHandle").field("inline_appends", &self.inline_appends).finish_non_exhaustive()
+    }
+}
+
+impl WriterHandle {
+    fn lock(&self) -> MutexGuard<'_, Writer> {
+        // A panic while holding the lock leaves the writer as consistent as any error would
+        // (the group is rebuilt from scratch on each flush); keep serving.
+        self.writer.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn try_lock(&self) -> Option<MutexGuard<'_, Writer>> {
+        match self.writer.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(TryLockError::Poisoned(poison)) => Some(poison.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// Queues `request` for the writer thread and wakes it.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] if the writer thread has stopped.
+    pub(crate) fn send(&self, request: Request) -> Result<()> {
+        self.requests.send(request).map_err(|_| Error::Closed)?;
+        // A full doorbell already holds a wake-up the thread has not taken yet; it drains the
+        // queue after taking it, so this request is served either way.
+        let _ = self.doorbell.try_send(());
+        Ok(())
+    }
+}
+
 /// Starts the writer thread.
-pub(crate) fn spawn(writer: Writer, requests: Receiver<Request>) -> Result<std::thread::JoinHandle<()>> {
+pub(crate) fn spawn(writer: Writer) -> Result<(Arc<WriterHandle>, std::thread::JoinHandle<()>)> {
     let shared = Arc::clone(&writer.shared);
-    std::thread::Builder::new()
+    let (requests, queue) = crossbeam_channel::bounded(WRITER_QUEUE_DEPTH_MAX);
+    let (doorbell, rings) = crossbeam_channel::bounded(1);
+    let inline_appends = shared.options.durability != Durability::Sync;
+    let handle = Arc::new(WriterHandle { writer: Mutex::new(writer), requests, doorbell, inline_appends });
+    let thread_handle = Arc::clone(&handle);
+    let thread = std::thread::Builder::new()
         .name("chronicle-writer".into())
         .spawn(move || {
             // Marks the writer stopped however the thread ends (a panic included), so callers
@@ -501,9 +555,33 @@ pub(crate) fn spawn(writer: Writer, requests: Receiver<Request>) -> Result<std::
                 }
             }
             let _stopped = Stopped(shared);
-            writer.run(requests);
+            run(&thread_handle, &queue, &rings);
         })
-        .map_err(|e| Error::io("spawn writer thread", std::path::PathBuf::new(), e))
+        .map_err(|e| Error::io("spawn writer thread", std::path::PathBuf::new(), e))?;
+    Ok((handle, thread))
+}
+
+/// The writer thread's loop; returns once shut down. The thread owns the queue's receiver,
+/// so requests sent after it stops fail with [`Error::Closed`] instead of waiting forever.
+fn run(handle: &WriterHandle, queue: &Receiver<Request>, rings: &Receiver<()>) {
+    let ticker = match handle.lock().shared.options.durability {
+        Durability::Periodic(interval) => tick(interval),
+        _ => never(),
+    };
+    loop {
+        if spin_recv(rings, WRITER_SPIN).is_none() {
+            select! {
+                recv(rings) -> ring => if ring.is_err() { return },
+                recv(ticker) -> _ => {
+                    handle.lock().periodic_sync();
+                    continue;
+                }
+            }
+        }
+        if handle.lock().drain(queue) {
+            return;
+        }
+    }
 }
 
 /// An append's answer.
@@ -518,17 +596,28 @@ thread_local! {
 /// How often a waiting caller checks that the writer is still running.
 const STOPPED_CHECK: Duration = Duration::from_millis(20);
 
-/// Sends an append to the writer and waits for its answer.
+/// Appends `parts`: inline if the writer allows it and is free, else through the writer
+/// thread, waiting for the answer.
 pub(crate) fn append(
     shared: &Shared,
-    requests: &Sender<Request>,
+    handle: &WriterHandle,
     parts: Vec<WritePart>,
     spin: Option<Duration>,
 ) -> AppendAnswer {
     let (reply, answer) = ANSWER
         .try_with(|(sender, receiver)| (sender.clone(), receiver.clone()))
         .unwrap_or_else(|_| crossbeam_channel::bounded(1));
-    requests.send(Request::Append { parts, reply }).map_err(|_| Error::Closed)?;
+    // Only with an empty queue: queued appends came first and the writer thread is (about
+    // to be) serving them.
+    if handle.inline_appends
+        && handle.requests.is_empty()
+        && let Some(mut writer) = handle.try_lock()
+    {
+        writer.append_inline(parts, reply);
+        drop(writer);
+        return answer.try_recv().unwrap_or(Err(Error::Closed));
+    }
+    handle.send(Request::Append { parts, reply })?;
     if let Some(spin) = spin
         && let Some(result) = spin_recv(&answer, spin)
     {
