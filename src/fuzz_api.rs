@@ -212,11 +212,15 @@ pub fn segment_header_target(data: &[u8]) -> Verdict {
 pub fn parse_index_file(bytes: &[u8]) -> Verdict {
     let segment_id = read_u64(bytes, 16).unwrap_or(0);
     let Ok(index) = MappedIndex::parse(bytes::Bytes::copy_from_slice(bytes), segment_id) else { return Ok(false) };
+    // Parts are verified on use: a lookup may fail (the engine then rebuilds the index), but
+    // one that answers must answer consistently.
     let mut total = 0usize;
     let mut out = Vec::new();
-    for stream in index.streams() {
+    for stream in index.streams().unwrap_or_default() {
         out.clear();
-        index.stream_entries(stream.name, 0, u64::MAX, &mut out);
+        if index.stream_entries(stream.name, 0, u64::MAX, &mut out).is_err() {
+            continue;
+        }
         if out.windows(2).any(|w| w[0].version >= w[1].version) {
             return Err(format!("entries of stream {:?} are not sorted by version", stream.name));
         }
@@ -235,7 +239,7 @@ pub fn parse_index_file(bytes: &[u8]) -> Verdict {
         let _ = index.scan_start(position);
     }
     // What recovery does with the active segment's checkpoint.
-    if let Some(mem) = index.to_mem() {
+    if let Ok(mem) = index.to_mem() {
         if mem.positions.len() as u64 != index.record_count {
             return Err("checkpoint converted to a different number of records".to_owned());
         }
@@ -248,23 +252,10 @@ pub fn parse_index_file(bytes: &[u8]) -> Verdict {
     Ok(true)
 }
 
-/// Recomputes both checksums of an index file: the header's (over [0, 60), at 60) and the
-/// trailer (salted with the segment id at offset 16, over [64, len - 4), at len - 4).
+/// Recomputes every checksum of an index file (header, each stream record and its entries,
+/// the positions trailer); see `src/index/file.rs`.
 pub fn reseal_index(bytes: &mut [u8]) {
-    let segment_id = read_u64(bytes, 16).unwrap_or(0);
-    if let Some(head) = bytes.get_mut(..64) {
-        let crc = crc32_salted(0, head.get(..60).unwrap_or_default());
-        if let Some(field) = head.get_mut(60..64) {
-            field.copy_from_slice(&crc.to_le_bytes());
-        }
-    }
-    let len = bytes.len();
-    if len >= 68 {
-        let crc = crc32_salted(segment_id, bytes.get(64..len - 4).unwrap_or_default());
-        if let Some(field) = bytes.get_mut(len - 4..) {
-            field.copy_from_slice(&crc.to_le_bytes());
-        }
-    }
+    crate::index::file::reseal(bytes);
 }
 
 /// The `index_file` target.

@@ -10,10 +10,10 @@ use crate::error::{Error, Result};
 use crate::format::record::RECORD_BYTES_MAX;
 use crate::format::segment_header::{SEGMENT_HEADER_BYTES, SegmentHeader};
 use crate::index::file::MappedIndex;
-use crate::index::streams::StreamTable;
+use crate::index::streams::{StreamState, StreamTable};
 use crate::index::{MemIndex, SegmentIndex};
 use crate::options::Options;
-use crate::segment::scan::{find_durable_proof, scan};
+use crate::segment::scan::{find_durable_proof, index_sealed, scan};
 use crate::segment::{Segment, naming};
 use crate::storage::{OpenMode, Storage, StorageFile};
 
@@ -66,7 +66,7 @@ pub(crate) fn recover(storage: &Arc<dyn Storage>, dir: &Path, options: &Options)
         } else {
             open_sealed(storage, segment, next_position)?
         };
-        merge_streams(&opened.index(), &mut streams);
+        merge_streams(&**storage, &opened, &mut streams)?;
         next_position = next_position
             .max(opened.header.base_position)
             .max(opened.header.compacted_end_position)
@@ -200,24 +200,8 @@ fn open_sealed(storage: &Arc<dyn Storage>, found: Found, min_position: u64) -> R
         return Ok(Arc::new(segment));
     }
     let bytes = file.map(len).map_err(|e| Error::io("mmap", &path, e))?;
-    let mut mem = MemIndex::default();
-    let last = min_position.checked_sub(1);
-    let outcome = scan(
-        &bytes,
-        header.segment_id,
-        SEGMENT_HEADER_BYTES as u64,
-        header.base_position.max(min_position),
-        last,
-        RECORD_BYTES_MAX,
-        &mut mem,
-    );
+    let mem = index_sealed(&bytes, &path, &header, min_position)?;
     drop(bytes);
-    if let Some((offset, reason)) = outcome.stopped {
-        return Err(Error::corruption(&path, offset, reason));
-    }
-    if outcome.valid_len != len {
-        return Err(Error::corruption(&path, outcome.valid_len, "sealed segment ends inside a commit group"));
-    }
     let segment = Segment::new(path, file, header, len, len, SegmentIndex::Active(RwLock::new(mem)))?;
     crate::writer::roll::write_index(&**storage, &segment, len);
     Ok(Arc::new(segment))
@@ -231,7 +215,13 @@ fn open_active(storage: &Arc<dyn Storage>, found: Found, min_position: u64, opti
     }
     let checkpoint = load_index(storage, &path, header.segment_id)
         .filter(|index| index.covered_bytes <= len && index.covered_bytes >= SEGMENT_HEADER_BYTES as u64)
-        .and_then(|index| index.to_mem().map(|mem| (index.covered_bytes, mem)));
+        .and_then(|index| match index.to_mem() {
+            Ok(mem) => Some((index.covered_bytes, mem)),
+            Err(damage) => {
+                tracing::warn!(path = %path.display(), damage, "ignoring a damaged index checkpoint; rescanning");
+                None
+            }
+        });
     let checkpointed = checkpoint.is_some();
     let (start, mut mem) = checkpoint.unwrap_or((SEGMENT_HEADER_BYTES as u64, MemIndex::default()));
     let last = mem.positions.last().map(|&(p, _)| p).or(min_position.checked_sub(1));
@@ -298,26 +288,33 @@ fn rewrite(file: &dyn StorageFile, path: &Path, from: u64, to: u64) -> Result<()
     Ok(())
 }
 
-fn merge_streams(index: &SegmentIndex, streams: &mut StreamTable) {
-    match index {
-        SegmentIndex::Sealed(mapped) => {
-            for stream in mapped.streams() {
-                match streams.get_mut(stream.name) {
-                    Some(state) => state.merge(stream.last_version, stream.tombstone.is_some()),
-                    None => {
-                        let mut state = crate::index::streams::StreamState::default();
-                        state.merge(stream.last_version, stream.tombstone.is_some());
-                        streams.insert(Arc::from(stream.name), state);
-                    }
+/// Folds the streams of `segment` into `streams`.
+fn merge_streams(storage: &dyn Storage, segment: &Segment, streams: &mut StreamTable) -> Result<()> {
+    segment.lookup(storage, |index| {
+        match index {
+            SegmentIndex::Sealed(mapped) => {
+                for stream in mapped.streams()? {
+                    merge_stream(streams, stream.name, stream.last_version, stream.tombstone.is_some());
+                }
+            }
+            SegmentIndex::Active(mem) => {
+                let mem = mem.read().unwrap_or_else(|poison| poison.into_inner());
+                for (name, slot) in &mem.streams {
+                    merge_stream(streams, name, slot.entries.last().map(|e| e.version), slot.tombstone.is_some());
                 }
             }
         }
-        SegmentIndex::Active(mem) => {
-            let mem = mem.read().unwrap_or_else(|poison| poison.into_inner());
-            for (name, slot) in &mem.streams {
-                let state = streams.entry(Arc::clone(name)).or_default();
-                state.merge(slot.entries.last().map(|e| e.version), slot.tombstone.is_some());
-            }
+        Ok(())
+    })
+}
+
+fn merge_stream(streams: &mut StreamTable, name: &str, last_version: Option<u64>, deleted: bool) {
+    match streams.get_mut(name) {
+        Some(state) => state.merge(last_version, deleted),
+        None => {
+            let mut state = StreamState::default();
+            state.merge(last_version, deleted);
+            streams.insert(Arc::from(name), state);
         }
     }
 }

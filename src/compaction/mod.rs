@@ -86,7 +86,13 @@ fn run_thread(shared: &Shared, requests: &Receiver<CompactorRequest>) {
             }
             Ok(CompactorRequest::Nudge) | Err(RecvTimeoutError::Timeout) => {
                 let Some(threshold) = threshold else { continue };
-                let discardable: u64 = plan::plan(shared).iter().map(|p| p.discard_bytes).sum();
+                let discardable = match plan::plan(shared) {
+                    Ok(plans) => plans.iter().map(|p| p.discard_bytes).sum(),
+                    Err(error) => {
+                        tracing::error!(%error, "cannot plan a compaction");
+                        0
+                    }
+                };
                 if discardable >= threshold {
                     match compact(shared) {
                         Ok(report) => tracing::info!(?report, "automatic compaction finished"),
@@ -107,7 +113,7 @@ fn segment_bytes(shared: &Shared) -> u64 {
 pub(crate) fn compact(shared: &Shared) -> Result<CompactionReport> {
     let started = Instant::now();
     let mut report = CompactionReport { bytes_before: segment_bytes(shared), ..CompactionReport::default() };
-    for run in plan::runs(plan::plan(shared), shared.options.segment_bytes) {
+    for run in plan::runs(plan::plan(shared)?, shared.options.segment_bytes) {
         let events_removed = rewrite::apply(shared, &run)?;
         report.segments_rewritten += run.len();
         report.events_removed += events_removed;

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use super::retention::Retention;
 use crate::clock::unix_micros_now;
+use crate::error::Result;
 use crate::index::streams::StreamState;
-use crate::index::{IndexEntry, StreamEntries};
+use crate::index::{IndexEntry, SegmentIndex, StreamEntries};
 use crate::options::Durability;
 use crate::segment::{Segment, SegmentReader};
 use crate::shared::Shared;
@@ -25,7 +26,11 @@ pub(crate) struct SegmentPlan {
 
 /// Plans a compaction of every sealed segment (all but the last), in position order;
 /// segments with nothing to discard have an empty discard set.
-pub(crate) fn plan(shared: &Shared) -> Vec<SegmentPlan> {
+///
+/// # Errors
+/// [`Error::Corruption`] if a sealed segment's index is damaged and the segment cannot be
+/// indexed again.
+pub(crate) fn plan(shared: &Shared) -> Result<Vec<SegmentPlan>> {
     let segments = shared.segments();
     let default_retention = shared.options.retention;
     let now_us = unix_micros_now();
@@ -39,10 +44,14 @@ pub(crate) fn plan(shared: &Shared) -> Vec<SegmentPlan> {
     let sealed: Vec<(Arc<Segment>, u64, Vec<StreamEntries>)> = segments
         .windows(2)
         .filter_map(|pair| match pair {
-            [segment, next] => Some((Arc::clone(segment), next.header.base_position, segment.index().all_streams())),
+            [segment, next] => Some((segment, next.header.base_position)),
             _ => None,
         })
-        .collect();
+        .map(|(segment, end)| {
+            let streams = segment.lookup(&*shared.storage, SegmentIndex::all_streams)?;
+            Ok((Arc::clone(segment), end, streams))
+        })
+        .collect::<Result<_>>()?;
     let published_is_durable = shared.options.durability == Durability::Sync;
     let mut states: HashMap<String, (StreamState, Retention)> = HashMap::new();
     for (_, _, streams) in &sealed {
@@ -101,7 +110,7 @@ pub(crate) fn plan(shared: &Shared) -> Vec<SegmentPlan> {
         }
         plans.push(SegmentPlan { segment, end_position, discard, discard_bytes });
     }
-    plans
+    Ok(plans)
 }
 
 /// Whether the record's commit timestamp is older than `age`. Reads only the timestamp

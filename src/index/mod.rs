@@ -86,7 +86,18 @@ pub(crate) enum SegmentIndex {
 
 impl SegmentIndex {
     /// Appends to `out` the entries of `stream` with `from <= version <= to`, in version order.
-    pub(crate) fn stream_entries(&self, stream: &str, from: u64, to: u64, out: &mut Vec<IndexEntry>) {
+    ///
+    /// # Errors
+    /// The damage found in a mapped index file (see [`Segment::lookup`], which rebuilds it).
+    ///
+    /// [`Segment::lookup`]: crate::segment::Segment::lookup
+    pub(crate) fn stream_entries(
+        &self,
+        stream: &str,
+        from: u64,
+        to: u64,
+        out: &mut Vec<IndexEntry>,
+    ) -> Result<(), file::Damage> {
         match self {
             SegmentIndex::Active(mem) => {
                 let mem = mem.read().unwrap_or_else(|poison| poison.into_inner());
@@ -94,6 +105,7 @@ impl SegmentIndex {
                     let start = slot.entries.partition_point(|e| e.version < from);
                     out.extend(slot.entries.iter().skip(start).take_while(|e| e.version <= to));
                 }
+                Ok(())
             }
             SegmentIndex::Sealed(mapped) => mapped.stream_entries(stream, from, to, out),
         }
@@ -102,12 +114,15 @@ impl SegmentIndex {
     /// Offset of a record at or before `position` from which a forward scan finds the first
     /// record with a position >= `position`; `None` if the segment indexes no record at or
     /// before it (scan from the first record).
-    pub(crate) fn scan_start(&self, position: u64) -> Option<u32> {
+    ///
+    /// # Errors
+    /// As [`SegmentIndex::stream_entries`].
+    pub(crate) fn scan_start(&self, position: u64) -> Result<Option<u32>, file::Damage> {
         match self {
             SegmentIndex::Active(mem) => {
                 let mem = mem.read().unwrap_or_else(|poison| poison.into_inner());
                 let at = mem.positions.partition_point(|&(p, _)| p <= position);
-                at.checked_sub(1).and_then(|i| mem.positions.get(i)).map(|&(_, offset)| offset)
+                Ok(at.checked_sub(1).and_then(|i| mem.positions.get(i)).map(|&(_, offset)| offset))
             }
             SegmentIndex::Sealed(mapped) => mapped.scan_start(position),
         }
@@ -120,23 +135,20 @@ pub(crate) type StreamEntries = (String, Vec<IndexEntry>, bool);
 impl SegmentIndex {
     /// Every stream of the segment with its event entries and whether the segment holds
     /// its tombstone (for compaction planning).
-    pub(crate) fn all_streams(&self) -> Vec<StreamEntries> {
+    ///
+    /// # Errors
+    /// As [`SegmentIndex::stream_entries`].
+    pub(crate) fn all_streams(&self) -> Result<Vec<StreamEntries>, file::Damage> {
         match self {
             SegmentIndex::Active(mem) => {
                 let mem = mem.read().unwrap_or_else(|poison| poison.into_inner());
-                mem.streams
+                Ok(mem
+                    .streams
                     .iter()
                     .map(|(name, slot)| (name.to_string(), slot.entries.clone(), slot.tombstone.is_some()))
-                    .collect()
+                    .collect())
             }
-            SegmentIndex::Sealed(mapped) => mapped
-                .streams()
-                .map(|stream| {
-                    let mut entries = Vec::new();
-                    mapped.stream_entries(stream.name, 0, u64::MAX, &mut entries);
-                    (stream.name.to_owned(), entries, stream.tombstone.is_some())
-                })
-                .collect(),
+            SegmentIndex::Sealed(mapped) => mapped.all_streams(),
         }
     }
 }

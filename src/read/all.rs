@@ -62,7 +62,8 @@ impl AllIter {
         let segment_index = segments.partition_point(|s| s.header.base_position <= start).saturating_sub(1);
         let offset = segments
             .get(segment_index)
-            .and_then(|s| s.index().scan_start(start))
+            // Where to start is only a shortcut: an index that cannot say scans from the top.
+            .and_then(|s| s.lookup(&*shared.storage, |index| index.scan_start(start)).ok().flatten())
             .map_or(SEGMENT_HEADER_BYTES as u64, u64::from);
         AllIter {
             segments,

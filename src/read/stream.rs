@@ -8,6 +8,7 @@ use crate::format::record::{RecordKind, field};
 use crate::index::IndexEntry;
 use crate::segment::{Segment, SegmentReader};
 use crate::shared::{SegmentList, Shared};
+use crate::storage::Storage;
 
 /// The events of one stream in version order (or reverse), from
 /// [`Store::read_stream`](crate::Store::read_stream) or
@@ -28,6 +29,8 @@ use crate::shared::{SegmentList, Shared};
 #[derive(Debug)]
 pub struct StreamIter {
     segments: SegmentList,
+    /// Where damaged index files are rebuilt.
+    storage: Arc<dyn Storage>,
     stream: Arc<str>,
     low: u64,
     high: u64,
@@ -55,6 +58,7 @@ impl StreamIter {
         };
         Ok(StreamIter {
             segments: shared.segments(),
+            storage: Arc::clone(&shared.storage),
             stream: Arc::from(stream),
             low,
             high,
@@ -106,7 +110,15 @@ impl Iterator for StreamIter {
                 return Some(result);
             }
             let Some(segment) = self.next_segment() else { break };
-            segment.index().stream_entries(&self.stream, self.low, self.high, &mut self.pending);
+            let (stream, low, high, pending) = (&self.stream, self.low, self.high, &mut self.pending);
+            let found = segment.lookup(&*self.storage, |index| {
+                pending.clear();
+                index.stream_entries(stream, low, high, pending)
+            });
+            if let Err(error) = found {
+                self.done = true;
+                return Some(Err(error));
+            }
             // `pending` is consumed from its end.
             if !self.backward {
                 self.pending.reverse();

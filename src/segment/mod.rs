@@ -7,14 +7,15 @@ pub(crate) mod scan;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
 use crate::format::record::{self, DecodedRecord};
 use crate::format::segment_header::SegmentHeader;
-use crate::index::SegmentIndex;
+use crate::index::file::Damage;
+use crate::index::{MemIndex, SegmentIndex};
 use crate::storage::{Storage, StorageFile};
 
 /// One segment file, open for reading (and for appending if it is the active one).
@@ -29,6 +30,9 @@ pub(crate) struct Segment {
     /// Bytes [0, committed_len) hold whole commit groups; readers never look past it.
     committed_len: AtomicU64,
     index: RwLock<Arc<SegmentIndex>>,
+    /// Held while the index is rebuilt, so concurrent readers that find it damaged rebuild
+    /// it once.
+    rebuilding: Mutex<()>,
 }
 
 /// Written by hand: a derived `Debug` would print `view`, reading the whole map, whose
@@ -63,6 +67,7 @@ impl Segment {
             capacity,
             committed_len: AtomicU64::new(committed_len),
             index: RwLock::new(Arc::new(index)),
+            rebuilding: Mutex::new(()),
         })
     }
 
@@ -85,6 +90,45 @@ impl Segment {
 
     pub(crate) fn set_index(&self, index: SegmentIndex) {
         *self.index.write().unwrap_or_else(|poison| poison.into_inner()) = Arc::new(index);
+    }
+
+    /// Runs `query` on the segment's index. Index files are verified part by part as they
+    /// are used, so a query can be the first to find damage: the index is then rebuilt from
+    /// the segment (and its file rewritten) and the query runs again.
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] if the segment itself cannot be indexed (the index file's
+    /// damage is logged and repaired, not reported).
+    pub(crate) fn lookup<T>(
+        &self,
+        storage: &dyn Storage,
+        mut query: impl FnMut(&SegmentIndex) -> std::result::Result<T, Damage>,
+    ) -> Result<T> {
+        let index = self.index();
+        let damage = match query(&index) {
+            Ok(answer) => return Ok(answer),
+            Err(damage) => damage,
+        };
+        let index_path = naming::index_path_for(&self.path);
+        tracing::warn!(path = %index_path.display(), damage, "damaged index file; rebuilding it from the segment");
+        {
+            let _rebuilding = self.rebuilding.lock().unwrap_or_else(|poison| poison.into_inner());
+            // Another reader may have rebuilt it while this one waited.
+            if Arc::ptr_eq(&index, &self.index()) {
+                let mem = self.scan_committed()?;
+                self.set_index(SegmentIndex::Active(RwLock::new(mem)));
+                crate::writer::roll::write_index(storage, self, self.committed_len());
+            }
+        }
+        query(&self.index()).map_err(|damage| Error::corruption(&index_path, 0, damage))
+    }
+
+    /// Indexes every committed record by scanning the segment (a sealed one: all of it must
+    /// be whole commit groups).
+    pub(crate) fn scan_committed(&self) -> Result<MemIndex> {
+        let committed = self.committed_len();
+        let bytes = self.committed_bytes(0, committed)?;
+        scan::index_sealed(&bytes, &self.path, &self.header, self.header.base_position)
     }
 
     /// Makes the view cover every committed byte, so the segment stays readable after its

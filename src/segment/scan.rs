@@ -102,3 +102,37 @@ pub(crate) fn find_durable_proof(
     }
     None
 }
+
+/// Indexes a whole sealed segment (`bytes` is the file): every record from the header on,
+/// positions from `min_position` on, and nothing after the last whole commit group.
+///
+/// # Errors
+/// [`Error::Corruption`] naming `path` and the offset where the scan stopped.
+pub(crate) fn index_sealed(
+    bytes: &[u8],
+    path: &std::path::Path,
+    header: &crate::format::segment_header::SegmentHeader,
+    min_position: u64,
+) -> crate::error::Result<MemIndex> {
+    let mut mem = MemIndex::default();
+    let outcome = scan(
+        bytes,
+        header.segment_id,
+        crate::format::segment_header::SEGMENT_HEADER_BYTES as u64,
+        header.base_position.max(min_position),
+        min_position.checked_sub(1),
+        record::RECORD_BYTES_MAX,
+        &mut mem,
+    );
+    if let Some((offset, reason)) = outcome.stopped {
+        return Err(crate::error::Error::corruption(path, offset, reason));
+    }
+    if outcome.valid_len != bytes.len() as u64 {
+        return Err(crate::error::Error::corruption(
+            path,
+            outcome.valid_len,
+            "sealed segment ends inside a commit group",
+        ));
+    }
+    Ok(mem)
+}
