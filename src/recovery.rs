@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock};
 use crate::error::{Error, Result};
 use crate::format::record::RECORD_BYTES_MAX;
 use crate::format::segment_header::{SEGMENT_HEADER_BYTES, SegmentHeader};
+use crate::index::checkpoint::{self, SegmentKey};
 use crate::index::file::MappedIndex;
 use crate::index::streams::{StreamState, StreamTable};
 use crate::index::{MemIndex, SegmentIndex};
@@ -41,7 +42,16 @@ pub(crate) fn recover(storage: &Arc<dyn Storage>, dir: &Path, options: &Options)
     found.sort_by_key(|f| (f.header.base_position, f.header.segment_id));
     let next_segment_id = found.iter().map(|f| f.header.segment_id).max().map_or(1, |id| id + 1);
     let mut segments = Vec::with_capacity(found.len() + 1);
-    let mut streams = StreamTable::new();
+    let keys: Vec<SegmentKey> = found.iter().map(|f| segment_key(&f.header, f.len)).collect();
+    // With a checkpoint of the stream table, only the segments from its last one on are
+    // merged; its last one must not have lost bytes it counted (else the full merge runs).
+    let checkpoint = checkpoint::load(&**storage, dir).and_then(|c| Some((c.covers(&keys)?, c.streams)));
+    let checkpoint_used = checkpoint.is_some();
+    let (merged_from, mut streams) = match checkpoint {
+        Some((covered, streams)) => (covered - 1, streams),
+        None => (0, StreamTable::new()),
+    };
+    let mut checkpoint_invalid = false;
     let mut next_position = 0u64;
     let count = found.len();
     for (i, segment) in found.into_iter().enumerate() {
@@ -66,12 +76,24 @@ pub(crate) fn recover(storage: &Arc<dyn Storage>, dir: &Path, options: &Options)
         } else {
             open_sealed(storage, segment, next_position)?
         };
-        merge_streams(&**storage, &opened, &mut streams)?;
+        if i >= merged_from {
+            merge_streams(&**storage, &opened, &mut streams)?;
+        }
+        if i == merged_from && keys.get(i).is_some_and(|key| opened.committed_len() < key.len) {
+            checkpoint_invalid = checkpoint_used;
+        }
         next_position = next_position
             .max(opened.header.base_position)
             .max(opened.header.compacted_end_position)
             .max(segment_end_position(&opened.index()));
         segments.push(opened);
+    }
+    if checkpoint_invalid {
+        tracing::warn!("the stream-table checkpoint counts bytes recovery cut off; rebuilding the table");
+        streams = StreamTable::new();
+        for segment in &segments {
+            merge_streams(&**storage, segment, &mut streams)?;
+        }
     }
     if segments.is_empty() {
         segments.push(Segment::create(storage, dir, options.segment_bytes, next_segment_id, 0)?);
@@ -169,6 +191,16 @@ fn find_segments(storage: &Arc<dyn Storage>, dir: &Path) -> Result<Vec<Found>> {
         storage.sync_dir(dir).map_err(|e| Error::io("sync directory", dir, e))?;
     }
     Ok(live)
+}
+
+/// What identifies `header`'s segment at `len` bytes, for the stream-table checkpoint.
+pub(crate) fn segment_key(header: &SegmentHeader, len: u64) -> SegmentKey {
+    SegmentKey {
+        id: header.segment_id,
+        base_position: header.base_position,
+        created_unix_ms: header.created_unix_ms,
+        len,
+    }
 }
 
 /// Loads an index file if it is valid for this segment.

@@ -45,6 +45,7 @@ fn tree(root: &Path) -> BTreeSet<String> {
 
 fn is_store_file(name: &str) -> bool {
     name == "LOCK"
+        || name == "streams.chk"
         || name
             .strip_prefix("segment-")
             .and_then(|rest| rest.strip_suffix(".log").or_else(|| rest.strip_suffix(".idx")))

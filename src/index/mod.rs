@@ -6,6 +6,7 @@
 //! O(log N + n) and "where to start scanning for position p". The index is derived data:
 //! a missing, stale or corrupt index file is rebuilt from the segment.
 
+pub(crate) mod checkpoint;
 pub(crate) mod file;
 pub(crate) mod streams;
 

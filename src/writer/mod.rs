@@ -20,6 +20,7 @@ use crate::clock::unix_micros_now;
 use crate::error::{Error, Result};
 use crate::event::{AppendResult, ExpectedVersion};
 use crate::format::record::{self, RecordFields, RecordKind};
+use crate::index::checkpoint;
 use crate::index::streams::StreamState;
 use crate::index::{IndexEntry, SegmentIndex};
 use crate::options::{Durability, GROUP_BYTES_MAX, WRITER_QUEUE_DEPTH_MAX};
@@ -455,7 +456,23 @@ impl Writer {
             self.sync_active()?;
         }
         roll::write_index(&*self.shared.storage, &self.active, self.write_offset);
+        self.write_stream_checkpoint();
         Ok(())
+    }
+
+    /// Writes the stream-table checkpoint the next open starts from (failures are logged:
+    /// without it the next open merges every index file's streams instead).
+    fn write_stream_checkpoint(&self) {
+        let keys: Vec<_> = self
+            .shared
+            .segments()
+            .iter()
+            .map(|segment| crate::recovery::segment_key(&segment.header, segment.committed_len()))
+            .collect();
+        let bytes = checkpoint::encode(&keys, &self.shared.streams());
+        if let Err(error) = checkpoint::write(&*self.shared.storage, &self.shared.dir, &bytes) {
+            tracing::warn!(%error, "could not write the stream-table checkpoint; the next open rebuilds the table");
+        }
     }
 }
 
