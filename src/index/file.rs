@@ -24,7 +24,7 @@
 //! used, not when the file is opened: opening a store touches only the headers, and a lookup
 //! touches the stream records its binary search reads plus the one stream's entries. So
 //! neither open time nor memory grows with the number of events (see
-//! `segment-format.md` §6.3 for why a lookup that verifies only what it reads still finds
+//! `segment-format.md` §4.3 for why a lookup that verifies only what it reads still finds
 //! every damage that could change its answer).
 
 use std::path::Path;
