@@ -107,7 +107,7 @@ fn copy_survivors(
             }
             let new_offset = written + out.len() as u64;
             let start = out.len();
-            out.extend_from_slice(&bytes);
+            out.extend_from_slice(bytes);
             if let Some(copy) = out.get_mut(start..) {
                 record::mark_commit(copy, new_id);
             }

@@ -113,8 +113,10 @@ impl AllIter {
                 Err(error) => return Some(Err(error)),
             };
             let path = &reader.segment().path;
-            let event = (decoded.position >= self.low && decoded.kind == RecordKind::Event)
-                .then(|| super::to_event(&decoded, &record).map_err(|reason| Error::corruption(path, offset, reason)));
+            let event = (decoded.position >= self.low && decoded.kind == RecordKind::Event).then(|| {
+                super::to_event(&decoded, record, reader, offset)
+                    .map_err(|reason| Error::corruption(path, offset, reason))
+            });
             self.offset += decoded.record_bytes as u64;
             if decoded.position > self.high {
                 if self.segment_index + 1 < self.segments.len() {
@@ -163,7 +165,8 @@ impl AllIter {
                 let reader = self.reader.as_ref()?;
                 let path = &reader.segment().path;
                 let event = reader.read_record(offset, None).and_then(|(decoded, record)| {
-                    super::to_event(&decoded, &record).map_err(|reason| Error::corruption(path, offset, reason))
+                    super::to_event(&decoded, record, reader, offset)
+                        .map_err(|reason| Error::corruption(path, offset, reason))
                 });
                 match event {
                     Ok(event) if self.is_deleted(&event.stream_id) => continue,

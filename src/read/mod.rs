@@ -9,25 +9,29 @@ mod stream;
 pub use self::all::AllIter;
 pub use self::stream::StreamIter;
 
-use bytes::Bytes;
-
 use crate::clock::from_unix_micros;
 use crate::event::RecordedEvent;
 use crate::format::record::{DecodedRecord, field};
+use crate::segment::SegmentReader;
 
-/// Builds the caller's view of a verified record; the error is a reason for
-/// `Error::Corruption` (text that is not UTF-8).
-pub(crate) fn to_event(decoded: &DecodedRecord, record: &Bytes) -> Result<RecordedEvent, &'static str> {
-    let owned_text = |range: std::ops::Range<usize>| String::from_utf8(field(record, range).to_vec());
-    let stream_id = owned_text(decoded.stream_id.clone()).map_err(|_| "stream id is not UTF-8")?;
-    let event_type = owned_text(decoded.event_type.clone()).map_err(|_| "event type is not UTF-8")?;
+/// Builds the caller's view of a verified record read by `reader` at `offset`; the error is
+/// a reason for `Error::Corruption` (text that is not UTF-8).
+pub(crate) fn to_event(
+    decoded: &DecodedRecord,
+    record: &[u8],
+    reader: &SegmentReader,
+    offset: u64,
+) -> Result<RecordedEvent, &'static str> {
+    let text = |range: std::ops::Range<usize>| std::str::from_utf8(field(record, range)).map(str::to_owned);
+    let stream_id = text(decoded.stream_id.clone()).map_err(|_| "stream id is not UTF-8")?;
+    let event_type = text(decoded.event_type.clone()).map_err(|_| "event type is not UTF-8")?;
     Ok(RecordedEvent {
         stream_id,
         version: decoded.version,
         position: decoded.position,
         event_type,
-        data: record.slice(decoded.data.clone()),
-        metadata: record.slice(decoded.metadata.clone()),
+        data: reader.share(offset, decoded.data.clone()).ok_or("data lies outside the record")?,
+        metadata: reader.share(offset, decoded.metadata.clone()).ok_or("metadata lies outside the record")?,
         id: decoded.id,
         correlation_id: decoded.correlation_id,
         causation_id: decoded.causation_id,

@@ -83,7 +83,7 @@ impl StreamIter {
         if decoded.kind != RecordKind::Event
             || decoded.version != entry.version
             || decoded.position != entry.position
-            || field(&record, decoded.stream_id.clone()) != self.stream.as_bytes()
+            || field(record, decoded.stream_id.clone()) != self.stream.as_bytes()
         {
             return Err(Error::corruption(
                 &segment.path,
@@ -91,7 +91,7 @@ impl StreamIter {
                 "record does not match its index entry",
             ));
         }
-        super::to_event(&decoded, &record)
+        super::to_event(&decoded, record, reader, u64::from(entry.offset))
             .map_err(|reason| Error::corruption(&segment.path, u64::from(entry.offset), reason))
     }
 }

@@ -214,6 +214,17 @@ pub(crate) struct SegmentReader {
 }
 
 impl SegmentReader {
+    /// Bytes `range` of the record at `offset` as shared, zero-copy `Bytes` (an empty range
+    /// takes no reference); `None` if the range is not inside the reader's bytes.
+    pub(crate) fn share(&self, offset: u64, range: std::ops::Range<usize>) -> Option<Bytes> {
+        let from = usize::try_from(offset).ok()?.checked_add(range.start)?;
+        let to = from.checked_add(range.len())?;
+        if range.start > range.end || to > self.bytes.len() {
+            return None;
+        }
+        Some(if from == to { Bytes::new() } else { self.bytes.slice(from..to) })
+    }
+
     /// Bytes readable through this reader.
     pub(crate) fn len(&self) -> u64 {
         self.bytes.len() as u64
@@ -223,9 +234,11 @@ impl SegmentReader {
         &self.segment
     }
 
-    /// Reads and verifies the record at `offset`. `expected_len`, when known from the index,
-    /// bounds the read. A failed check is `Error::Corruption` naming the file and offset.
-    pub(crate) fn read_record(&self, offset: u64, expected_len: Option<u32>) -> Result<(DecodedRecord, Bytes)> {
+    /// Reads and verifies the record at `offset`, returning it decoded and its bytes
+    /// (borrowed: slicing a field out with [`SegmentReader::share`] is the only reference
+    /// count taken). `expected_len`, when known from the index, bounds the read. A failed
+    /// check is `Error::Corruption` naming the file and offset.
+    pub(crate) fn read_record(&self, offset: u64, expected_len: Option<u32>) -> Result<(DecodedRecord, &[u8])> {
         let path = &self.segment.path;
         let Some(rest) = usize::try_from(offset).ok().and_then(|at| self.bytes.get(at..)) else {
             return Err(Error::corruption(path, offset, "record offset is past the committed length"));
@@ -239,8 +252,8 @@ impl SegmentReader {
                 if expected_len.is_some_and(|len| len as usize != decoded.record_bytes) {
                     return Err(Error::corruption(path, offset, "record length differs from the index"));
                 }
-                let start = offset as usize;
-                let record = self.bytes.slice(start..start + decoded.record_bytes);
+                // decode checked that the record fits the window.
+                let record = window.get(..decoded.record_bytes).unwrap_or_default();
                 Ok((decoded, record))
             }
             Err(record::DecodeError::Incomplete) => {
