@@ -111,7 +111,7 @@ fn copy_survivors(
             if let Some(copy) = out.get_mut(start..) {
                 record::mark_commit(copy, new_id);
             }
-            let name = text(&bytes, decoded.stream_id.clone())
+            let name = text(bytes, decoded.stream_id.clone())
                 .ok_or_else(|| Error::corruption(&plan.segment.path, record_offset, "stream id is not UTF-8"))?;
             let stream = mem.stream_id(name);
             mem.push(&stream, IndexEntry::of_record(&decoded, new_offset), decoded.kind == RecordKind::Tombstone);
