@@ -216,13 +216,13 @@ fn index(c: &mut Criterion) {
         group.bench_function(format!("{label}_10_entries_among_10k_streams"), |b| {
             b.iter(|| {
                 found.clear();
-                index.stream_entries(black_box(&names[next]), 0, u64::MAX, &mut found);
+                index.stream_entries(black_box(&names[next]), 0, u64::MAX, &mut found).expect("lookup");
                 next = (next + 1) % names.len();
                 found.len()
             })
         });
         found.clear();
-        index.stream_entries(&names[0], 0, u64::MAX, &mut found);
+        index.stream_entries(&names[0], 0, u64::MAX, &mut found).expect("lookup");
         assert_eq!(found.len() as u64, INDEX_EVENTS_PER_STREAM, "{label} index finds every entry");
     }
     group.finish();

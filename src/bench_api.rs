@@ -116,14 +116,15 @@ impl Index {
         }
     }
 
-    /// A sealed index: `bytes` (typically a memory map of the file) validated as the index
-    /// file of segment `segment_id`, as open does.
+    /// A sealed index: `bytes` (typically a memory map of the file) taken as the index file
+    /// of segment `segment_id`, as open does (the error names the failed check).
     pub fn parse_file(bytes: Bytes, segment_id: u64) -> Result<Self, &'static str> {
         MappedIndex::parse(bytes, segment_id).map(|mapped| Index(SegmentIndex::Sealed(mapped)))
     }
 
-    /// Appends to `out` the entries of `stream` with `from <= version <= to`, as a stream read does.
-    pub fn stream_entries(&self, stream: &str, from: u64, to: u64, out: &mut IndexEntries) {
-        self.0.stream_entries(stream, from, to, &mut out.0);
+    /// Appends to `out` the entries of `stream` with `from <= version <= to`, as a stream read
+    /// does; the error names the damage found in a sealed index file.
+    pub fn stream_entries(&self, stream: &str, from: u64, to: u64, out: &mut IndexEntries) -> Result<(), &'static str> {
+        self.0.stream_entries(stream, from, to, &mut out.0)
     }
 }
