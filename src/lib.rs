@@ -31,6 +31,8 @@
 #![deny(clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+#[doc(hidden)]
+pub mod bench_api;
 mod clock;
 mod compaction;
 mod error;
