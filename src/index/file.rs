@@ -28,6 +28,7 @@
 //! every damage that could change its answer).
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -161,6 +162,8 @@ pub(crate) fn write(storage: &dyn Storage, path: &Path, bytes: &[u8]) -> std::io
 
 /// One stream as an index file describes it (its record verified).
 pub(crate) struct IndexedStream<'a> {
+    /// Its record's number in the stream section.
+    index: usize,
     pub(crate) name: &'a str,
     hash: u64,
     pub(crate) last_version: Option<u64>,
@@ -188,6 +191,33 @@ pub(crate) struct MappedIndex {
     names_bytes: usize,
     /// Whether the positions section matches its checksum, once first needed.
     positions_valid: OnceLock<bool>,
+    /// Which stream records and entry runs have been verified: each is checked once, so a
+    /// repeated lookup costs what it would with no checksum at all.
+    verified: OnceLock<Verified>,
+}
+
+/// One bit per stream record, one per stream's entry run.
+#[derive(Debug)]
+struct Verified {
+    records: Box<[AtomicU64]>,
+    entries: Box<[AtomicU64]>,
+}
+
+impl Verified {
+    fn new(stream_count: usize) -> Self {
+        let words = || (0..stream_count.div_ceil(64)).map(|_| AtomicU64::new(0)).collect();
+        Verified { records: words(), entries: words() }
+    }
+
+    fn is_set(bits: &[AtomicU64], i: usize) -> bool {
+        bits.get(i / 64).is_some_and(|word| word.load(Ordering::Relaxed) & (1 << (i % 64)) != 0)
+    }
+
+    fn set(bits: &[AtomicU64], i: usize) {
+        if let Some(word) = bits.get(i / 64) {
+            word.fetch_or(1 << (i % 64), Ordering::Relaxed);
+        }
+    }
 }
 
 impl MappedIndex {
@@ -238,6 +268,7 @@ impl MappedIndex {
             names_bytes,
             bytes,
             positions_valid: OnceLock::new(),
+            verified: OnceLock::new(),
         })
     }
 
@@ -252,8 +283,12 @@ impl MappedIndex {
             return Err("stream name out of range");
         }
         let name_bytes = le.slice(self.names_at + name_offset, name_len).ok_or("stream name out of range")?;
-        if Some(stream_record_crc(self.segment_id, record, name_bytes)) != le.u32(at + STREAM_CHECKED_BYTES) {
-            return Err("stream record checksum mismatch");
+        let verified = self.verified();
+        if !Verified::is_set(&verified.records, i) {
+            if Some(stream_record_crc(self.segment_id, record, name_bytes)) != le.u32(at + STREAM_CHECKED_BYTES) {
+                return Err("stream record checksum mismatch");
+            }
+            Verified::set(&verified.records, i);
         }
         let name = std::str::from_utf8(name_bytes).map_err(|_| "stream name is not UTF-8")?;
         let entry_count = le.u32(at + 20).ok_or("short stream record")? as usize;
@@ -270,6 +305,7 @@ impl MappedIndex {
         });
         let last_version = le.u64(at + 8).ok_or("short stream record")?;
         Ok(IndexedStream {
+            index: i,
             name,
             hash: le.u64(at).ok_or("short stream record")?,
             last_version: (entry_count > 0).then_some(last_version),
@@ -298,6 +334,10 @@ impl MappedIndex {
     /// trusted by a lookup: sorted by version, ending at the stream's last version, inside
     /// the covered bytes.
     fn check_entries(&self, stream: &IndexedStream<'_>) -> Result<(), Damage> {
+        let verified = self.verified();
+        if Verified::is_set(&verified.entries, stream.index) {
+            return Ok(());
+        }
         let at = self.entries_at + stream.first_entry * ENTRY_BYTES;
         let block = LeBytes(&self.bytes).slice(at, stream.entry_count * ENTRY_BYTES).ok_or("entries out of range")?;
         if crc32_salted(self.segment_id, block) != stream.entries_crc {
@@ -317,7 +357,20 @@ impl MappedIndex {
         if last != stream.last_version {
             return Err("stream last version does not match its entries");
         }
+        Verified::set(&verified.entries, stream.index);
         Ok(())
+    }
+
+    /// The hash of stream record `i`, verified (once) before it is trusted.
+    fn verified_hash(&self, i: usize) -> Result<u64, Damage> {
+        if Verified::is_set(&self.verified().records, i) {
+            return LeBytes(&self.bytes).u64(self.streams_at + i * STREAM_BYTES).ok_or("stream record out of range");
+        }
+        Ok(self.stream(i)?.hash)
+    }
+
+    fn verified(&self) -> &Verified {
+        self.verified.get_or_init(|| Verified::new(self.stream_count))
     }
 
     /// Finds `name` by binary search over the hashes. Every record whose hash steers the
@@ -328,7 +381,7 @@ impl MappedIndex {
         let (mut low, mut high) = (0usize, self.stream_count);
         while low < high {
             let mid = low + (high - low) / 2;
-            if self.stream(mid)?.hash < hash { low = mid + 1 } else { high = mid }
+            if self.verified_hash(mid)? < hash { low = mid + 1 } else { high = mid }
         }
         for i in low..self.stream_count {
             let stream = self.stream(i)?;
