@@ -4,6 +4,7 @@
 //! fdatasync (as the durability mode asks), publishes it to readers, then answers callers.
 //! Batch size thus follows disk latency: while one fsync runs, the next group queues.
 
+mod answer;
 mod ids;
 pub(crate) mod roll;
 pub(crate) mod validate;
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, never, select, tick};
 
+use self::answer::AnswerSlot;
 use self::ids::IdGenerator;
 use self::validate::WritePart;
 use crate::clock::unix_micros_now;
@@ -30,7 +32,7 @@ use crate::shared::Shared;
 /// A message to the writer thread.
 pub(crate) enum Request {
     /// Append these parts atomically.
-    Append { parts: Vec<WritePart>, reply: Sender<Result<Vec<AppendResult>>> },
+    Append { parts: Vec<WritePart>, reply: Arc<AnswerSlot> },
     /// Make everything written so far durable.
     Sync { reply: Sender<Result<()>> },
     /// Seal the active segment (if it holds any record) and start a new one.
@@ -40,7 +42,7 @@ pub(crate) enum Request {
 }
 
 enum Reply {
-    Append(Sender<Result<Vec<AppendResult>>>, Vec<AppendResult>),
+    Append(Arc<AnswerSlot>, Vec<AppendResult>),
     Done(Sender<Result<()>>),
 }
 
@@ -119,7 +121,7 @@ impl Writer {
     }
 
     /// Appends on the caller's thread: one group of one request, committed at once.
-    fn append_inline(&mut self, parts: Vec<WritePart>, reply: Sender<AppendAnswer>) {
+    fn append_inline(&mut self, parts: Vec<WritePart>, reply: Arc<AnswerSlot>) {
         if self.closed {
             let _ = reply.send(Err(Error::Closed));
             return;
@@ -167,7 +169,7 @@ impl Writer {
         }
     }
 
-    fn handle_append(&mut self, parts: Vec<WritePart>, reply: Sender<Result<Vec<AppendResult>>>) -> usize {
+    fn handle_append(&mut self, parts: Vec<WritePart>, reply: Arc<AnswerSlot>) -> usize {
         if let Some(error) = self.poisoned() {
             let _ = reply.send(Err(error));
             return 0;
@@ -604,15 +606,6 @@ fn run(handle: &WriterHandle, queue: &Receiver<Request>, rings: &Receiver<()>) {
 /// An append's answer.
 pub(crate) type AppendAnswer = Result<Vec<AppendResult>>;
 
-thread_local! {
-    /// Each thread's reusable answer channel: a thread has at most one append in flight, so
-    /// one channel serves all its appends (to any store) without an allocation per append.
-    static ANSWER: (Sender<AppendAnswer>, Receiver<AppendAnswer>) = crossbeam_channel::bounded(1);
-}
-
-/// How often a waiting caller checks that the writer is still running.
-const STOPPED_CHECK: Duration = Duration::from_millis(20);
-
 /// Appends `parts`: inline if the writer allows it and is free, else through the writer
 /// thread, waiting for the answer.
 pub(crate) fn append(
@@ -621,34 +614,17 @@ pub(crate) fn append(
     parts: Vec<WritePart>,
     spin: Option<Duration>,
 ) -> AppendAnswer {
-    let (reply, answer) = ANSWER
-        .try_with(|(sender, receiver)| (sender.clone(), receiver.clone()))
-        .unwrap_or_else(|_| crossbeam_channel::bounded(1));
+    let slot = AnswerSlot::current();
     // Only with an empty queue: queued appends came first and the writer thread is (about
     // to be) serving them.
     if handle.inline_appends
         && handle.requests.is_empty()
         && let Some(mut writer) = handle.try_lock()
     {
-        writer.append_inline(parts, reply);
+        writer.append_inline(parts, Arc::clone(&slot));
         drop(writer);
-        return answer.try_recv().unwrap_or(Err(Error::Closed));
+        return slot.take().unwrap_or(Err(Error::Closed));
     }
-    handle.send(Request::Append { parts, reply })?;
-    if let Some(spin) = spin
-        && let Some(result) = spin_recv(&answer, spin)
-    {
-        return result;
-    }
-    loop {
-        match answer.recv_timeout(STOPPED_CHECK) {
-            Ok(result) => return result,
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) if shared.writer_stopped() => {
-                // The writer is gone: an answer it sent before stopping is already here.
-                return answer.try_recv().unwrap_or(Err(Error::Closed));
-            }
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Err(Error::Closed),
-        }
-    }
+    handle.send(Request::Append { parts, reply: Arc::clone(&slot) })?;
+    slot.wait(shared, spin)
 }
