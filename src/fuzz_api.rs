@@ -16,9 +16,13 @@
 //! | `segment_header` | mode, then bytes decoded as a segment header |
 //! | `index_file` | mode, then bytes parsed as an index file (segment id taken from offset 16) |
 //! | `open_directory` | entries `kind u8, id u8, len u16 LE, len bytes`, see [`open_directory_target`] |
+//! | `operations` | durability byte, then operations with their parameters, see [`operations`] |
 //!
 //! Mode bit 0 ([`MODE_RESEAL`]) recomputes the checksums before decoding, so the fuzzer can
 //! reach the structural checks behind them; without it the bytes are decoded as they are.
+
+pub mod model;
+pub mod operations;
 
 use std::path::Path;
 
@@ -628,4 +632,18 @@ pub fn encode_record(
         record::mark_commit(&mut out, segment_id);
     }
     out
+}
+
+// ---------------------------------------------------------------------------------------
+// Operation sequences
+// ---------------------------------------------------------------------------------------
+
+/// The `operations` target: decodes up to [`operations::OPS_MAX`] operations (appends,
+/// reads, deletions, snapshots, compactions, syncs, seals, power losses, reopens and faults
+/// at the Nth I/O call) and runs them on the simulated storage against the model
+/// ([`model`]). Accepted if it decoded at least one operation.
+pub fn operations_target(data: &[u8]) -> Verdict {
+    let (durability, ops) = operations::decode(data);
+    operations::run(durability, &ops)?;
+    Ok(!ops.is_empty())
 }

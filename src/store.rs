@@ -490,7 +490,8 @@ impl Store {
     /// # Errors
     /// [`Error::StreamDeleted`], [`Error::InvalidInput`] for an invalid stream id;
     /// [`Error::Corruption`] naming the damaged newest snapshot when the previous one cannot
-    /// stand in because [`Retention::BeforeSnapshot`] discarded the events after it.
+    /// stand in because [`Retention::BeforeSnapshot`] discarded the events after it;
+    /// [`Error::Io`] if a snapshot file could not be read (never taken for a damaged one).
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use chronicle::fuzz_api::operations::{self, EventSpec, Expect, Fault, Op, PERIODIC_INTERVAL, PartSpec, Recovery};
 use chronicle::fuzz_api::{
     self, ENTRY_INDEX, ENTRY_INDEX_TMP, ENTRY_OTHER, ENTRY_RESEAL, ENTRY_SEGMENT, ENTRY_SNAPSHOT, MODE_RESEAL,
     SNAPSHOT_STREAMS,
@@ -37,7 +38,7 @@ fn replay(target: &str, data: &[u8]) -> Result<bool, String> {
             let root = tempfile::tempdir().expect("tempdir");
             fuzz_api::open_directory_target(data, &root.path().join("store"))
         }
-        // TODO(operations): add its arm with its target.
+        "operations" => fuzz_api::operations_target(data),
         other => panic!("fuzz/corpus/{other} has no replay arm in tests/fuzz_corpus.rs"),
     }
 }
@@ -59,7 +60,8 @@ fn every_seed_replays_without_a_violation() {
         std::fs::read_dir(corpus_root()).expect("fuzz/corpus exists").map(|e| e.unwrap().path()).collect();
     targets.sort();
     let names: Vec<String> = targets.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
-    for expected in ["index_file", "open_directory", "record_decoder", "segment_header", "snapshot_file"] {
+    for expected in ["index_file", "open_directory", "operations", "record_decoder", "segment_header", "snapshot_file"]
+    {
         assert!(names.iter().any(|n| n == expected), "fuzz/corpus/{expected} is missing");
     }
     let mut failures = Vec::new();
@@ -322,10 +324,131 @@ fn generate_seed_corpus() {
     fuzz_api::encode_directory_entry(&mut wrong_id, ENTRY_SEGMENT, 2, first_log);
     add("open_directory", "header-id-differs-from-name", wrong_id);
 
+    for (name, durability, ops) in operation_seeds() {
+        let bytes = operations::encode(durability, &ops);
+        assert_eq!(operations::decode(&bytes), (durability, ops), "seed {name} does not decode to its operations");
+        add("operations", name, bytes);
+    }
+
     let root = corpus_root();
     for (target, name, bytes) in seeds {
         let dir = root.join(target);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(name), bytes).unwrap();
     }
+}
+
+fn event(data_bytes: usize, flags: u8) -> EventSpec {
+    EventSpec { data_bytes, with_id: flags & 1 != 0, with_metadata: flags & 2 != 0, with_links: flags & 4 != 0 }
+}
+
+fn append(stream: usize, expect: Expect, events: &[(usize, u8)]) -> Op {
+    Op::Append(PartSpec { stream, expect, events: events.iter().map(|&(bytes, flags)| event(bytes, flags)).collect() })
+}
+
+/// A few hundred bytes to each stream in turn: enough to roll several 4 KiB segments.
+fn fill(appends: usize) -> Vec<Op> {
+    (0..appends).map(|i| append(i % 5, Expect::Any, &[(150 + i * 7 % 60, (i % 8) as u8), (40, 1)])).collect()
+}
+
+/// Seeds of the `operations` target: each reaches a different part of the model.
+fn operation_seeds() -> Vec<(&'static str, Durability, Vec<Op>)> {
+    let multi = Op::AppendMulti(vec![
+        PartSpec { stream: 0, expect: Expect::Current, events: vec![event(20, 1), event(30, 3)] },
+        PartSpec { stream: 1, expect: Expect::NoStream, events: vec![event(10, 5)] },
+    ]);
+    let reads = [
+        Op::ReadStream { stream: 0, from_version: 1, backward: false },
+        Op::ReadStream { stream: 3, from_version: 2, backward: true },
+        Op::ReadAll { from_position: 3, backward: false },
+        Op::ReadAll { from_position: 9, backward: true },
+    ];
+    let mut every_expectation = vec![
+        append(2, Expect::NoStream, &[(5, 1)]),
+        append(2, Expect::StreamExists, &[(6, 0)]),
+        append(2, Expect::Exact(1), &[(7, 2)]),
+        append(2, Expect::Exact(7), &[(8, 0)]),
+        append(2, Expect::Current, &[(9, 4)]),
+        append(4, Expect::StreamExists, &[(1, 0)]),
+        multi.clone(),
+        Op::RetryLast,
+        Op::AppendMulti(vec![]),
+        append(1, Expect::Any, &[]),
+        append(1, Expect::Any, &[(3840, 0)]),
+    ];
+    every_expectation.extend(reads.iter().cloned());
+
+    let mut compaction = fill(30);
+    compaction.extend([
+        Op::Snapshot { stream: 3, back: 1, past_end: false },
+        Op::Delete { stream: 4, expect: Expect::Any },
+        Op::Compact,
+        Op::Crash(1),
+    ]);
+    compaction.extend(reads.iter().cloned());
+
+    let mut crash_in_compaction = fill(24);
+    crash_in_compaction.extend([
+        Op::Delete { stream: 2, expect: Expect::Current },
+        Op::FailAfter { calls: 12, fault: Fault::Stop, recovery: Recovery::PowerLoss(3) },
+        Op::Compact,
+        Op::Compact,
+    ]);
+
+    let mut buffered = fill(6);
+    buffered.extend([Op::Sync, append(0, Expect::Any, &[(100, 1)]), Op::Crash(2), Op::RetryLast]);
+    buffered.extend(fill(12));
+    buffered.extend([Op::Seal, append(3, Expect::Any, &[(10, 0)]), Op::Crash(6), Op::Reopen]);
+
+    let mut periodic = fill(8);
+    periodic.extend([
+        Op::Snapshot { stream: 1, back: 0, past_end: false },
+        append(1, Expect::Current, &[(30, 1)]),
+        Op::Crash(0),
+    ]);
+
+    let mut faults = Vec::new();
+    for (i, (fault, recovery)) in [
+        (Fault::Stop, Recovery::PowerLoss(1)),
+        (Fault::Io, Recovery::PowerLoss(2)),
+        (Fault::NoSpace, Recovery::Restart),
+        (Fault::Io, Recovery::Restart),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        faults.extend(fill(3));
+        faults.push(Op::FailAfter { calls: 2 + i as u64, fault, recovery });
+        faults.push(append(i, Expect::Current, &[(200, 1), (10, 1)]));
+        faults.push(append(i, Expect::Current, &[(200, 1)]));
+        faults.push(Op::RetryLast);
+    }
+
+    let mut snapshots = fill(5);
+    snapshots.extend([
+        Op::Snapshot { stream: 0, back: 0, past_end: false },
+        Op::Snapshot { stream: 0, back: 2, past_end: false },
+        Op::Snapshot { stream: 0, back: 0, past_end: true },
+        Op::FailAfter { calls: 3, fault: Fault::Io, recovery: Recovery::PowerLoss(5) },
+        Op::Snapshot { stream: 1, back: 0, past_end: false },
+        Op::Delete { stream: 0, expect: Expect::Exact(0) },
+        Op::Delete { stream: 0, expect: Expect::Any },
+        Op::Snapshot { stream: 0, back: 0, past_end: false },
+    ]);
+
+    let mut reopen_fault = fill(10);
+    reopen_fault
+        .extend([Op::FailAfter { calls: 4, fault: Fault::NoSpace, recovery: Recovery::PowerLoss(9) }, Op::Reopen]);
+
+    vec![
+        ("sync-every-expected-version", Durability::Sync, every_expectation),
+        ("sync-compaction-then-crash", Durability::Sync, compaction),
+        ("sync-stop-during-compaction", Durability::Sync, crash_in_compaction),
+        ("buffered-sync-seal-crash", Durability::Buffered, buffered),
+        ("periodic-snapshot-then-crash", Durability::Periodic(PERIODIC_INTERVAL), periodic),
+        ("sync-each-fault-and-recovery", Durability::Sync, faults.clone()),
+        ("buffered-each-fault-and-recovery", Durability::Buffered, faults),
+        ("sync-snapshots-delete-and-fault", Durability::Sync, snapshots),
+        ("buffered-fault-during-reopen", Durability::Buffered, reopen_fault),
+    ]
 }

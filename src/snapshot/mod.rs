@@ -48,6 +48,14 @@ pub struct Snapshot {
     pub data: Bytes,
 }
 
+/// Why a snapshot file cannot be used.
+enum Unreadable {
+    /// Reading it failed (EIO and the like): reported, never mistaken for damage.
+    Io(Error),
+    /// It is damaged or not what its name says: skipped in favour of an older one.
+    Invalid(String),
+}
+
 /// The snapshot files of a store.
 #[derive(Debug)]
 pub(crate) struct Snapshots {
@@ -162,18 +170,21 @@ impl Snapshots {
         self.read_file(hash, version).ok().flatten().map(|(stream, _)| stream)
     }
 
-    /// Reads and verifies a snapshot file: `Ok(None)` if it is gone, `Err(reason)` if invalid.
-    fn read_file(&self, hash: u64, version: u64) -> Result<Option<(String, Snapshot)>, String> {
+    /// Reads and verifies a snapshot file: `Ok(None)` if it is gone.
+    fn read_file(&self, hash: u64, version: u64) -> Result<Option<(String, Snapshot)>, Unreadable> {
         let path = self.dir.join(file_name(hash, version));
         let limit = (SNAPSHOT_BYTES_MAX + crate::options::STREAM_ID_BYTES_MAX + 64) as u64;
         let bytes = match read_whole(&*self.storage, &path, limit) {
             Ok(bytes) => Bytes::from(bytes),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(error) => return Err(error.to_string()),
+            Err(error) if error.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(Unreadable::Invalid(error.to_string()));
+            }
+            Err(error) => return Err(Unreadable::Io(Error::io("read snapshot", path, error))),
         };
-        let decoded = file::decode(&bytes).map_err(str::to_owned)?;
+        let decoded = file::decode(&bytes).map_err(|reason| Unreadable::Invalid(reason.to_owned()))?;
         if decoded.version != version {
-            return Err("version in the file differs from its name".to_owned());
+            return Err(Unreadable::Invalid("version in the file differs from its name".to_owned()));
         }
         let stream = decoded.stream.to_owned();
         let data = bytes.slice(decoded.data);
@@ -206,7 +217,8 @@ impl Snapshots {
                     ));
                 }
                 Ok(_) => {}
-                Err(reason) => {
+                Err(Unreadable::Io(error)) => return Err(error),
+                Err(Unreadable::Invalid(reason)) => {
                     tracing::warn!(
                         stream,
                         version,
