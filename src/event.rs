@@ -187,6 +187,84 @@ pub struct RecordedEvent {
     pub timestamp: SystemTime,
 }
 
+/// One event borrowed from the store's memory map, as [`Store::read_all_with`] hands it
+/// to its visitor: every field of a [`RecordedEvent`], checksum verified, without copying
+/// or allocating anything. [`EventView::to_recorded`] makes an owned copy.
+///
+/// [`Store::read_all_with`]: crate::Store::read_all_with
+///
+/// ```
+/// use std::ops::ControlFlow;
+/// use chronicle::{ExpectedVersion, NewEvent, Store};
+/// # let dir = tempfile::tempdir()?;
+/// let store = Store::open(dir.path())?;
+/// store.append("cart-1", ExpectedVersion::Any, [NewEvent::new("Added", "apple")])?;
+/// let mut types = Vec::new();
+/// store.read_all_with(0, |event| {
+///     types.push(format!("{}:{}", event.stream_id, event.event_type));
+///     ControlFlow::Continue(())
+/// })?;
+/// assert_eq!(types, ["cart-1:Added"]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EventView<'a> {
+    /// The stream the event belongs to.
+    pub stream_id: &'a str,
+    /// 0-based version within the stream.
+    pub version: u64,
+    /// 0-based global position.
+    pub position: u64,
+    /// The event type.
+    pub event_type: &'a str,
+    /// The payload.
+    pub data: &'a [u8],
+    /// The metadata.
+    pub metadata: &'a [u8],
+    /// The event id.
+    pub id: u128,
+    /// The correlation id, if one was set.
+    pub correlation_id: Option<u128>,
+    /// The causation id, if one was set.
+    pub causation_id: Option<u128>,
+    /// When the writer committed the event (microsecond resolution).
+    pub timestamp: SystemTime,
+}
+
+impl EventView<'_> {
+    /// An owned copy of the event (data and metadata copied).
+    ///
+    /// ```
+    /// # use std::ops::ControlFlow;
+    /// # use chronicle::{ExpectedVersion, NewEvent, Store};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = Store::open(dir.path())?;
+    /// # store.append("s", ExpectedVersion::Any, [NewEvent::new("T", "x")])?;
+    /// let mut kept = Vec::new();
+    /// store.read_all_with(0, |event| {
+    ///     kept.push(event.to_recorded());
+    ///     ControlFlow::Continue(())
+    /// })?;
+    /// assert_eq!(kept, store.read_all(0)?.collect::<Result<Vec<_>, _>>()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn to_recorded(&self) -> RecordedEvent {
+        RecordedEvent {
+            stream_id: self.stream_id.to_owned(),
+            version: self.version,
+            position: self.position,
+            event_type: self.event_type.to_owned(),
+            data: Bytes::copy_from_slice(self.data),
+            metadata: Bytes::copy_from_slice(self.metadata),
+            id: self.id,
+            correlation_id: self.correlation_id,
+            causation_id: self.causation_id,
+            timestamp: self.timestamp,
+        }
+    }
+}
+
 /// What a successful append assigned.
 ///
 /// ```

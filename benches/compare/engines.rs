@@ -31,6 +31,10 @@ pub trait Engine: Send + Sync {
     fn flush(&self) -> Res<()>;
     /// Reads every event in global order, all fields; returns (events, digest).
     fn replay(&self) -> Res<(u64, u64)>;
+    /// The same replay through the engine's zero-copy visitor API, if it has one.
+    fn replay_borrowed(&self) -> Option<Res<(u64, u64)>> {
+        None
+    }
     /// Reads one whole stream in version order, all fields; returns its event count.
     fn read_stream(&self, stream: &str) -> Res<usize>;
     /// The stream's last version (the query answered right after open in W6).
@@ -122,6 +126,18 @@ impl Engine for ChronicleEngine {
             count += 1;
         }
         Ok((count, acc))
+    }
+
+    fn replay_borrowed(&self) -> Option<Res<(u64, u64)>> {
+        let mut count = 0;
+        let mut acc = 0;
+        let visited = self.store.read_all_with(0, |e| {
+            let texts = e.stream_id.len() + e.event_type.len();
+            acc = digest(acc, e.version, e.position, e.id, texts, e.metadata, e.data);
+            count += 1;
+            std::ops::ControlFlow::Continue(())
+        });
+        Some(visited.map(|()| (count, acc)).map_err(Into::into))
     }
 
     fn read_stream(&self, stream: &str) -> Res<usize> {

@@ -248,6 +248,7 @@ pub fn data_workloads(ctx: &Ctx) -> Res<DataRows> {
             if args.runs("w4") {
                 eprintln!("W4: {name}");
                 out.w4.push(replay_row(name, &group, &*engine, expected_events)?);
+                out.w4.extend(borrowed_replay_row(name, &group, &*engine, expected_events)?);
             }
             if args.runs("w5") {
                 eprintln!("W5: {name}");
@@ -303,14 +304,27 @@ fn size_row(name: &str, apparent: u64, allocated: u64, events: u64) -> Row {
 
 fn replay_row(name: &str, group: &str, engine: &dyn Engine, expected_events: u64) -> Res<Row> {
     let begin = Instant::now();
-    let (events, digest) = engine.replay()?;
-    let elapsed = begin.elapsed().as_secs_f64();
+    let replayed = engine.replay()?;
+    replay_figures(name, group, expected_events, replayed, begin.elapsed())
+}
+
+/// W4 through the engine's zero-copy visitor, if it has one (chronicle's `read_all_with`).
+fn borrowed_replay_row(name: &str, group: &str, engine: &dyn Engine, expected_events: u64) -> Res<Option<Row>> {
+    let begin = Instant::now();
+    let Some(replayed) = engine.replay_borrowed() else { return Ok(None) };
+    let elapsed = begin.elapsed();
+    replay_figures(&format!("{name} (read_all_with)"), group, expected_events, replayed?, elapsed).map(Some)
+}
+
+fn replay_figures(name: &str, group: &str, expected_events: u64, replayed: (u64, u64), elapsed: Duration) -> Res<Row> {
+    let (events, digest) = replayed;
     std::hint::black_box(digest);
     if events != expected_events {
         return Err(format!("{name} replay read {events} events, expected {expected_events}").into());
     }
-    let rate = events as f64 / elapsed;
-    Ok(Row::new(name, group, vec![group.to_string(), count(rate), micros(elapsed * 1e6)], Some(rate)))
+    let seconds = elapsed.as_secs_f64();
+    let rate = events as f64 / seconds;
+    Ok(Row::new(name, group, vec![group.to_string(), count(rate), micros(seconds * 1e6)], Some(rate)))
 }
 
 /// W5: whole streams chosen at random (a fixed xorshift sequence, the same for every engine).
@@ -448,6 +462,7 @@ fn big_chronicle(ctx: &Ctx, out: &mut DataRows, baseline_kib: u64) -> Res<()> {
         eprintln!("W4: chronicle, big");
         let engine = engines::open("chronicle", &dir, false, &ctx.data)?;
         out.w4.push(replay_row("chronicle", &group, &*engine, expected_events)?);
+        out.w4.extend(borrowed_replay_row("chronicle", &group, &*engine, expected_events)?);
         engine.close()?;
     }
     if args.runs("w6") {

@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
-use crate::format::record::RecordKind;
+use std::ops::ControlFlow;
+
+use crate::event::EventView;
+use crate::format::record::{DecodedRecord, RecordKind, field};
 use crate::format::segment_header::SEGMENT_HEADER_BYTES;
 use crate::segment::SegmentReader;
 use crate::shared::{SegmentList, Shared};
@@ -96,7 +99,9 @@ impl AllIter {
         Some(Ok(()))
     }
 
-    fn forward(&mut self) -> Option<Result<RecordedEvent>> {
+    /// Advances to the next event record to return (position in range, not a tombstone, not
+    /// of a deleted stream) and returns its offset in the current reader's segment.
+    fn forward_record(&mut self) -> Option<Result<(DecodedRecord, u64)>> {
         loop {
             if let Err(error) = self.ensure_reader()? {
                 return Some(Err(error));
@@ -112,24 +117,54 @@ impl AllIter {
                 Ok(read) => read,
                 Err(error) => return Some(Err(error)),
             };
-            let path = &reader.segment().path;
-            let event = (decoded.position >= self.low && decoded.kind == RecordKind::Event).then(|| {
-                super::to_event(&decoded, record, reader, offset)
-                    .map_err(|reason| Error::corruption(path, offset, reason))
-            });
             self.offset += decoded.record_bytes as u64;
             if decoded.position > self.high {
                 if self.segment_index + 1 < self.segments.len() {
+                    let path = &reader.segment().path;
                     return Some(Err(Error::corruption(path, offset, "record position is past the end of the log")));
                 }
                 return None;
             }
-            match event {
-                Some(Ok(event)) if self.is_deleted(&event.stream_id) => {}
-                Some(event) => return Some(event),
-                None => {}
+            if decoded.position < self.low || decoded.kind != RecordKind::Event {
+                continue;
+            }
+            if !self.deleted.is_empty()
+                && std::str::from_utf8(field(record, decoded.stream_id.clone())).is_ok_and(|s| self.deleted.contains(s))
+            {
+                continue;
+            }
+            return Some(Ok((decoded, offset)));
+        }
+    }
+
+    fn forward(&mut self) -> Option<Result<RecordedEvent>> {
+        let (decoded, offset) = match self.forward_record()? {
+            Ok(found) => found,
+            Err(error) => return Some(Err(error)),
+        };
+        let reader = self.reader.as_ref()?;
+        let event = reader
+            .record(offset, decoded.record_bytes)
+            .ok_or("record lies outside the segment")
+            .and_then(|record| super::to_event(&decoded, record, reader, offset))
+            .map_err(|reason| Error::corruption(&reader.segment().path, offset, reason));
+        Some(event)
+    }
+
+    /// Calls `visit` with a borrowed view of each event, forward, until it breaks or the
+    /// log ends. See [`Store::read_all_with`](crate::Store::read_all_with).
+    pub(crate) fn visit(mut self, mut visit: impl FnMut(&EventView<'_>) -> ControlFlow<()>) -> Result<()> {
+        while let Some(found) = self.forward_record() {
+            let (decoded, offset) = found?;
+            let Some(reader) = self.reader.as_ref() else { break };
+            let record = reader.record(offset, decoded.record_bytes);
+            let view = record.ok_or("record lies outside the segment").and_then(|r| super::to_view(&decoded, r));
+            let view = view.map_err(|reason| Error::corruption(&reader.segment().path, offset, reason))?;
+            if visit(&view).is_break() {
+                break;
             }
         }
+        Ok(())
     }
 
     fn backward(&mut self) -> Option<Result<RecordedEvent>> {

@@ -38,3 +38,22 @@ pub(crate) fn to_event(
         timestamp: from_unix_micros(decoded.timestamp_us),
     })
 }
+
+/// The borrowed view of a verified event record (`record`, decoded as `decoded`); the error
+/// is a reason for `Error::Corruption`.
+pub(crate) fn to_view<'a>(decoded: &DecodedRecord, record: &'a [u8]) -> Result<crate::EventView<'a>, &'static str> {
+    let text = |range: std::ops::Range<usize>| std::str::from_utf8(field(record, range));
+    let bytes = |range: std::ops::Range<usize>| record.get(range).ok_or("field lies outside the record");
+    Ok(crate::EventView {
+        stream_id: text(decoded.stream_id.clone()).map_err(|_| "stream id is not UTF-8")?,
+        version: decoded.version,
+        position: decoded.position,
+        event_type: text(decoded.event_type.clone()).map_err(|_| "event type is not UTF-8")?,
+        data: bytes(decoded.data.clone())?,
+        metadata: bytes(decoded.metadata.clone())?,
+        id: decoded.id,
+        correlation_id: decoded.correlation_id,
+        causation_id: decoded.causation_id,
+        timestamp: from_unix_micros(decoded.timestamp_us),
+    })
+}

@@ -225,6 +225,13 @@ impl SegmentReader {
         Some(if from == to { Bytes::new() } else { self.bytes.slice(from..to) })
     }
 
+    /// The `len` bytes of the record at `offset` (already verified by
+    /// [`SegmentReader::read_record`]); `None` if they are not inside the reader's bytes.
+    pub(crate) fn record(&self, offset: u64, len: usize) -> Option<&[u8]> {
+        let start = usize::try_from(offset).ok()?;
+        self.bytes.get(start..start.checked_add(len)?)
+    }
+
     /// Bytes readable through this reader.
     pub(crate) fn len(&self) -> u64 {
         self.bytes.len() as u64
