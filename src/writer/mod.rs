@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, never, select, tick};
 
-use self::answer::AnswerSlot;
+use self::answer::{AnswerSlot, Waiters};
 use self::ids::IdGenerator;
 use self::validate::WritePart;
 use crate::clock::unix_micros_now;
@@ -72,6 +72,12 @@ pub(crate) struct Writer {
     group: Group,
     /// Shut down: every later request is refused with [`Error::Closed`].
     closed: bool,
+    /// Where queued callers wait for their answers.
+    waiters: Arc<Waiters>,
+    /// Answers were delivered that their waiters have not been woken for yet.
+    answered: bool,
+    /// Requests in the last group the writer thread committed.
+    last_group_requests: usize,
 }
 
 /// Outcome of checking one part's expected version.
@@ -96,6 +102,9 @@ impl Writer {
             ids: IdGenerator::new(),
             group: Group { next_position, ..Group::default() },
             closed: false,
+            waiters: Arc::new(Waiters::default()),
+            answered: false,
+            last_group_requests: 0,
         }
     }
 
@@ -103,21 +112,56 @@ impl Writer {
     /// Returns `true` once a shutdown request has been served (the writer is then closed).
     fn drain(&mut self, queue: &Receiver<Request>) -> bool {
         let mut gathered = 0usize;
-        while let Ok(request) = queue.try_recv() {
+        let mut requests = 0usize;
+        let mut gather_deadline: Option<Instant> = None;
+        loop {
+            let request = match queue.try_recv() {
+                Ok(request) => request,
+                Err(_) if self.worth_gathering(requests) => {
+                    let deadline = *gather_deadline.get_or_insert_with(|| Instant::now() + GATHER_WAIT_MAX);
+                    if Instant::now() < deadline {
+                        std::thread::yield_now();
+                        continue;
+                    }
+                    break;
+                }
+                Err(_) => break,
+            };
             if let Request::Shutdown { reply } = request {
                 self.flush();
                 let result = self.shutdown();
+                self.wake_answered();
                 let _ = reply.send(result);
                 return true;
             }
             gathered += self.handle(request);
+            requests += 1;
             if gathered >= GROUP_BYTES_MAX {
                 self.flush();
                 gathered = 0;
             }
+            self.wake_answered();
         }
         self.flush();
+        self.wake_answered();
+        self.last_group_requests = requests;
         false
+    }
+
+    /// Whether to wait a little for more requests before committing a group of `requests`:
+    /// only when the group will be fsynced (an fsync costs the same for one append or
+    /// many) and the previous group was larger — its callers, just woken, are still
+    /// sending their next appends, and committing without them would split one group's
+    /// worth of appends over two fsyncs.
+    fn worth_gathering(&self, requests: usize) -> bool {
+        self.shared.options.durability == Durability::Sync && requests > 0 && requests < self.last_group_requests
+    }
+
+    /// Wakes the callers whose answers were delivered (one wake-up for all of them).
+    fn wake_answered(&mut self) {
+        if std::mem::take(&mut self.answered) {
+            self.waiters.notify_all();
+        }
     }
 
     /// Appends on the caller's thread: one group of one request, committed at once.
@@ -128,6 +172,8 @@ impl Writer {
         }
         self.handle_append(parts, reply);
         self.flush();
+        // Only this caller was answered, and it takes its answer without waiting.
+        self.answered = false;
     }
 
     /// The periodic fsync of `Durability::Periodic`.
@@ -171,7 +217,7 @@ impl Writer {
 
     fn handle_append(&mut self, parts: Vec<WritePart>, reply: Arc<AnswerSlot>) -> usize {
         if let Some(error) = self.poisoned() {
-            let _ = reply.send(Err(error));
+            self.answered |= reply.send(Err(error));
             return 0;
         }
         let mut checks = self.check_parts(&parts);
@@ -182,21 +228,21 @@ impl Writer {
             // commit the group first, then decide on published state.
             self.flush();
             if let Some(error) = self.poisoned() {
-                let _ = reply.send(Err(error));
+                self.answered |= reply.send(Err(error));
                 return 0;
             }
             checks = self.check_parts(&parts);
         }
         if let Some(index) = checks.iter().position(|c| matches!(c, Check::Fail(_))) {
             if let Some(Check::Fail(error)) = checks.into_iter().nth(index) {
-                let _ = reply.send(Err(error));
+                self.answered |= reply.send(Err(error));
             }
             return 0;
         }
         if checks.iter().all(|c| matches!(c, Check::Idempotent(_))) {
             let results =
                 checks.into_iter().filter_map(|c| if let Check::Idempotent(r) = c { Some(r) } else { None }).collect();
-            let _ = reply.send(Ok(results));
+            self.answered |= reply.send(Ok(results));
             return 0;
         }
         if checks.iter().any(|c| matches!(c, Check::Idempotent(_))) {
@@ -213,14 +259,14 @@ impl Writer {
                 .find(|p| *p.stream == *stream)
                 .map(|p| (p.expected, self.current_state(&p.stream).last_version))
                 .unwrap_or((ExpectedVersion::Any, None));
-            let _ = reply.send(Err(Error::WrongExpectedVersion { stream, expected, actual }));
+            self.answered |= reply.send(Err(Error::WrongExpectedVersion { stream, expected, actual }));
             return 0;
         }
         let total: usize = parts.iter().map(|p| p.encoded_bytes).sum::<usize>() + record::DURABLE_MARK_BYTES;
         if self.write_offset + (self.group.buf.len() + total) as u64 > self.shared.options.segment_bytes {
             self.flush();
             if let Err(error) = self.poisoned().map_or_else(|| self.roll(), Err) {
-                let _ = reply.send(Err(error));
+                self.answered |= reply.send(Err(error));
                 return 0;
             }
         }
@@ -383,7 +429,7 @@ impl Writer {
         for reply in group.replies.drain(..) {
             match reply {
                 Reply::Append(sender, results) => {
-                    let _ = sender.send(result.clone().map(|()| results));
+                    self.answered |= sender.send(result.clone().map(|()| results));
                 }
                 Reply::Done(sender) => {
                     let _ = sender.send(result.clone());
@@ -478,6 +524,10 @@ impl Writer {
     }
 }
 
+/// The longest the writer waits for the callers of its previous group to send their next
+/// appends (see [`Writer::worth_gathering`]): a fraction of an fsync.
+const GATHER_WAIT_MAX: Duration = Duration::from_micros(100);
+
 /// How long the writer polls for the next request before it sleeps: a caller that appends
 /// again right after its answer then finds the writer awake (no wake-up system call and
 /// scheduling delay on either side).
@@ -515,6 +565,7 @@ pub(crate) fn spin_recv<T>(receiver: &Receiver<T>, spin: Duration) -> Option<T> 
 /// concurrent appends share fsyncs rather than each taking the lock for one.
 pub(crate) struct WriterHandle {
     writer: Mutex<Writer>,
+    waiters: Arc<Waiters>,
     requests: Sender<Request>,
     doorbell: Sender<()>,
     inline_appends: bool,
@@ -560,7 +611,8 @@ pub(crate) fn spawn(writer: Writer) -> Result<(Arc<WriterHandle>, std::thread::J
     let (requests, queue) = crossbeam_channel::bounded(WRITER_QUEUE_DEPTH_MAX);
     let (doorbell, rings) = crossbeam_channel::bounded(1);
     let inline_appends = shared.options.durability != Durability::Sync;
-    let handle = Arc::new(WriterHandle { writer: Mutex::new(writer), requests, doorbell, inline_appends });
+    let waiters = Arc::clone(&writer.waiters);
+    let handle = Arc::new(WriterHandle { writer: Mutex::new(writer), waiters, requests, doorbell, inline_appends });
     let thread_handle = Arc::clone(&handle);
     let thread = std::thread::Builder::new()
         .name("chronicle-writer".into())
@@ -626,5 +678,5 @@ pub(crate) fn append(
         return slot.take().unwrap_or(Err(Error::Closed));
     }
     handle.send(Request::Append { parts, reply: Arc::clone(&slot) })?;
-    slot.wait(shared, spin)
+    slot.wait(&handle.waiters, shared, spin)
 }
