@@ -5,18 +5,22 @@
 //! memory-mapped once a segment is sealed, finds any stream's events without scanning.
 //!
 //! **Write path** ([`Store::append`]): the caller validates its events
-//! (`writer::validate`), sends them over a bounded channel to the writer thread
-//! (`writer`), which gathers every pending request into one commit group, checks expected
-//! versions in order, assigns versions and positions, encodes (`format::record`), writes the
-//! group with one write and one `fdatasync`, updates the index, publishes the new end of the
-//! log and answers every caller.
+//! (`writer::validate`), sends them over a bounded queue to the writer thread (`writer`),
+//! which gathers every pending request into one commit group, checks expected versions in
+//! order, assigns versions and positions, encodes (`format::record`), writes the group with
+//! one write and one `fdatasync`, updates the index, publishes the new end of the log and
+//! wakes every caller at once. Without `Durability::Sync`, an append that finds the queue
+//! empty and the writer free commits the same way on its own thread.
 //!
-//! **Read path** ([`Store::read_stream`], [`Store::read_all`]): the index (`index`) gives
-//! the record offsets, the segment's memory map (`segment`) gives the bytes, the record's
-//! CRC is verified, and the event's data comes back as zero-copy [`bytes::Bytes`].
+//! **Read path** ([`Store::read_stream`], [`Store::read_all`], [`Store::read_all_with`]):
+//! the index (`index`) gives the record offsets, the segment's memory map (`segment`) gives
+//! the bytes, the record's CRC is verified, and the event's data comes back as zero-copy
+//! [`bytes::Bytes`] (or, with `read_all_with`, borrowed without any copy).
 //!
-//! **Open** (`recovery`): lock, list segments, load index files, scan only the unindexed
-//! tail of the last segment and cut a torn trailing commit group.
+//! **Open** (`recovery`): lock, list segments, read index file headers (each part of an
+//! index is verified when first used), start from the stream-table checkpoint of the last
+//! clean close where it still applies, scan only the unindexed tail of the last segment and
+//! cut a torn trailing commit group.
 //!
 //! ```
 //! use chronicle::{ExpectedVersion, NewEvent, Store};
