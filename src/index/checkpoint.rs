@@ -25,7 +25,7 @@ use super::streams::{StreamState, StreamTable};
 use crate::format::bytes_reader::LeBytes;
 use crate::format::crc32_salted;
 use crate::segment::naming::TMP_SUFFIX;
-use crate::storage::{OpenMode, Storage, read_whole};
+use crate::storage::{Storage, read_whole};
 
 /// File name of the checkpoint in the store directory.
 pub(crate) const CHECKPOINT_FILE: &str = "streams.chk";
@@ -180,16 +180,8 @@ pub(crate) fn load(storage: &dyn Storage, dir: &Path) -> Option<Checkpoint> {
 /// Writes the checkpoint of `dir`: to a temporary file, renamed over the old one. No fsync:
 /// a lost or torn checkpoint is ignored by the next open.
 pub(crate) fn write(storage: &dyn Storage, dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let path = dir.join(CHECKPOINT_FILE);
     let tmp = dir.join(format!("{CHECKPOINT_FILE}{TMP_SUFFIX}"));
-    match storage.remove_file(&tmp) {
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
-        _ => {}
-    }
-    let file = storage.open(&tmp, OpenMode::CreateNew)?;
-    file.write_all_at(bytes, 0)?;
-    drop(file);
-    storage.rename(&tmp, &path)
+    crate::storage::write_derived(storage, &dir.join(CHECKPOINT_FILE), &tmp, bytes)
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ use bytes::Bytes;
 use super::{IndexEntry, MemIndex, MemStream, stream_hash};
 use crate::format::bytes_reader::LeBytes;
 use crate::format::crc32_salted;
-use crate::storage::{OpenMode, Storage};
+use crate::storage::Storage;
 
 const MAGIC: [u8; 8] = *b"CHRNIDX\0";
 /// Version 1 had one checksum over the whole body, verified at open; version 2 checksums each
@@ -149,15 +149,7 @@ fn stream_record_crc(segment_id: u64, record: &[u8], name: &[u8]) -> u32 {
 /// Writes an index file: to a temporary name, then renamed over `path`. No fsync: the file
 /// is derived data, and a torn or lost one fails its checksum and is rebuilt.
 pub(crate) fn write(storage: &dyn Storage, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("idx.tmp");
-    match storage.remove_file(&tmp) {
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
-        _ => {}
-    }
-    let file = storage.open(&tmp, OpenMode::CreateNew)?;
-    file.write_all_at(bytes, 0)?;
-    drop(file);
-    storage.rename(&tmp, path)
+    crate::storage::write_derived(storage, path, &path.with_extension("idx.tmp"), bytes)
 }
 
 /// One stream as an index file describes it (its record verified).

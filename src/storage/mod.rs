@@ -107,6 +107,20 @@ pub trait StorageFile: Send + Sync + Debug {
 }
 
 /// Reads a whole small file through the seam.
+/// Writes `bytes` to `tmp` (replacing a leftover) and renames it over `path`, without
+/// fsync: for derived files (index files, the stream-table checkpoint), which are checked
+/// when read and rebuilt or ignored if a crash tore or lost them.
+pub(crate) fn write_derived(storage: &dyn Storage, path: &Path, tmp: &Path, bytes: &[u8]) -> io::Result<()> {
+    match storage.remove_file(tmp) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+        _ => {}
+    }
+    let file = storage.open(tmp, OpenMode::CreateNew)?;
+    file.write_all_at(bytes, 0)?;
+    drop(file);
+    storage.rename(tmp, path)
+}
+
 pub(crate) fn read_whole(storage: &dyn Storage, path: &Path, bytes_max: u64) -> io::Result<Vec<u8>> {
     let file = storage.open(path, OpenMode::Read)?;
     let len = file.len()?;
