@@ -38,6 +38,9 @@ pub struct StreamIter {
     segments_visited: usize,
     reader: Option<SegmentReader>,
     pending: Vec<IndexEntry>,
+    /// Version of the last event returned: each next one must be above it (forward) or
+    /// below it (backward), whatever the index files say.
+    last_version: Option<u64>,
     done: bool,
 }
 
@@ -66,6 +69,7 @@ impl StreamIter {
             segments_visited: 0,
             reader: None,
             pending: Vec::new(),
+            last_version: None,
             done: done || low > high,
         })
     }
@@ -91,6 +95,18 @@ impl StreamIter {
                 "record does not match its index entry",
             ));
         }
+        // Within a segment the index keeps versions in order; across segments only the
+        // records themselves can say, and two records of one version mean a damaged store.
+        let in_order = self
+            .last_version
+            .is_none_or(|last| if self.backward { decoded.version < last } else { decoded.version > last });
+        if !in_order {
+            return Err(Error::corruption(
+                &segment.path,
+                u64::from(entry.offset),
+                format!("stream {} has version {} twice or out of order", self.stream, decoded.version),
+            ));
+        }
         super::to_event(&decoded, record, reader, u64::from(entry.offset))
             .map_err(|reason| Error::corruption(&segment.path, u64::from(entry.offset), reason))
     }
@@ -104,8 +120,9 @@ impl Iterator for StreamIter {
             if let Some(entry) = self.pending.pop() {
                 let Some(reader) = &self.reader else { break };
                 let result = self.read(reader, entry);
-                if result.is_err() {
-                    self.done = true;
+                match &result {
+                    Ok(event) => self.last_version = Some(event.version),
+                    Err(_) => self.done = true,
                 }
                 return Some(result);
             }
