@@ -1,6 +1,7 @@
 //! `Store::read_all_with` (borrowed views, no copy) visits exactly what `read_all` returns —
 //! every field, from any position, across segments, without deleted streams — stops when
-//! the visitor breaks, and reports a damaged record as `Corruption` instead of visiting it.
+//! the visitor breaks, and reports a damaged record as `Corruption` instead of visiting it;
+//! a forged record past the end of the log is `Corruption` forward, backward and visited.
 
 mod common;
 
@@ -83,4 +84,35 @@ fn a_damaged_record_is_reported_not_visited() {
         other => panic!("expected Corruption, got {other:?}"),
     }
     assert_eq!(seen, expected[..damaged.position as usize]);
+}
+
+/// A forged store (checksum recomputed) whose sealed segment holds a record with a position
+/// past the end of the log: every way of reading the whole log reports it.
+#[test]
+fn a_record_past_the_end_of_the_log_is_reported_every_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = filled_store(dir.path());
+    store.close().unwrap();
+    let segment = common::segment_files(dir.path()).remove(0);
+    let last = *common::records_of(&segment).last().unwrap();
+    let segment_id =
+        u64::from_str_radix(segment.file_stem().unwrap().to_str().unwrap().strip_prefix("segment-").unwrap(), 16)
+            .unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let record = &mut bytes[last.offset as usize..(last.offset + last.len) as usize];
+    record[16..24].copy_from_slice(&1_000_000u64.to_le_bytes());
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&segment_id.to_le_bytes());
+    crc.update(&record[8..]);
+    record[4..8].copy_from_slice(&crc.finalize().to_le_bytes());
+    std::fs::write(&segment, bytes).unwrap();
+
+    let store = Store::open_with(dir.path(), Options::default().segment_size(4096)).unwrap();
+    let is_past_end = |error: &Error| matches!(error, Error::Corruption { file, offset, .. } if *file == segment && *offset == last.offset);
+    let forward: Vec<_> = store.read_all(0).unwrap().collect();
+    assert!(forward.last().unwrap().as_ref().is_err_and(is_past_end), "forward: {:?}", forward.last());
+    let backward: Vec<_> = store.read_all_backward(None).unwrap().collect();
+    assert!(backward.last().unwrap().as_ref().is_err_and(is_past_end), "backward: {:?}", backward.last());
+    let visited = store.read_all_with(0, |_| ControlFlow::Continue(()));
+    assert!(visited.as_ref().is_err_and(is_past_end), "{visited:?}");
 }

@@ -39,6 +39,8 @@ pub struct AllIter {
     /// Positions in `[low, high]` are returned.
     low: u64,
     high: u64,
+    /// One past the last position published when the iterator was created.
+    end: u64,
     backward: bool,
     /// Reader of the segment at `segment_index`.
     reader: Option<SegmentReader>,
@@ -74,6 +76,7 @@ impl AllIter {
             offset,
             low,
             high,
+            end,
             backward,
             reader: None,
             backlog: Vec::new(),
@@ -183,6 +186,16 @@ impl AllIter {
                         Err(error) => return Some(Err(error)),
                     };
                     if decoded.position > self.high {
+                        // Every record of a segment before the last was published before
+                        // `end` was read: one past it is damage, as forward reading says.
+                        if decoded.position >= self.end && self.segment_index + 1 < self.segments.len() {
+                            let path = &reader.segment().path;
+                            return Some(Err(Error::corruption(
+                                path,
+                                offset,
+                                "record position is past the end of the log",
+                            )));
+                        }
                         break;
                     }
                     if decoded.kind == RecordKind::Event && decoded.position >= self.low {
