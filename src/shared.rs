@@ -33,6 +33,8 @@ pub(crate) struct Shared {
     pub(crate) snapshots: Snapshots,
     pub(crate) retention: RetentionTable,
     writer_stopped: AtomicBool,
+    /// Set when the store starts to close: a running compaction stops at its next chunk.
+    closing: AtomicBool,
 }
 
 impl Shared {
@@ -58,6 +60,7 @@ impl Shared {
             snapshots,
             retention,
             writer_stopped: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
         }
     }
 
@@ -68,6 +71,15 @@ impl Shared {
 
     pub(crate) fn writer_stopped(&self) -> bool {
         self.writer_stopped.load(Ordering::Acquire)
+    }
+
+    /// Asks long-running background work (compaction) to stop soon: the store is closing.
+    pub(crate) fn mark_closing(&self) {
+        self.closing.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
     }
 
     pub(crate) fn segments(&self) -> SegmentList {

@@ -77,7 +77,9 @@ impl std::fmt::Debug for LockGuardDebug {
 
 impl Handle {
     fn shutdown(&self) -> Result<()> {
-        // Stop compaction first: it may be waiting for nothing but must not outlive the lock.
+        // Stop compaction first: it may be waiting for nothing but must not outlive the lock;
+        // a running one stops at its next chunk.
+        self.shared.mark_closing();
         if let Some((sender, thread)) = self.compactor.lock().unwrap_or_else(|poison| poison.into_inner()).take() {
             drop(sender);
             if thread.join().is_err() {
@@ -599,7 +601,9 @@ impl Store {
     /// # Errors
     /// [`Error::Io`] if a file could not be written (the store is unchanged: the swap happens
     /// only after the new segment is durable); [`Error::Corruption`] if a record to copy
-    /// fails its checksum; the errors of [`Store::seal`].
+    /// fails its checksum; [`Error::Closed`] if the store is closed meanwhile (closing does
+    /// not wait for a long compaction: it stops at its next 64 KiB chunk, and the segments
+    /// it already swapped stay compacted); the errors of [`Store::seal`].
     ///
     /// ```
     /// use chronicle::{ExpectedVersion, NewEvent, Retention, Store};

@@ -96,6 +96,7 @@ fn run_thread(shared: &Shared, requests: &Receiver<CompactorRequest>) {
                 if discardable >= threshold {
                     match compact(shared) {
                         Ok(report) => tracing::info!(?report, "automatic compaction finished"),
+                        Err(Error::Closed) => tracing::info!("automatic compaction stopped: the store is closing"),
                         Err(error) => tracing::error!(%error, "automatic compaction failed"),
                     }
                 }

@@ -40,7 +40,7 @@ pub(crate) fn apply(shared: &Shared, run: &[SegmentPlan]) -> Result<u64> {
         created_unix_ms: unix_micros_now() / 1000,
     };
     let file = storage.open(&tmp, OpenMode::CreateNew).map_err(|e| Error::io("create compacted segment", &tmp, e))?;
-    let (mem, len, dropped) = match copy_survivors(run, new_id, &header, &*file, &tmp) {
+    let (mem, len, dropped) = match copy_survivors(shared, run, new_id, &header, &*file, &tmp) {
         Ok(done) => done,
         Err(error) => {
             drop(file);
@@ -88,6 +88,7 @@ pub(crate) fn apply(shared: &Shared, run: &[SegmentPlan]) -> Result<u64> {
 /// whole groups need no other marker). Returns the new index, the file length and the
 /// events dropped.
 fn copy_survivors(
+    shared: &Shared,
     run: &[SegmentPlan],
     new_id: u64,
     header: &SegmentHeader,
@@ -129,6 +130,11 @@ fn copy_survivors(
                 written += out.len() as u64;
                 out.clear();
                 std::thread::sleep(started.elapsed() * PAUSE_PER_BUSY);
+                // Closing does not wait for a long compaction: this run is abandoned (its
+                // temporary file removed), the runs already swapped stay.
+                if shared.closing() {
+                    return Err(Error::Closed);
+                }
             }
         }
     }
