@@ -151,3 +151,24 @@ fn a_checkpoint_of_segments_compaction_replaced_is_not_used() {
     assert_eq!(table(&store, &streams), expected);
     assert_eq!(expected[&streams[1]], None);
 }
+
+#[test]
+fn every_eighth_roll_writes_a_checkpoint_a_crash_image_starts_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let streams = names(30);
+    let store = Store::open_with(dir.path(), options()).unwrap();
+    assert!(!dir.path().join(CHECKPOINT).exists());
+    fill(&store, &streams, 30);
+    assert!(common::segment_files(dir.path()).len() > 9, "more than 8 rolls");
+    assert!(dir.path().join(CHECKPOINT).exists(), "written at a roll, before any close");
+    store.delete_stream(&streams[5], ExpectedVersion::Any).unwrap();
+    fill(&store, &streams[..4], 1);
+    let expected = table(&store, &streams);
+    let crashed = tempfile::tempdir().unwrap();
+    common::copy_store_dir(dir.path(), crashed.path());
+    drop(store);
+    let store = Store::open_with(crashed.path(), options()).unwrap();
+    assert_eq!(table(&store, &streams), expected);
+    drop(store);
+    assert_eq!(table_without_checkpoint(crashed.path(), &streams), expected);
+}

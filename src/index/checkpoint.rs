@@ -1,6 +1,6 @@
-//! The stream-table checkpoint: the whole stream table as of a clean close, so that the
-//! next open reads one file instead of the stream section of every segment's index (which
-//! costs streams × segments when streams span many segments).
+//! The stream-table checkpoint: the whole stream table as of a clean close (or every 8th
+//! segment roll), so that the next open reads one file instead of the stream section of
+//! every segment's index (which costs streams × segments when streams span many segments).
 //!
 //! Like index files it is derived data, written without fsync: a missing, damaged or stale
 //! checkpoint is ignored and the table is rebuilt from the index files. It names the

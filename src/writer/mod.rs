@@ -78,6 +78,8 @@ pub(crate) struct Writer {
     answered: bool,
     /// Requests in the last group the writer thread committed.
     last_group_requests: usize,
+    /// Segments sealed since the last stream-table checkpoint.
+    rolls_since_checkpoint: u32,
 }
 
 /// Outcome of checking one part's expected version.
@@ -105,6 +107,7 @@ impl Writer {
             waiters: Arc::new(Waiters::default()),
             answered: false,
             last_group_requests: 0,
+            rolls_since_checkpoint: 0,
         }
     }
 
@@ -510,7 +513,8 @@ impl Writer {
 
     /// Writes the stream-table checkpoint the next open starts from (failures are logged:
     /// without it the next open merges every index file's streams instead).
-    fn write_stream_checkpoint(&self) {
+    fn write_stream_checkpoint(&mut self) {
+        self.rolls_since_checkpoint = 0;
         let keys: Vec<_> = self
             .shared
             .segments()

@@ -10,6 +10,11 @@ use crate::index::file::{self, MappedIndex};
 use crate::segment::{Segment, naming};
 use crate::storage::{OpenMode, Storage};
 
+/// Rolls between two stream-table checkpoints. Writing one costs about 30 bytes per stream
+/// (3 MB and a few milliseconds of the writer's time for 100 000 streams), against the
+/// 8 segments' worth of data (512 MiB by default) written meanwhile.
+const STREAM_CHECKPOINT_ROLLS: u32 = 8;
+
 impl Writer {
     /// Seals the active segment (synced, index written) and makes a new one active.
     pub(super) fn roll(&mut self) -> Result<()> {
@@ -30,6 +35,13 @@ impl Writer {
         self.write_offset = SEGMENT_HEADER_BYTES as u64;
         // Segment::create fsynced the header.
         self.durable_len = self.write_offset;
+        // Every so many rolls, a stream-table checkpoint, so that an open after a crash
+        // merges the streams of at most that many segments rather than of all of them. Now
+        // is the moment: everything published is in sealed, synced segments.
+        self.rolls_since_checkpoint += 1;
+        if self.rolls_since_checkpoint >= STREAM_CHECKPOINT_ROLLS {
+            self.write_stream_checkpoint();
+        }
         Ok(())
     }
 }
