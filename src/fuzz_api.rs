@@ -345,8 +345,10 @@ pub const ENTRY_SEGMENT: u8 = 0;
 pub const ENTRY_INDEX: u8 = 1;
 /// A leftover temporary file (`segment-….idx.tmp`).
 pub const ENTRY_INDEX_TMP: u8 = 2;
-/// A file with a name the store does not use (`segment-….bak`); also kinds 5 to 7.
+/// A file with a name the store does not use (`segment-….bak`); also kinds 6 and 7.
 pub const ENTRY_OTHER: u8 = 3;
+/// The stream-table checkpoint `streams.chk` (the id byte is ignored).
+pub const ENTRY_STREAM_CHECKPOINT: u8 = 5;
 /// A snapshot file of stream [`SNAPSHOT_STREAMS`]`[id % 4]` at version `id / 4`.
 pub const ENTRY_SNAPSHOT: u8 = 4;
 /// Streams that `ENTRY_SNAPSHOT` files belong to (those of the seed stores).
@@ -373,6 +375,7 @@ pub fn directory_files(data: &[u8]) -> Vec<DirectoryFile> {
             ENTRY_INDEX => format!("{stem}.idx"),
             ENTRY_INDEX_TMP => format!("{stem}.idx.tmp"),
             ENTRY_SNAPSHOT => snapshot_file_name(SNAPSHOT_STREAMS[(id % 4) as usize], id / 4),
+            ENTRY_STREAM_CHECKPOINT => crate::index::checkpoint::CHECKPOINT_FILE.to_owned(),
             _ => format!("{stem}.bak"),
         };
         if kind & ENTRY_RESEAL != 0 {
@@ -386,6 +389,7 @@ pub fn directory_files(data: &[u8]) -> Vec<DirectoryFile> {
                 }
                 ENTRY_INDEX => reseal_index(&mut bytes),
                 ENTRY_SNAPSHOT => reseal_snapshot(&mut bytes),
+                ENTRY_STREAM_CHECKPOINT => crate::index::checkpoint::reseal(&mut bytes),
                 _ => {}
             }
         }

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chronicle::fuzz_api::operations::{self, EventSpec, Expect, Fault, Op, PERIODIC_INTERVAL, PartSpec, Recovery};
 use chronicle::fuzz_api::{
-    self, ENTRY_INDEX, ENTRY_INDEX_TMP, ENTRY_OTHER, ENTRY_RESEAL, ENTRY_SEGMENT, ENTRY_SNAPSHOT, MODE_RESEAL,
-    SNAPSHOT_STREAMS,
+    self, ENTRY_INDEX, ENTRY_INDEX_TMP, ENTRY_OTHER, ENTRY_RESEAL, ENTRY_SEGMENT, ENTRY_SNAPSHOT,
+    ENTRY_STREAM_CHECKPOINT, MODE_RESEAL, SNAPSHOT_STREAMS,
 };
 use chronicle::{Durability, ExpectedVersion, NewEvent, Options, Store};
 
@@ -168,6 +168,10 @@ fn real_store_files() -> BTreeMap<String, (u8, u8, Vec<u8>)> {
             files.insert(name.clone(), (ENTRY_SNAPSHOT, id, std::fs::read(dir.path().join(&name)).unwrap()));
             continue;
         }
+        if name == "streams.chk" {
+            files.insert(name.clone(), (ENTRY_STREAM_CHECKPOINT, 0, std::fs::read(dir.path().join(&name)).unwrap()));
+            continue;
+        }
         let Some(rest) = name.strip_prefix("segment-") else { continue };
         let (hex, ext) = rest.split_once('.').unwrap();
         let id = u8::try_from(u64::from_str_radix(hex, 16).unwrap()).unwrap();
@@ -314,6 +318,11 @@ fn generate_seed_corpus() {
     let checkpoint = &mut huge_checkpoint.get_mut(&last_index_name).unwrap().2;
     *checkpoint = index_with_record_count(checkpoint, u32::MAX);
     add("open_directory", "checkpoint-record-count-u32-max", directory_input(&huge_checkpoint, false));
+    let mut damaged_streams = files.clone();
+    let streams_chk = &mut damaged_streams.get_mut("streams.chk").expect("a closed store has a checkpoint").2;
+    let middle = streams_chk.len() / 2;
+    streams_chk[middle] ^= 0x20;
+    add("open_directory", "stream-checkpoint-damaged", directory_input(&damaged_streams, false));
     let mut leftovers = Vec::new();
     fuzz_api::encode_directory_entry(&mut leftovers, ENTRY_INDEX_TMP, 1, b"half an index");
     fuzz_api::encode_directory_entry(&mut leftovers, ENTRY_OTHER, 1, b"not ours");

@@ -184,6 +184,15 @@ pub(crate) fn write(storage: &dyn Storage, dir: &Path, bytes: &[u8]) -> std::io:
     crate::storage::write_derived(storage, &dir.join(CHECKPOINT_FILE), &tmp, bytes)
 }
 
+/// Recomputes the checkpoint's checksum in place (for the fuzz targets).
+pub(crate) fn reseal(bytes: &mut [u8]) {
+    let Some(body_len) = bytes.len().checked_sub(4) else { return };
+    let crc = crc32_salted(0, bytes.get(..body_len).unwrap_or_default());
+    if let Some(field) = bytes.get_mut(body_len..) {
+        field.copy_from_slice(&crc.to_le_bytes());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
