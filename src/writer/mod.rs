@@ -3,19 +3,28 @@
 //! whole group into one buffer, writes it with one write, makes it durable with one
 //! fdatasync (as the durability mode asks), publishes it to readers, then answers callers.
 //! Batch size thus follows disk latency: while one fsync runs, the next group queues.
+//!
+//! `handle` is the callers' side (the queue, the thread's loop, inline commits), `answer`
+//! the slots callers wait on, `check` the expected-version checks, `roll` sealing a
+//! segment, `validate` the checks a caller makes before sending anything.
 
 mod answer;
+mod check;
+mod handle;
 mod ids;
+
+pub(crate) use self::handle::{AppendAnswer, WriterHandle, append, spawn};
 pub(crate) mod roll;
 pub(crate) mod validate;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, never, select, tick};
+use crossbeam_channel::{Receiver, Sender};
 
 use self::answer::{AnswerSlot, Waiters};
+use self::check::Check;
 use self::ids::IdGenerator;
 use self::validate::WritePart;
 use crate::clock::unix_micros_now;
@@ -25,7 +34,7 @@ use crate::format::record::{self, RecordFields, RecordKind};
 use crate::index::checkpoint;
 use crate::index::streams::StreamState;
 use crate::index::{IndexEntry, SegmentIndex};
-use crate::options::{Durability, GROUP_BYTES_MAX, WRITER_QUEUE_DEPTH_MAX};
+use crate::options::{Durability, GROUP_BYTES_MAX};
 use crate::segment::Segment;
 use crate::shared::Shared;
 
@@ -80,13 +89,6 @@ pub(crate) struct Writer {
     last_group_requests: usize,
     /// Segments sealed since the last stream-table checkpoint.
     rolls_since_checkpoint: u32,
-}
-
-/// Outcome of checking one part's expected version.
-enum Check {
-    Proceed(Option<u64>),
-    Idempotent(AppendResult),
-    Fail(Error),
 }
 
 impl Writer {
@@ -283,78 +285,6 @@ impl Writer {
         total
     }
 
-    /// The stream's state including this group's unpublished changes.
-    fn current_state(&self, stream: &str) -> StreamState {
-        self.group.overlay.get(stream).copied().or_else(|| self.shared.stream_state(stream)).unwrap_or_default()
-    }
-
-    fn check_parts(&self, parts: &[WritePart]) -> Vec<Check> {
-        parts.iter().map(|part| self.check_part(part)).collect()
-    }
-
-    fn check_part(&self, part: &WritePart) -> Check {
-        let state = self.current_state(&part.stream);
-        if state.deleted {
-            return Check::Fail(Error::StreamDeleted { stream: part.stream.to_string() });
-        }
-        let actual = state.last_version;
-        let ok = match part.expected {
-            ExpectedVersion::Any => true,
-            ExpectedVersion::NoStream => actual.is_none(),
-            ExpectedVersion::StreamExists => actual.is_some(),
-            ExpectedVersion::Exact(v) => actual == Some(v),
-        };
-        if ok {
-            return Check::Proceed(actual);
-        }
-        let first_version = match part.expected {
-            ExpectedVersion::NoStream => Some(0),
-            ExpectedVersion::Exact(v) => v.checked_add(1),
-            ExpectedVersion::Any | ExpectedVersion::StreamExists => None,
-        };
-        if let Some(first_version) = first_version
-            && !part.tombstone
-            && let Some(result) = self.already_appended(part, first_version)
-        {
-            return Check::Idempotent(result);
-        }
-        Check::Fail(Error::WrongExpectedVersion { stream: part.stream.to_string(), expected: part.expected, actual })
-    }
-
-    /// If the stream already holds exactly these events (by id) from `first_version` on,
-    /// what appending them returned.
-    fn already_appended(&self, part: &WritePart, first_version: u64) -> Option<AppendResult> {
-        let ids: Option<Vec<u128>> = part.events.iter().map(|e| e.id).collect();
-        let ids = ids?;
-        let count = ids.len() as u64;
-        let last_version = first_version.checked_add(count - 1)?;
-        if self.shared.stream_state(&part.stream)?.last_version? < last_version {
-            return None;
-        }
-        let stored = crate::read::StreamIter::new(
-            Arc::clone(&self.shared),
-            &part.stream,
-            first_version,
-            Some(last_version),
-            false,
-        )
-        .ok()?;
-        let mut result = AppendResult { first_version, last_version, first_position: 0, last_position: 0 };
-        let mut seen = 0u64;
-        for (event, id) in stored.zip(&ids) {
-            let event = event.ok()?;
-            if event.id != *id || event.version != first_version + seen {
-                return None;
-            }
-            if seen == 0 {
-                result.first_position = event.position;
-            }
-            result.last_position = event.position;
-            seen += 1;
-        }
-        (seen == count).then_some(result)
-    }
-
     fn encode_part(&mut self, part: &WritePart, last_version: Option<u64>, timestamp_us: u64) -> AppendResult {
         let segment_id = self.active.id();
         let first_version = last_version.map_or(0, |v| v + 1);
@@ -531,156 +461,3 @@ impl Writer {
 /// The longest the writer waits for the callers of its previous group to send their next
 /// appends (see [`Writer::worth_gathering`]): a fraction of an fsync.
 const GATHER_WAIT_MAX: Duration = Duration::from_micros(100);
-
-/// How long the writer polls for the next request before it sleeps: a caller that appends
-/// again right after its answer then finds the writer awake (no wake-up system call and
-/// scheduling delay on either side).
-const WRITER_SPIN: Duration = Duration::from_micros(50);
-
-/// Polls `receiver` for up to `spin` before giving up; yields the CPU between polls after
-/// a short busy phase so a spinning thread never starves the thread it waits for.
-pub(crate) fn spin_recv<T>(receiver: &Receiver<T>, spin: Duration) -> Option<T> {
-    let started = Instant::now();
-    let mut polls = 0u32;
-    loop {
-        if let Ok(message) = receiver.try_recv() {
-            return Some(message);
-        }
-        polls += 1;
-        if polls.is_multiple_of(64) {
-            if started.elapsed() >= spin {
-                return None;
-            }
-            std::thread::yield_now();
-        } else {
-            std::hint::spin_loop();
-        }
-    }
-}
-
-/// The writer as callers see it: the [`Writer`] behind a lock, its request queue, and the
-/// doorbell that wakes the writer thread.
-///
-/// Queued requests are served by the writer thread, which gathers all of them into one group
-/// (one write, one fdatasync). Without `Durability::Sync` an append finding the queue empty
-/// and the writer free commits on its own thread instead: the group then holds no fsync, so
-/// it takes the lock for microseconds, and the append saves the two thread hand-offs that
-/// would otherwise cost more than the write itself. With `Sync` every append queues, so that
-/// concurrent appends share fsyncs rather than each taking the lock for one.
-pub(crate) struct WriterHandle {
-    writer: Mutex<Writer>,
-    waiters: Arc<Waiters>,
-    requests: Sender<Request>,
-    doorbell: Sender<()>,
-    inline_appends: bool,
-}
-
-impl std::fmt::Debug for WriterHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WriterHandle").field("inline_appends", &self.inline_appends).finish_non_exhaustive()
-    }
-}
-
-impl WriterHandle {
-    fn lock(&self) -> MutexGuard<'_, Writer> {
-        // A panic while holding the lock leaves the writer as consistent as any error would
-        // (the group is rebuilt from scratch on each flush); keep serving.
-        self.writer.lock().unwrap_or_else(|poison| poison.into_inner())
-    }
-
-    fn try_lock(&self) -> Option<MutexGuard<'_, Writer>> {
-        match self.writer.try_lock() {
-            Ok(guard) => Some(guard),
-            Err(TryLockError::Poisoned(poison)) => Some(poison.into_inner()),
-            Err(TryLockError::WouldBlock) => None,
-        }
-    }
-
-    /// Queues `request` for the writer thread and wakes it.
-    ///
-    /// # Errors
-    /// [`Error::Closed`] if the writer thread has stopped.
-    pub(crate) fn send(&self, request: Request) -> Result<()> {
-        self.requests.send(request).map_err(|_| Error::Closed)?;
-        // A full doorbell already holds a wake-up the thread has not taken yet; it drains the
-        // queue after taking it, so this request is served either way.
-        let _ = self.doorbell.try_send(());
-        Ok(())
-    }
-}
-
-/// Starts the writer thread.
-pub(crate) fn spawn(writer: Writer) -> Result<(Arc<WriterHandle>, std::thread::JoinHandle<()>)> {
-    let shared = Arc::clone(&writer.shared);
-    let (requests, queue) = crossbeam_channel::bounded(WRITER_QUEUE_DEPTH_MAX);
-    let (doorbell, rings) = crossbeam_channel::bounded(1);
-    let inline_appends = shared.options.durability != Durability::Sync;
-    let waiters = Arc::clone(&writer.waiters);
-    let handle = Arc::new(WriterHandle { writer: Mutex::new(writer), waiters, requests, doorbell, inline_appends });
-    let thread_handle = Arc::clone(&handle);
-    let thread = std::thread::Builder::new()
-        .name("chronicle-writer".into())
-        .spawn(move || {
-            // Marks the writer stopped however the thread ends (a panic included), so callers
-            // waiting for an answer stop waiting.
-            struct Stopped(Arc<Shared>);
-            impl Drop for Stopped {
-                fn drop(&mut self) {
-                    self.0.mark_writer_stopped();
-                }
-            }
-            let _stopped = Stopped(shared);
-            run(&thread_handle, &queue, &rings);
-        })
-        .map_err(|e| Error::io("spawn writer thread", std::path::PathBuf::new(), e))?;
-    Ok((handle, thread))
-}
-
-/// The writer thread's loop; returns once shut down. The thread owns the queue's receiver,
-/// so requests sent after it stops fail with [`Error::Closed`] instead of waiting forever.
-fn run(handle: &WriterHandle, queue: &Receiver<Request>, rings: &Receiver<()>) {
-    let ticker = match handle.lock().shared.options.durability {
-        Durability::Periodic(interval) => tick(interval),
-        _ => never(),
-    };
-    loop {
-        if spin_recv(rings, WRITER_SPIN).is_none() {
-            select! {
-                recv(rings) -> ring => if ring.is_err() { return },
-                recv(ticker) -> _ => {
-                    handle.lock().periodic_sync();
-                    continue;
-                }
-            }
-        }
-        if handle.lock().drain(queue) {
-            return;
-        }
-    }
-}
-
-/// An append's answer.
-pub(crate) type AppendAnswer = Result<Vec<AppendResult>>;
-
-/// Appends `parts`: inline if the writer allows it and is free, else through the writer
-/// thread, waiting for the answer.
-pub(crate) fn append(
-    shared: &Shared,
-    handle: &WriterHandle,
-    parts: Vec<WritePart>,
-    spin: Option<Duration>,
-) -> AppendAnswer {
-    let slot = AnswerSlot::current();
-    // Only with an empty queue: queued appends came first and the writer thread is (about
-    // to be) serving them.
-    if handle.inline_appends
-        && handle.requests.is_empty()
-        && let Some(mut writer) = handle.try_lock()
-    {
-        writer.append_inline(parts, Arc::clone(&slot));
-        drop(writer);
-        return slot.take().unwrap_or(Err(Error::Closed));
-    }
-    handle.send(Request::Append { parts, reply: Arc::clone(&slot) })?;
-    slot.wait(&handle.waiters, shared, spin)
-}
