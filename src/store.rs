@@ -642,9 +642,11 @@ impl Store {
         &self.shared().dir
     }
 
-    /// Shuts the store down: finishes queued appends, syncs, writes the index checkpoint so
-    /// the next open reads no segment contents, stops the writer and releases the lock once
-    /// no clone remains. Other clones get [`Error::Closed`] on writes afterwards.
+    /// Shuts the store down: stops a running compaction at its next chunk (its `compact`
+    /// call returns [`Error::Closed`]), finishes queued appends, syncs, writes the index
+    /// checkpoint and the stream-table checkpoint so the next open reads no segment contents
+    /// and one small file of streams, stops the writer and releases the lock once no clone
+    /// remains. Other clones get [`Error::Closed`] on writes afterwards.
     ///
     /// # Errors
     /// The final fsync's error, or [`Error::Poisoned`] if the store had failed earlier.
