@@ -1,14 +1,15 @@
 //! The one-shot answer slot an appending thread waits on, and the condition variable all
 //! waiters of one store sleep on.
 //!
-//! The writer fills the slots of a whole commit group, then wakes every waiter with one
-//! `notify_all`: one system call per group, where waking each caller on its own would cost
-//! one per append, serially on the writer thread, longer than the fsync itself with 64
-//! callers. Waiters sleep without spinning first (unless the answer is due within
-//! microseconds): a channel's blocking receive would spin and yield, taking the CPU from
-//! the writer thread that is to answer them.
+//! The writer fills the slots of a whole commit group, then wakes the waiters with one
+//! `notify_all` per shard that has any: a few system calls per group, where waking each
+//! caller on its own would cost one per append, serially on the writer thread, longer than
+//! the fsync itself with 64 callers. Waiters are spread over shards so that, once woken,
+//! they do not all queue for one mutex. They sleep without spinning first (unless the
+//! answer is due within microseconds): a channel's blocking receive would spin and yield,
+//! taking the CPU from the writer thread that is to answer them.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,22 +23,40 @@ pub(crate) struct AnswerSlot {
     answer: Mutex<Option<AppendAnswer>>,
     /// Set after `answer` is filled: lets a waiter poll without the lock.
     ready: AtomicBool,
+    /// Which shard of [`Waiters`] this thread sleeps on.
+    shard: usize,
 }
+
+/// Shards of [`Waiters`]: threads are spread over them in turn.
+const WAITER_SHARDS: usize = 8;
+
+/// Hands out shards to threads in turn.
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
 
 /// Where the callers of one store sleep until their answers are ready.
 #[derive(Debug, Default)]
 pub(crate) struct Waiters {
-    lock: Mutex<()>,
+    shards: [WaiterShard; WAITER_SHARDS],
+}
+
+/// One condition variable and the number of threads asleep on it.
+#[derive(Debug, Default)]
+struct WaiterShard {
+    sleeping: Mutex<usize>,
     answered: Condvar,
 }
 
 impl Waiters {
     /// Wakes every waiter (call after filling the slots of a group).
     pub(crate) fn notify_all(&self) {
-        // Taking the lock orders this wake-up after any waiter's check of its slot: a waiter
-        // either saw its answer or is already asleep on the condition variable.
-        drop(self.lock.lock().unwrap_or_else(|poison| poison.into_inner()));
-        self.answered.notify_all();
+        for shard in &self.shards {
+            // Taking the lock orders this wake-up after any waiter's check of its slot: a
+            // waiter either saw its answer or is counted and asleep on the condition variable.
+            let sleeping = *shard.sleeping.lock().unwrap_or_else(|poison| poison.into_inner());
+            if sleeping > 0 {
+                shard.answered.notify_all();
+            }
+        }
     }
 }
 
@@ -52,7 +71,8 @@ thread_local! {
 
 impl AnswerSlot {
     fn for_current_thread() -> Self {
-        AnswerSlot { answer: Mutex::new(None), ready: AtomicBool::new(false) }
+        let shard = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % WAITER_SHARDS;
+        AnswerSlot { answer: Mutex::new(None), ready: AtomicBool::new(false), shard }
     }
 
     /// The calling thread's slot, emptied.
@@ -97,7 +117,8 @@ impl AnswerSlot {
                 }
             }
         }
-        let mut guard = waiters.lock.lock().unwrap_or_else(|poison| poison.into_inner());
+        let shard = waiters.shards.get(self.shard).unwrap_or(&waiters.shards[0]);
+        let mut sleeping = shard.sleeping.lock().unwrap_or_else(|poison| poison.into_inner());
         loop {
             if let Some(answer) = self.take() {
                 return answer;
@@ -107,10 +128,12 @@ impl AnswerSlot {
                 return self.take().unwrap_or(Err(Error::Closed));
             }
             // Wake-ups for other waiters, or spurious ones, just loop.
-            guard = match waiters.answered.wait_timeout(guard, STOPPED_CHECK) {
+            *sleeping += 1;
+            sleeping = match shard.answered.wait_timeout(sleeping, STOPPED_CHECK) {
                 Ok((guard, _)) => guard,
                 Err(poison) => poison.into_inner().0,
             };
+            *sleeping -= 1;
         }
     }
 }
