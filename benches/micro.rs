@@ -69,28 +69,15 @@ fn read_stream(c: &mut Criterion) {
         }
         store.append("target", ExpectedVersion::Any, [NewEvent::new(EVENT_TYPE, payload.clone())]).expect("append");
     }
+    let read_target = |store: &Store| {
+        store.read_stream(black_box("target"), 0).expect("read").map(|e| e.expect("event").data.len()).sum::<usize>()
+    };
     let mut group = c.benchmark_group("read_stream");
     group.throughput(Throughput::Elements(100));
-    group.bench_function("100_events_active_segment", |b| {
-        b.iter(|| {
-            store
-                .read_stream(black_box("target"), 0)
-                .expect("read")
-                .map(|e| e.expect("event").data.len())
-                .sum::<usize>()
-        })
-    });
+    group.bench_function("100_events_active_segment", |b| b.iter(|| read_target(&store)));
     // The same stream once its segment is sealed (mapped index file).
     store.seal().expect("seal");
-    group.bench_function("100_events_sealed_segment", |b| {
-        b.iter(|| {
-            store
-                .read_stream(black_box("target"), 0)
-                .expect("read")
-                .map(|e| e.expect("event").data.len())
-                .sum::<usize>()
-        })
-    });
+    group.bench_function("100_events_sealed_segment", |b| b.iter(|| read_target(&store)));
     group.finish();
 }
 

@@ -260,20 +260,7 @@ impl Engine for SqliteEngine {
         let mut statement = conn.prepare_cached(
             "SELECT position, stream_id, version, event_type, data, metadata, created_at FROM events ORDER BY position",
         )?;
-        let mut rows = statement.query([])?;
-        let mut count = 0;
-        let mut acc = 0;
-        while let Some(row) = rows.next()? {
-            let position: i64 = row.get(0)?;
-            let texts = row.get_ref(1)?.as_str()?.len() + row.get_ref(3)?.as_str()?.len();
-            let version: i64 = row.get(2)?;
-            let created_at: i64 = row.get(6)?;
-            let data = row.get_ref(4)?.as_blob()?;
-            let metadata = row.get_ref(5)?.as_blob()?;
-            acc = digest(acc, version as u64, position as u64, created_at as u128, texts, metadata, data);
-            count += 1;
-        }
-        Ok((count, acc))
+        digest_rows(statement.query([])?)
     }
 
     fn read_stream(&self, stream: &str) -> Res<usize> {
@@ -282,21 +269,9 @@ impl Engine for SqliteEngine {
             "SELECT position, stream_id, version, event_type, data, metadata, created_at FROM events \
              WHERE stream_id = ?1 ORDER BY version",
         )?;
-        let mut rows = statement.query([stream])?;
-        let mut count = 0;
-        let mut acc = 0;
-        while let Some(row) = rows.next()? {
-            let position: i64 = row.get(0)?;
-            let texts = row.get_ref(1)?.as_str()?.len() + row.get_ref(3)?.as_str()?.len();
-            let version: i64 = row.get(2)?;
-            let created_at: i64 = row.get(6)?;
-            let data = row.get_ref(4)?.as_blob()?;
-            let metadata = row.get_ref(5)?.as_blob()?;
-            acc = digest(acc, version as u64, position as u64, created_at as u128, texts, metadata, data);
-            count += 1;
-        }
+        let (count, acc) = digest_rows(statement.query([stream])?)?;
         std::hint::black_box(acc);
-        Ok(count)
+        Ok(count as usize)
     }
 
     fn probe(&self, stream: &str) -> Res<Option<u64>> {
@@ -333,6 +308,24 @@ fn encode_value(position: u64, timestamp_us: u64, id: u128, metadata: &[u8], dat
 }
 
 /// Decodes a value (and folds it into a digest); `None` if it is malformed.
+/// Reads every row of `SELECT position, stream_id, version, event_type, data, metadata,
+/// created_at` into the digest; returns the row count and the digest.
+fn digest_rows(mut rows: rusqlite::Rows<'_>) -> Res<(u64, u64)> {
+    let mut count = 0;
+    let mut acc = 0;
+    while let Some(row) = rows.next()? {
+        let position: i64 = row.get(0)?;
+        let texts = row.get_ref(1)?.as_str()?.len() + row.get_ref(3)?.as_str()?.len();
+        let version: i64 = row.get(2)?;
+        let created_at: i64 = row.get(6)?;
+        let data = row.get_ref(4)?.as_blob()?;
+        let metadata = row.get_ref(5)?.as_blob()?;
+        acc = digest(acc, version as u64, position as u64, created_at as u128, texts, metadata, data);
+        count += 1;
+    }
+    Ok((count, acc))
+}
+
 fn digest_value(acc: u64, version: u64, stream_len: usize, value: &[u8]) -> Option<u64> {
     let position = u64::from_le_bytes(value.get(0..8)?.try_into().ok()?);
     let _timestamp = u64::from_le_bytes(value.get(8..16)?.try_into().ok()?);
