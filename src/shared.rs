@@ -66,11 +66,13 @@ impl Shared {
 
     /// Set when the writer thread has exited: no request will be answered any more.
     pub(crate) fn mark_writer_stopped(&self) {
-        self.writer_stopped.store(true, Ordering::Release);
+        // SeqCst, paired with the load in `writer_stopped`: a caller that queued a request and
+        // then sees `false` is sure the stopping writer has yet to drain the queue.
+        self.writer_stopped.store(true, Ordering::SeqCst);
     }
 
     pub(crate) fn writer_stopped(&self) -> bool {
-        self.writer_stopped.load(Ordering::Acquire)
+        self.writer_stopped.load(Ordering::SeqCst)
     }
 
     /// Asks long-running background work (compaction) to stop soon: the store is closing.

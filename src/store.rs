@@ -89,11 +89,7 @@ impl Handle {
         let Some(thread) = self.writer_thread.lock().unwrap_or_else(|poison| poison.into_inner()).take() else {
             return Ok(());
         };
-        let (reply, answer) = bounded(1);
-        let result = match self.writer.send(Request::Shutdown { reply }) {
-            Ok(()) => answer.recv().unwrap_or(Err(Error::Closed)),
-            Err(_) => Err(Error::Closed),
-        };
+        let result = self.writer.call(&self.shared, |reply| Request::Shutdown { reply });
         if thread.join().is_err() {
             tracing::error!("writer thread panicked");
         }
@@ -438,9 +434,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn sync(&self) -> Result<()> {
-        let (reply, answer) = bounded(1);
-        self.handle.writer.send(Request::Sync { reply })?;
-        answer.recv().map_err(|_| Error::Closed)?
+        self.handle.writer.call(self.shared(), |reply| Request::Sync { reply })
     }
 
     /// Seals the active segment (if it holds any event) so that everything appended so far
@@ -456,9 +450,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn seal(&self) -> Result<()> {
-        let (reply, answer) = bounded(1);
-        self.handle.writer.send(Request::Seal { reply })?;
-        answer.recv().map_err(|_| Error::Closed)?
+        self.handle.writer.call(self.shared(), |reply| Request::Seal { reply })
     }
 
     fn nudge_compactor(&self) {

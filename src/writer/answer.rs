@@ -61,7 +61,7 @@ impl Waiters {
 }
 
 /// How often a parked caller checks that the writer is still running.
-const STOPPED_CHECK: Duration = Duration::from_millis(20);
+pub(crate) const STOPPED_CHECK: Duration = Duration::from_millis(20);
 
 thread_local! {
     /// Each thread's slot: a thread has at most one append in flight, so one slot serves

@@ -4,9 +4,9 @@
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, never, select, tick};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, never, select, tick};
 
-use super::answer::{AnswerSlot, Waiters};
+use super::answer::{AnswerSlot, STOPPED_CHECK, Waiters};
 use super::validate::WritePart;
 use super::{Request, Writer};
 use crate::error::{Error, Result};
@@ -89,6 +89,47 @@ impl WriterHandle {
         let _ = self.doorbell.try_send(());
         Ok(())
     }
+
+    /// Sends the request `make` builds around a reply channel and waits for the answer.
+    /// Returns [`Error::Closed`] if the writer stops without answering, whenever the request
+    /// was queued: the writer refuses what it finds queued when it stops, and a request
+    /// queued after that is noticed by the stopped flag (checked every [`STOPPED_CHECK`]).
+    ///
+    /// # Errors
+    /// The writer's answer, or [`Error::Closed`].
+    pub(crate) fn call(&self, shared: &Shared, make: impl FnOnce(Sender<Result<()>>) -> Request) -> Result<()> {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        self.send(make(reply))?;
+        loop {
+            match answer.recv_timeout(STOPPED_CHECK) {
+                Ok(result) => return result,
+                Err(RecvTimeoutError::Disconnected) => return Err(Error::Closed),
+                Err(RecvTimeoutError::Timeout) if shared.writer_stopped() => {
+                    // An answer sent before the writer stopped is already here.
+                    return answer.try_recv().unwrap_or(Err(Error::Closed));
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+        }
+    }
+}
+
+/// Answers every request still queued when the writer thread stops with [`Error::Closed`]:
+/// the queue's senders live as long as any `Store` clone, so without this a request queued
+/// behind `Shutdown` would keep its reply channel open and its caller waiting forever.
+fn refuse_queued(queue: &Receiver<Request>, waiters: &Waiters) {
+    let mut refused_appends = false;
+    while let Ok(request) = queue.try_recv() {
+        match request {
+            Request::Append { reply, .. } => refused_appends |= reply.send(Err(Error::Closed)),
+            Request::Sync { reply } | Request::Seal { reply } | Request::Shutdown { reply } => {
+                let _ = reply.send(Err(Error::Closed));
+            }
+        }
+    }
+    if refused_appends {
+        waiters.notify_all();
+    }
 }
 
 /// Starts the writer thread.
@@ -103,15 +144,23 @@ pub(crate) fn spawn(writer: Writer) -> Result<(Arc<WriterHandle>, std::thread::J
     let thread = std::thread::Builder::new()
         .name("chronicle-writer".into())
         .spawn(move || {
-            // Marks the writer stopped however the thread ends (a panic included), so callers
-            // waiting for an answer stop waiting.
-            struct Stopped(Arc<Shared>);
-            impl Drop for Stopped {
+            // Marks the writer stopped however the thread ends (a panic included), then refuses
+            // whatever is still queued, so every caller waiting for an answer stops waiting:
+            // one that queued before the flag was set is refused here, one that queued after
+            // it sees the flag.
+            struct Stopped<'a> {
+                shared: Arc<Shared>,
+                queue: &'a Receiver<Request>,
+                waiters: &'a Waiters,
+            }
+            impl Drop for Stopped<'_> {
                 fn drop(&mut self) {
-                    self.0.mark_writer_stopped();
+                    self.shared.mark_writer_stopped();
+                    refuse_queued(self.queue, self.waiters);
                 }
             }
-            let _stopped = Stopped(shared);
+            let queue = queue;
+            let _stopped = Stopped { shared, queue: &queue, waiters: &thread_handle.waiters };
             run(&thread_handle, &queue, &rings);
         })
         .map_err(|e| Error::io("spawn writer thread", std::path::PathBuf::new(), e))?;
