@@ -147,6 +147,24 @@ impl NewEvent {
     pub fn id(&self) -> Option<u128> {
         self.id
     }
+
+    /// The correlation id, if the caller set one.
+    ///
+    /// ```
+    /// assert_eq!(chronicle::NewEvent::new("A", "").with_correlation_id(3).correlation_id(), Some(3));
+    /// ```
+    pub fn correlation_id(&self) -> Option<u128> {
+        self.correlation_id
+    }
+
+    /// The causation id, if the caller set one.
+    ///
+    /// ```
+    /// assert_eq!(chronicle::NewEvent::new("A", "").causation_id(), None);
+    /// ```
+    pub fn causation_id(&self) -> Option<u128> {
+        self.causation_id
+    }
 }
 
 /// An event as stored: the caller's fields plus what the store assigned.

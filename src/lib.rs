@@ -35,27 +35,27 @@
 #![deny(clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-#[doc(hidden)]
-pub mod bench_api;
 mod clock;
 mod compaction;
 mod error;
 mod event;
 mod format;
-#[doc(hidden)]
-pub mod fuzz_api;
 mod index;
+#[cfg(feature = "__internal")]
+#[doc(hidden)]
+pub mod internal;
 mod options;
 mod read;
 mod recovery;
+mod retention;
 mod segment;
 mod shared;
 mod snapshot;
 pub mod storage;
 mod store;
+mod validate;
 mod writer;
 
-pub use crate::compaction::retention::Retention;
 pub use crate::compaction::{AUTO_COMPACTION_CHECK_INTERVAL, CompactionReport};
 pub use crate::error::{Error, Result};
 pub use crate::event::{AppendResult, EventView, ExpectedVersion, NewEvent, RecordedEvent, StreamAppend};
@@ -65,5 +65,6 @@ pub use crate::options::{
     STREAM_ID_BYTES_MAX, WRITER_QUEUE_DEPTH_MAX,
 };
 pub use crate::read::{AllIter, StreamIter};
+pub use crate::retention::Retention;
 pub use crate::snapshot::{SNAPSHOT_BYTES_MAX, SNAPSHOTS_KEPT, Snapshot};
 pub use crate::store::Store;

@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use crate::compaction::retention::Retention;
 use crate::error::{Error, Result};
 use crate::format::record::{DURABLE_MARK_BYTES, RECORD_HEADER_BYTES};
 use crate::format::segment_header::SEGMENT_HEADER_BYTES;
+use crate::retention::Retention;
 
 /// Longest stream id, in bytes of UTF-8.
 pub const STREAM_ID_BYTES_MAX: usize = 1024;
@@ -19,15 +19,15 @@ pub const BATCH_STREAMS_MAX: usize = 1 << 16;
 pub const WRITER_QUEUE_DEPTH_MAX: usize = 4096;
 /// Most bytes the writer gathers into one write + fdatasync before it starts another.
 pub const GROUP_BYTES_MAX: usize = 8 << 20;
-/// Smallest accepted `segment_size`.
+/// Smallest accepted `segment_bytes`.
 pub const SEGMENT_BYTES_MIN: u64 = 4096;
-/// Largest accepted `segment_size` (record offsets are 32-bit).
+/// Largest accepted `segment_bytes` (record offsets are 32-bit).
 pub const SEGMENT_BYTES_MAX: u64 = 1 << 31;
-/// Default `segment_size`: 64 MiB.
+/// Default `segment_bytes`: 64 MiB.
 pub const SEGMENT_BYTES_DEFAULT: u64 = 64 << 20;
-/// Default `max_event_size`: 4 MiB (data + metadata + stream id + event type + header).
+/// Default `event_bytes_max`: 4 MiB (data + metadata + stream id + event type + header).
 pub const EVENT_BYTES_MAX_DEFAULT: usize = 4 << 20;
-/// Default `max_batch_size`: 16 MiB (all events of one append, encoded).
+/// Default `batch_bytes_max`: 16 MiB (all events of one append, encoded).
 pub const BATCH_BYTES_MAX_DEFAULT: usize = 16 << 20;
 
 const _: () = assert!(SEGMENT_BYTES_MIN > (SEGMENT_HEADER_BYTES + RECORD_HEADER_BYTES) as u64);
@@ -63,7 +63,7 @@ pub enum Durability {
 ///
 /// ```
 /// use chronicle::{Durability, Options};
-/// let options = Options::default().durability(Durability::Sync).segment_size(64 << 20);
+/// let options = Options::default().durability(Durability::Sync).segment_bytes(64 << 20);
 /// # let _ = options;
 /// ```
 #[derive(Debug, Clone)]
@@ -107,12 +107,18 @@ impl Options {
     ///
     /// ```
     /// # use chronicle::Options;
-    /// let options = Options::default().segment_size(8 << 20);
+    /// let options = Options::default().segment_bytes(8 << 20);
     /// # let _ = options;
     /// ```
-    pub fn segment_size(mut self, segment_bytes: u64) -> Self {
+    pub fn segment_bytes(mut self, segment_bytes: u64) -> Self {
         self.segment_bytes = segment_bytes;
         self
+    }
+
+    /// The former name of [`Options::segment_bytes`], kept so that existing code compiles.
+    #[doc(hidden)]
+    pub fn segment_size(self, segment_bytes: u64) -> Self {
+        self.segment_bytes(segment_bytes)
     }
 
     /// Sets the largest encoded event in bytes (default 4 MiB). An event is its data,
@@ -120,12 +126,18 @@ impl Options {
     ///
     /// ```
     /// # use chronicle::Options;
-    /// let options = Options::default().max_event_size(1 << 20);
+    /// let options = Options::default().event_bytes_max(1 << 20);
     /// # let _ = options;
     /// ```
-    pub fn max_event_size(mut self, event_bytes_max: usize) -> Self {
+    pub fn event_bytes_max(mut self, event_bytes_max: usize) -> Self {
         self.event_bytes_max = event_bytes_max;
         self
+    }
+
+    /// The former name of [`Options::event_bytes_max`], kept so that existing code compiles.
+    #[doc(hidden)]
+    pub fn max_event_size(self, event_bytes_max: usize) -> Self {
+        self.event_bytes_max(event_bytes_max)
     }
 
     /// Sets the largest encoded append (all its events) in bytes (default 16 MiB).
@@ -133,12 +145,18 @@ impl Options {
     ///
     /// ```
     /// # use chronicle::Options;
-    /// let options = Options::default().max_batch_size(32 << 20);
+    /// let options = Options::default().batch_bytes_max(32 << 20);
     /// # let _ = options;
     /// ```
-    pub fn max_batch_size(mut self, batch_bytes_max: usize) -> Self {
+    pub fn batch_bytes_max(mut self, batch_bytes_max: usize) -> Self {
         self.batch_bytes_max = batch_bytes_max;
         self
+    }
+
+    /// The former name of [`Options::batch_bytes_max`], kept so that existing code compiles.
+    #[doc(hidden)]
+    pub fn max_batch_size(self, batch_bytes_max: usize) -> Self {
+        self.batch_bytes_max(batch_bytes_max)
     }
 
     /// Sets the retention of streams without their own rule (default
@@ -172,20 +190,20 @@ impl Options {
     pub(crate) fn validate(&self) -> Result<()> {
         if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&self.segment_bytes) {
             return Err(Error::invalid(format!(
-                "segment_size {} is outside {SEGMENT_BYTES_MIN}..={SEGMENT_BYTES_MAX} bytes",
+                "segment_bytes {} is outside {SEGMENT_BYTES_MIN}..={SEGMENT_BYTES_MAX} bytes",
                 self.segment_bytes
             )));
         }
         if self.event_bytes_max < RECORD_HEADER_BYTES + 2 {
             return Err(Error::invalid(format!(
-                "max_event_size {} cannot hold even an empty event ({} bytes)",
+                "event_bytes_max {} cannot hold even an empty event ({} bytes)",
                 self.event_bytes_max,
                 RECORD_HEADER_BYTES + 2
             )));
         }
         if self.batch_bytes_max < self.event_bytes_max.min(self.segment_payload_bytes()) {
             return Err(Error::invalid(format!(
-                "max_batch_size {} is smaller than max_event_size {}",
+                "batch_bytes_max {} is smaller than event_bytes_max {}",
                 self.batch_bytes_max, self.event_bytes_max
             )));
         }
@@ -203,13 +221,26 @@ impl Options {
         (self.segment_bytes as usize).saturating_sub(SEGMENT_HEADER_BYTES + DURABLE_MARK_BYTES)
     }
 
-    /// The effective largest append: `max_batch_size`, capped to what fits in a segment.
-    pub(crate) fn batch_bytes_limit(&self) -> usize {
+    /// The largest encoded append this store accepts: [`Options::batch_bytes_max`], capped
+    /// so that one append always fits in one segment.
+    ///
+    /// ```
+    /// # use chronicle::Options;
+    /// let options = Options::default().segment_bytes(1 << 20).batch_bytes_max(8 << 20);
+    /// assert!(options.effective_batch_bytes_max() < 1 << 20);
+    /// ```
+    pub fn effective_batch_bytes_max(&self) -> usize {
         self.batch_bytes_max.min(self.segment_payload_bytes())
     }
 
-    /// The effective largest event: `max_event_size`, capped to the batch limit.
-    pub(crate) fn event_bytes_limit(&self) -> usize {
-        self.event_bytes_max.min(self.batch_bytes_limit())
+    /// The largest encoded event this store accepts: [`Options::event_bytes_max`], capped
+    /// to [`Options::effective_batch_bytes_max`].
+    ///
+    /// ```
+    /// # use chronicle::Options;
+    /// assert_eq!(Options::default().effective_event_bytes_max(), chronicle::EVENT_BYTES_MAX_DEFAULT);
+    /// ```
+    pub fn effective_event_bytes_max(&self) -> usize {
+        self.event_bytes_max.min(self.effective_batch_bytes_max())
     }
 }

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-use crate::compaction::retention::RetentionTable;
 use crate::index::streams::{StreamState, StreamTable};
 use crate::options::Options;
 use crate::recovery::Recovered;
+use crate::retention::RetentionTable;
 use crate::segment::Segment;
 use crate::snapshot::Snapshots;
 use crate::storage::Storage;

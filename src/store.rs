@@ -7,18 +7,18 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Sender, bounded};
 
-use crate::compaction::retention::{Retention, RetentionTable};
 use crate::compaction::{self, CompactionReport, CompactorRequest};
 use crate::error::{Error, Result};
 use crate::event::{AppendResult, EventView, ExpectedVersion, NewEvent, StreamAppend};
 use crate::options::{BATCH_STREAMS_MAX, Durability, Options};
 use crate::read::{AllIter, StreamIter};
 use crate::recovery::recover;
+use crate::retention::{Retention, RetentionTable};
 use crate::segment::naming::LOCK_FILE;
 use crate::shared::Shared;
 use crate::snapshot::{Snapshot, Snapshots};
 use crate::storage::{FileSystem, LockError, LockGuard, Storage};
-use crate::writer::validate::{self, WritePart};
+use crate::validate::{self, WritePart};
 use crate::writer::{self, Request, Writer, WriterHandle};
 
 /// How long an append without fsync polls for its answer before sleeping.

@@ -13,13 +13,13 @@ use chronicle::{
 };
 use common::{read_all, segment_bytes_total};
 
-/// Fixed part of every encoded event (documented on `Options::max_event_size`).
+/// Fixed part of every encoded event (documented on `Options::event_bytes_max`).
 const EVENT_HEADER_BYTES: usize = 64;
 const EVENT_BYTES_MAX: usize = 3000;
 const BATCH_BYTES_MAX: usize = 7500;
 
 fn options() -> Options {
-    Options::default().max_event_size(EVENT_BYTES_MAX).max_batch_size(BATCH_BYTES_MAX)
+    Options::default().event_bytes_max(EVENT_BYTES_MAX).batch_bytes_max(BATCH_BYTES_MAX)
 }
 
 /// A store that already holds a few events, so "nothing written" is checked against
@@ -106,12 +106,12 @@ fn bad_events_are_rejected() {
     assert_rejected(&store, &before, store.append("new", some, second_bad), "empty event type");
     let long_type = NewEvent::new("t".repeat(EVENT_TYPE_BYTES_MAX + 1), "");
     assert_rejected(&store, &before, store.append("existing", some, [long_type]), "event type");
-    assert_rejected(&store, &before, store.append("s", some, [event_of_size(EVENT_BYTES_MAX + 1)]), "max_event_size");
+    assert_rejected(&store, &before, store.append("s", some, [event_of_size(EVENT_BYTES_MAX + 1)]), "event_bytes_max");
     let heavy_metadata = NewEvent::new("T", "").with_metadata(vec![0u8; EVENT_BYTES_MAX]);
-    assert_rejected(&store, &before, store.append("s", some, [heavy_metadata]), "max_event_size");
+    assert_rejected(&store, &before, store.append("s", some, [heavy_metadata]), "event_bytes_max");
     // Correlation and causation ids count towards the event's size (16 bytes each).
     let with_ids = event_of_size(EVENT_BYTES_MAX - 16).with_correlation_id(1).with_causation_id(2);
-    assert_rejected(&store, &before, store.append("s", some, [with_ids]), "max_event_size");
+    assert_rejected(&store, &before, store.append("s", some, [with_ids]), "event_bytes_max");
     // Expected-version checks come after validation: a bad event with a wrong expected
     // version is still InvalidInput.
     assert_rejected(
@@ -136,13 +136,13 @@ fn oversized_batches_are_rejected() {
     let before = snapshot(&store);
     let three_full = || (0..3).map(|_| event_of_size(EVENT_BYTES_MAX)).collect::<Vec<_>>();
 
-    assert_rejected(&store, &before, store.append("s", ExpectedVersion::Any, three_full()), "max_batch_size");
+    assert_rejected(&store, &before, store.append("s", ExpectedVersion::Any, three_full()), "batch_bytes_max");
     // The limit covers all parts of an append_multi together.
     let parts = [
         StreamAppend::new("a", ExpectedVersion::Any, [event_of_size(EVENT_BYTES_MAX), event_of_size(EVENT_BYTES_MAX)]),
         StreamAppend::new("b", ExpectedVersion::Any, [event_of_size(EVENT_BYTES_MAX)]),
     ];
-    assert_rejected(&store, &before, store.append_multi(parts), "max_batch_size");
+    assert_rejected(&store, &before, store.append_multi(parts), "batch_bytes_max");
 
     let exactly = [
         event_of_size(EVENT_BYTES_MAX),
@@ -176,13 +176,13 @@ fn invalid_options_are_rejected_before_anything_is_created() {
     let parent = tempfile::tempdir().unwrap();
     let dir = parent.path().join("store");
     let cases = [
-        (Options::default().segment_size(100), "segment_size"),
-        (Options::default().segment_size(SEGMENT_BYTES_MIN - 1), "segment_size"),
-        (Options::default().segment_size(SEGMENT_BYTES_MAX + 1), "segment_size"),
-        (Options::default().segment_size(0), "segment_size"),
-        (Options::default().max_event_size(10), "max_event_size"),
-        (Options::default().max_event_size(0), "max_event_size"),
-        (Options::default().max_event_size(4096).max_batch_size(1000), "max_batch_size"),
+        (Options::default().segment_bytes(100), "segment_bytes"),
+        (Options::default().segment_bytes(SEGMENT_BYTES_MIN - 1), "segment_bytes"),
+        (Options::default().segment_bytes(SEGMENT_BYTES_MAX + 1), "segment_bytes"),
+        (Options::default().segment_bytes(0), "segment_bytes"),
+        (Options::default().event_bytes_max(10), "event_bytes_max"),
+        (Options::default().event_bytes_max(0), "event_bytes_max"),
+        (Options::default().event_bytes_max(4096).batch_bytes_max(1000), "batch_bytes_max"),
         (Options::default().durability(Durability::Periodic(Duration::ZERO)), "periodic"),
     ];
     for (options, mentions) in cases {
@@ -198,9 +198,9 @@ fn invalid_options_are_rejected_before_anything_is_created() {
         assert!(!dir.exists(), "{options:?}: the store directory was created");
     }
     for options in [
-        Options::default().segment_size(SEGMENT_BYTES_MIN),
-        Options::default().segment_size(SEGMENT_BYTES_MAX),
-        Options::default().max_event_size(4096).max_batch_size(4096),
+        Options::default().segment_bytes(SEGMENT_BYTES_MIN),
+        Options::default().segment_bytes(SEGMENT_BYTES_MAX),
+        Options::default().event_bytes_max(4096).batch_bytes_max(4096),
     ] {
         Store::open_with(&dir, options).unwrap().close().unwrap();
     }

@@ -18,7 +18,7 @@ static ALLOCATOR: alloc_probe::LargestAllocation = alloc_probe::LargestAllocatio
 const ALLOCATION_BYTES_MAX: usize = 16 << 20;
 
 fn options() -> Options {
-    Options::default().segment_size(4096).durability(Durability::Buffered)
+    Options::default().segment_bytes(4096).durability(Durability::Buffered)
 }
 
 fn segment_name(id: u64) -> String {

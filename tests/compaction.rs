@@ -26,7 +26,7 @@ fn all_events(store: &Store) -> Vec<RecordedEvent> {
 }
 
 fn small_segments() -> Options {
-    Options::default().segment_size(4096)
+    Options::default().segment_bytes(4096)
 }
 
 /// A store whose "private" stream holds SECRET in data and metadata across many segments,
@@ -245,7 +245,7 @@ fn compaction_is_off_by_default() {
 #[test]
 fn closing_during_a_compaction_stops_it_without_losing_an_event() {
     let dir = tempfile::tempdir().unwrap();
-    let options = Options::default().segment_size(1 << 20).durability(Durability::Buffered);
+    let options = Options::default().segment_bytes(1 << 20).durability(Durability::Buffered);
     let store = Store::open_with(dir.path(), options.clone()).unwrap();
     let data = vec![7u8; 2000];
     for i in 0..6000u32 {

@@ -16,7 +16,7 @@ use chronicle::{Error, ExpectedVersion, NewEvent, Options, RecordedEvent, Retent
 use common::{index_files, read_all, read_all_backward, read_stream, segment_files};
 
 fn small_segments() -> Options {
-    Options::default().segment_size(4096)
+    Options::default().segment_bytes(4096)
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

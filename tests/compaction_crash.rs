@@ -141,7 +141,7 @@ fn automatic_compaction_never_erases_durable_events_for_lost_ones() {
     let root = tempfile::tempdir().unwrap();
     let (dir, image) = (root.path().join("live"), root.path().join("image"));
     let storage = Arc::new(DurableLengths::default());
-    let options = Options::default().durability(Durability::Buffered).segment_size(4096).compaction_threshold(1);
+    let options = Options::default().durability(Durability::Buffered).segment_bytes(4096).compaction_threshold(1);
     let store = Store::open_with_storage(&dir, options, storage.clone()).unwrap();
     for i in 0..60 {
         store.append("s", ExpectedVersion::Any, [event(i)]).unwrap();
@@ -174,7 +174,7 @@ const SEGMENT_4: &str = "segment-0000000000000004";
 fn an_orphaned_index_file_is_not_taken_for_a_new_segment_with_its_id() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("live");
-    let options = Options::default().segment_size(4096);
+    let options = Options::default().segment_bytes(4096);
     let store = Store::open_with(&dir, options.clone()).unwrap();
     // Segment 1: k0..k4; segment 2: k5; segment 3 active and empty.
     store.append("k", ExpectedVersion::NoStream, (0..5).map(event)).unwrap();

@@ -166,7 +166,7 @@ fn parse_batch(data: &[u8]) -> (String, usize, usize) {
 #[test]
 fn readers_never_see_part_of_an_append_multi() {
     let dir = tempfile::tempdir().unwrap();
-    let options = Options::default().durability(Durability::Buffered).segment_size(16 << 10);
+    let options = Options::default().durability(Durability::Buffered).segment_bytes(16 << 10);
     let store = Store::open_with(dir.path(), options).unwrap();
     let writers_done = Arc::new(AtomicBool::new(false));
     let batches_per_writer = 150;

@@ -13,7 +13,7 @@ use common::{RecordSpan, copy_store_dir, flip_bit, read_all, read_stream, record
 const BYSTANDERS: [&str; 3] = ["bystander-0", "bystander-1", "bystander-2"];
 
 fn options() -> Options {
-    Options::default().segment_size(4096)
+    Options::default().segment_bytes(4096)
 }
 
 /// A closed store whose events alternate between "victim" and the bystanders, in four

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chronicle::storage::SimStorage;
 use chronicle::{Durability, ExpectedVersion, NewEvent, Options, Store};
+use chronicle_testkit::SimStorage;
 
 const DIR: &str = "/store";
 /// A crash image that keeps only durable bytes and directory entries.

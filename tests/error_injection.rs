@@ -12,8 +12,8 @@ mod crash_support;
 
 use std::sync::Arc;
 
-use chronicle::storage::{InjectedError, SimStorage};
 use chronicle::{Error, ExpectedVersion, Store};
+use chronicle_testkit::{InjectedError, SimStorage};
 use crash_support::{Acks, Workload, check_appends_work, check_store, part_events, plan, small_segments};
 
 const DIR: &str = "/error-injection/store";

@@ -149,7 +149,7 @@ fn generate_format_fixture() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_with(dir.path(), Options::default().segment_size(4096)).unwrap();
+    let store = Store::open_with(dir.path(), Options::default().segment_bytes(4096)).unwrap();
     let event = |position: u64, event_type: &str| {
         let mut event = NewEvent::new(event_type, data_of(position)).with_metadata(metadata_of(position));
         if position.is_multiple_of(2) {

@@ -1,5 +1,5 @@
 //! Replays every committed fuzz seed (`fuzz/corpus/<target>/*`) through the same
-//! `chronicle::fuzz_api` entry points the cargo-fuzz targets call: no panic (in any thread),
+//! `chronicle_testkit` entry points the cargo-fuzz targets call: no panic (in any thread),
 //! no broken invariant, no large allocation driven by the bytes. Also holds the generator of
 //! the seed corpora (an ignored test, run by hand).
 
@@ -9,12 +9,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use chronicle::fuzz_api::operations::{self, EventSpec, Expect, Fault, Op, PERIODIC_INTERVAL, PartSpec, Recovery};
-use chronicle::fuzz_api::{
+use chronicle::{Durability, ExpectedVersion, NewEvent, Options, Store};
+use chronicle_testkit::codecs::{
     self, ENTRY_INDEX, ENTRY_INDEX_TMP, ENTRY_OTHER, ENTRY_RESEAL, ENTRY_SEGMENT, ENTRY_SNAPSHOT,
     ENTRY_STREAM_CHECKPOINT, MODE_RESEAL, SNAPSHOT_STREAMS,
 };
-use chronicle::{Durability, ExpectedVersion, NewEvent, Options, Store};
+use chronicle_testkit::operations::{self, EventSpec, Expect, Fault, Op, PERIODIC_INTERVAL, PartSpec, Recovery};
 
 #[global_allocator]
 static ALLOCATOR: alloc_probe::LargestAllocation = alloc_probe::LargestAllocation;
@@ -30,15 +30,15 @@ fn corpus_root() -> PathBuf {
 
 fn replay(target: &str, data: &[u8]) -> Result<bool, String> {
     match target {
-        "record_decoder" => fuzz_api::record_decoder_target(data),
-        "segment_header" => fuzz_api::segment_header_target(data),
-        "index_file" => fuzz_api::index_file_target(data),
-        "snapshot_file" => fuzz_api::snapshot_file_target(data),
+        "record_decoder" => codecs::record_decoder_target(data),
+        "segment_header" => codecs::segment_header_target(data),
+        "index_file" => codecs::index_file_target(data),
+        "snapshot_file" => codecs::snapshot_file_target(data),
         "open_directory" => {
             let root = tempfile::tempdir().expect("tempdir");
-            fuzz_api::open_directory_target(data, &root.path().join("store"))
+            codecs::open_directory_target(data, &root.path().join("store"))
         }
-        "operations" => fuzz_api::operations_target(data),
+        "operations" => chronicle_testkit::operations_target(data),
         other => panic!("fuzz/corpus/{other} has no replay arm in tests/fuzz_corpus.rs"),
     }
 }
@@ -112,10 +112,11 @@ fn a_stream_never_reads_the_same_version_twice() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("store");
     std::fs::create_dir_all(&dir).unwrap();
-    for file in fuzz_api::directory_files(&known_bug("open_directory-forged-duplicate-version")) {
+    for file in codecs::directory_files(&known_bug("open_directory-forged-duplicate-version")) {
         std::fs::write(dir.join(&file.name), &file.bytes).unwrap();
     }
-    let store = Store::open_with(&dir, Options::default().segment_size(4096).durability(Durability::Buffered)).unwrap();
+    let store =
+        Store::open_with(&dir, Options::default().segment_bytes(4096).durability(Durability::Buffered)).unwrap();
     let _ = store.compact();
     let mut last: Option<u64> = None;
     for event in store.read_stream("order-0", 0).unwrap() {
@@ -132,7 +133,7 @@ fn a_stream_never_reads_the_same_version_twice() {
 /// Files of a small real store: `(kind, segment id, bytes)` by file name.
 fn real_store_files() -> BTreeMap<String, (u8, u8, Vec<u8>)> {
     let dir = tempfile::tempdir().unwrap();
-    let options = Options::default().segment_size(4096).durability(Durability::Buffered);
+    let options = Options::default().segment_bytes(4096).durability(Durability::Buffered);
     let store = Store::open_with(dir.path(), options).unwrap();
     let streams = ["order-1", "order-2", "käse-λ"];
     for i in 0..45u32 {
@@ -162,9 +163,9 @@ fn real_store_files() -> BTreeMap<String, (u8, u8, Vec<u8>)> {
             // harness names them as the store does.
             let id = (0..64u8)
                 .find(|&id| {
-                    fuzz_api::snapshot_file_name(SNAPSHOT_STREAMS[usize::from(id % 4)], u64::from(id / 4)) == name
+                    codecs::snapshot_file_name(SNAPSHOT_STREAMS[usize::from(id % 4)], u64::from(id / 4)) == name
                 })
-                .unwrap_or_else(|| panic!("snapshot file {name} is not named as fuzz_api names it"));
+                .unwrap_or_else(|| panic!("snapshot file {name} is not named as the codecs name it"));
             files.insert(name.clone(), (ENTRY_SNAPSHOT, id, std::fs::read(dir.path().join(&name)).unwrap()));
             continue;
         }
@@ -183,14 +184,14 @@ fn real_store_files() -> BTreeMap<String, (u8, u8, Vec<u8>)> {
         files.insert(name.clone(), (kind, id, std::fs::read(dir.path().join(&name)).unwrap()));
     }
     assert!(files.len() >= 7, "the seed store should have several sealed segments: {:?}", files.keys());
-    assert!(files.len() <= fuzz_api::DIRECTORY_FILES_MAX, "too many files for one input: {:?}", files.keys());
+    assert!(files.len() <= codecs::DIRECTORY_FILES_MAX, "too many files for one input: {:?}", files.keys());
     files
 }
 
 fn directory_input(files: &BTreeMap<String, (u8, u8, Vec<u8>)>, reseal: bool) -> Vec<u8> {
     let mut out = Vec::new();
     for (kind, id, bytes) in files.values() {
-        fuzz_api::encode_directory_entry(&mut out, kind | if reseal { ENTRY_RESEAL } else { 0 }, *id, bytes);
+        codecs::encode_directory_entry(&mut out, kind | if reseal { ENTRY_RESEAL } else { 0 }, *id, bytes);
     }
     out
 }
@@ -209,7 +210,7 @@ fn last_of_kind(files: &BTreeMap<String, (u8, u8, Vec<u8>)>, kind: u8) -> String
 fn index_with_record_count(index: &[u8], record_count: u32) -> Vec<u8> {
     let mut bytes = index.to_vec();
     bytes[56..60].copy_from_slice(&record_count.to_le_bytes());
-    fuzz_api::reseal_index(&mut bytes);
+    codecs::reseal_index(&mut bytes);
     bytes
 }
 
@@ -224,20 +225,11 @@ fn generate_seed_corpus() {
     let mut add = |target: &'static str, name: &str, bytes: Vec<u8>| seeds.push((target, name.to_owned(), bytes));
 
     // record_decoder
-    let one = fuzz_api::encode_record(1, 0, 0, "order-1", "Placed", b"meta", b"{\"total\":42}", true);
+    let one = codecs::encode_record(1, 0, 0, "order-1", "Placed", b"meta", b"{\"total\":42}", true);
     add("record_decoder", "one-record", with_mode(0, &one));
     let mut three = Vec::new();
     for position in 0..3 {
-        three.extend(fuzz_api::encode_record(
-            1,
-            position,
-            position,
-            "s",
-            "T",
-            b"",
-            &[position as u8; 9],
-            position == 2,
-        ));
+        three.extend(codecs::encode_record(1, position, position, "s", "T", b"", &[position as u8; 9], position == 2));
     }
     add("record_decoder", "three-records-one-group", with_mode(0, &three));
     let mut torn = three.clone();
@@ -254,7 +246,7 @@ fn generate_seed_corpus() {
     add("record_decoder", "length-u32-max", with_mode(0, &huge_len));
     add("record_decoder", "zeros", vec![0; 129]);
     add("record_decoder", "empty", Vec::new());
-    let salt_other = fuzz_api::encode_record(2, 0, 0, "x", "T", b"", b"", true);
+    let salt_other = codecs::encode_record(2, 0, 0, "x", "T", b"", b"", true);
     add("record_decoder", "other-segment-salt", with_mode(0, &salt_other));
 
     // segment_header, index_file, open_directory: from a real store
@@ -288,9 +280,9 @@ fn generate_seed_corpus() {
     add("index_file", "reseal-stream-count-1000", with_mode(MODE_RESEAL, &counts));
     add("index_file", "header-only", with_mode(MODE_RESEAL, &first_index[..64]));
 
-    let snapshot = fuzz_api::encode_snapshot("order-1", 5, b"state");
+    let snapshot = codecs::encode_snapshot("order-1", 5, b"state");
     add("snapshot_file", "valid", with_mode(0, &snapshot));
-    add("snapshot_file", "empty-state", with_mode(0, &fuzz_api::encode_snapshot("s", 0, b"")));
+    add("snapshot_file", "empty-state", with_mode(0, &codecs::encode_snapshot("s", 0, b"")));
     add("snapshot_file", "truncated", with_mode(0, &snapshot[..snapshot.len() - 3]));
     let mut long_stream = snapshot.clone();
     long_stream[32..36].copy_from_slice(&u32::MAX.to_le_bytes());
@@ -324,14 +316,14 @@ fn generate_seed_corpus() {
     streams_chk[middle] ^= 0x20;
     add("open_directory", "stream-checkpoint-damaged", directory_input(&damaged_streams, false));
     let mut leftovers = Vec::new();
-    fuzz_api::encode_directory_entry(&mut leftovers, ENTRY_INDEX_TMP, 1, b"half an index");
-    fuzz_api::encode_directory_entry(&mut leftovers, ENTRY_OTHER, 1, b"not ours");
+    codecs::encode_directory_entry(&mut leftovers, ENTRY_INDEX_TMP, 1, b"half an index");
+    codecs::encode_directory_entry(&mut leftovers, ENTRY_OTHER, 1, b"not ours");
     add("open_directory", "leftovers-only", leftovers);
     let mut header_only = Vec::new();
-    fuzz_api::encode_directory_entry(&mut header_only, ENTRY_SEGMENT, 1, &first_log[..64]);
+    codecs::encode_directory_entry(&mut header_only, ENTRY_SEGMENT, 1, &first_log[..64]);
     add("open_directory", "header-only-segment", header_only);
     let mut wrong_id = Vec::new();
-    fuzz_api::encode_directory_entry(&mut wrong_id, ENTRY_SEGMENT, 2, first_log);
+    codecs::encode_directory_entry(&mut wrong_id, ENTRY_SEGMENT, 2, first_log);
     add("open_directory", "header-id-differs-from-name", wrong_id);
 
     for (name, durability, ops) in operation_seeds() {

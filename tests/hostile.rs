@@ -80,7 +80,7 @@ fn path_shaped_stream_ids_never_create_files_outside_the_store() {
     let dir = parent.path().join("store");
     let outside_absolute = [Path::new("/abs"), Path::new("/tmp/chronicle-hostile-escape")];
     let absolute_before: Vec<bool> = outside_absolute.iter().map(|p| p.exists()).collect();
-    let store = Store::open_with(&dir, Options::default().segment_size(4096)).unwrap();
+    let store = Store::open_with(&dir, Options::default().segment_bytes(4096)).unwrap();
     let before = tree(parent.path());
     let ids = hostile_stream_ids();
     for (i, stream) in ids.iter().enumerate() {
@@ -141,7 +141,7 @@ fn segment_ids(dir: &Path) -> Vec<u64> {
 /// A closed store with a few events in `parent/store`; returns its directory.
 fn small_store(parent: &Path) -> PathBuf {
     let dir = parent.join("store");
-    let store = Store::open_with(&dir, Options::default().segment_size(4096)).unwrap();
+    let store = Store::open_with(&dir, Options::default().segment_bytes(4096)).unwrap();
     for i in 0..20u8 {
         store.append("s", ExpectedVersion::Any, [NewEvent::new("T", vec![i; 300])]).unwrap();
     }
@@ -174,7 +174,7 @@ fn check_link_not_written_through(link_name: impl Fn(&Path) -> String, target_ex
     let link = dir.join(link_name(&dir));
     std::os::unix::fs::symlink(&target, &link).unwrap();
 
-    let store = Store::open_with(&dir, Options::default().segment_size(4096)).unwrap();
+    let store = Store::open_with(&dir, Options::default().segment_bytes(4096)).unwrap();
     // Either may fail (the store cannot create its file); neither may touch the target.
     let sealed = store.seal();
     let appended = store.append("s", ExpectedVersion::Any, [NewEvent::new("T", "after")]);

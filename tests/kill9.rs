@@ -30,7 +30,7 @@ const RUN_MS_MAX: u64 = 250;
 
 fn options() -> Options {
     // Small segments: kills also land in rolls and index writes.
-    Options::default().segment_size(64 << 10)
+    Options::default().segment_bytes(64 << 10)
 }
 
 fn format_ack(acked: &Acked) -> String {

@@ -6,7 +6,7 @@ use chronicle::{Error, ExpectedVersion, NewEvent, Options, Store};
 
 fn store_with_two_segments() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_with(dir.path(), Options::default().segment_size(4096)).unwrap();
+    let store = Store::open_with(dir.path(), Options::default().segment_bytes(4096)).unwrap();
     store.append("a", ExpectedVersion::NoStream, [NewEvent::new("A0", "first")]).unwrap();
     store.seal().unwrap();
     store.append("a", ExpectedVersion::Exact(0), [NewEvent::new("A1", "second")]).unwrap();

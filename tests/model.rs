@@ -17,8 +17,8 @@ use std::cell::Cell;
 use std::collections::BTreeSet;
 
 use chronicle::Durability;
-use chronicle::fuzz_api::model::STREAMS;
-use chronicle::fuzz_api::operations::{
+use chronicle_testkit::model::STREAMS;
+use chronicle_testkit::operations::{
     self, EventSpec, Expect, Fault, Op, PERIODIC_INTERVAL, PartSpec, Recovery, RunStats,
 };
 use proptest::prelude::*;

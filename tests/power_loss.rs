@@ -10,8 +10,8 @@ mod crash_support;
 
 use std::sync::Arc;
 
-use chronicle::storage::SimStorage;
 use chronicle::{Durability, Store};
+use chronicle_testkit::SimStorage;
 use crash_support::{Acks, Op, RunLog, StreamRef, Workload, check_appends_work, check_store, plan, small_segments};
 
 const DIR: &str = "/power-loss/store";

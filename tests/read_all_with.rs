@@ -19,7 +19,7 @@ fn visited(store: &Store, from: u64) -> Result<Vec<RecordedEvent>, Error> {
 }
 
 fn filled_store(dir: &std::path::Path) -> Store {
-    let store = Store::open_with(dir, Options::default().segment_size(4096)).unwrap();
+    let store = Store::open_with(dir, Options::default().segment_bytes(4096)).unwrap();
     for i in 0..120u32 {
         let stream = format!("stream-{}", i % 7);
         let event = NewEvent::new(format!("Type{}", i % 3), format!("data {i}"))
@@ -70,7 +70,7 @@ fn a_damaged_record_is_reported_not_visited() {
     bytes[(damaged.offset + damaged.len - 1) as usize] ^= 0x01;
     std::fs::write(&segment, bytes).unwrap();
 
-    let store = Store::open_with(dir.path(), Options::default().segment_size(4096)).unwrap();
+    let store = Store::open_with(dir.path(), Options::default().segment_bytes(4096)).unwrap();
     let mut seen = Vec::new();
     let result = store.read_all_with(0, |event| {
         seen.push(event.to_recorded());
@@ -107,7 +107,7 @@ fn a_record_past_the_end_of_the_log_is_reported_every_way() {
     record[4..8].copy_from_slice(&crc.finalize().to_le_bytes());
     std::fs::write(&segment, bytes).unwrap();
 
-    let store = Store::open_with(dir.path(), Options::default().segment_size(4096)).unwrap();
+    let store = Store::open_with(dir.path(), Options::default().segment_bytes(4096)).unwrap();
     let is_past_end = |error: &Error| matches!(error, Error::Corruption { file, offset, .. } if *file == segment && *offset == last.offset);
     let forward: Vec<_> = store.read_all(0).unwrap().collect();
     assert!(forward.last().unwrap().as_ref().is_err_and(is_past_end), "forward: {:?}", forward.last());

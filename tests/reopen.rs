@@ -129,7 +129,7 @@ fn sync_then_drop_keeps_buffered_appends() {
 
 /// A closed store with several sealed segments and an active one; returns what it held.
 fn multi_segment_store(dir: &Path) -> Observed {
-    let store = Store::open_with(dir, Options::default().segment_size(4096)).unwrap();
+    let store = Store::open_with(dir, Options::default().segment_bytes(4096)).unwrap();
     fill(&store, 120);
     let observed = observe(&store);
     store.close().unwrap();
@@ -139,7 +139,7 @@ fn multi_segment_store(dir: &Path) -> Observed {
 }
 
 fn reopen_small(dir: &Path) -> Store {
-    Store::open_with(dir, Options::default().segment_size(4096)).unwrap()
+    Store::open_with(dir, Options::default().segment_bytes(4096)).unwrap()
 }
 
 #[test]

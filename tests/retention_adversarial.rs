@@ -23,7 +23,7 @@ fn fill(store: &Store, stream: &str, from: u64, to: u64) {
 }
 
 fn small_segments() -> Options {
-    Options::default().segment_size(4096)
+    Options::default().segment_bytes(4096)
 }
 
 #[test]

@@ -13,7 +13,7 @@ use common::{file_len, index_files, positions, read_all, read_all_backward, read
 const SEGMENT_BYTES: u64 = 4096;
 
 fn small_segments() -> Options {
-    Options::default().segment_size(SEGMENT_BYTES).durability(Durability::Buffered)
+    Options::default().segment_bytes(SEGMENT_BYTES).durability(Durability::Buffered)
 }
 
 /// (stream, version, data) of each event, in position order.

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use chronicle::storage::{InjectedError, SimStorage};
 use chronicle::{Error, ExpectedVersion, NewEvent, Options, Store};
+use chronicle_testkit::{InjectedError, SimStorage};
 
 #[test]
 fn unreadable_snapshot_is_an_io_error_not_a_fallback() {

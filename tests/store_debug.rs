@@ -8,7 +8,7 @@ use chronicle::{ExpectedVersion, NewEvent, Options, Store};
 fn debug_of_a_store_and_its_iterators_does_not_touch_the_mapped_bytes() {
     let dir = tempfile::tempdir().unwrap();
     // The active segment is mapped with 1 MiB of capacity over a file of a few hundred bytes.
-    let store = Store::open_with(dir.path(), Options::default().segment_size(1 << 20)).unwrap();
+    let store = Store::open_with(dir.path(), Options::default().segment_bytes(1 << 20)).unwrap();
     store.append("s", ExpectedVersion::Any, [NewEvent::new("T", vec![0xAB; 100])]).unwrap();
     let text = format!("{store:?}");
     assert!(text.contains("Store"), "{text}");

@@ -12,7 +12,7 @@ use std::path::Path;
 const CHECKPOINT: &str = "streams.chk";
 
 fn options() -> Options {
-    Options::default().segment_size(4096)
+    Options::default().segment_bytes(4096)
 }
 
 /// Every stream's version as the store reports it, deleted streams as `None`.

@@ -1,5 +1,5 @@
 //! Fuzz target `open_directory`: the input becomes a store directory of segment, index and
-//! leftover files (layout: `chronicle::fuzz_api::directory_files`), which is opened with
+//! leftover files (layout: `chronicle_testkit::codecs::directory_files`), which is opened with
 //! `Store::open_with` and read every way. No panic, no unbounded allocation, no endless
 //! iteration; errors are fine.
 #![no_main]
@@ -12,5 +12,5 @@ static ALLOCATOR: chronicle_fuzz::AllocationGuard = chronicle_fuzz::AllocationGu
 fuzz_target!(|data: &[u8]| {
     let root = tempfile::tempdir().expect("temporary directory");
     let dir = root.path().join("store");
-    chronicle_fuzz::check_verdict("open_directory", chronicle::fuzz_api::open_directory_target(data, &dir));
+    chronicle_fuzz::check_verdict("open_directory", chronicle_testkit::codecs::open_directory_target(data, &dir));
 });

@@ -2,7 +2,7 @@
 //! operations (appends with every expected-version kind, append_multi, retries, reads,
 //! deletions, snapshots, compaction, sync, seal, power loss, clean reopen, and faults at the
 //! Nth I/O call followed by a power loss or a restart) run on the simulated storage against
-//! an in-memory model (layout: `chronicle::fuzz_api::operations`). Every answer and, after
+//! an in-memory model (layout: `chronicle_testkit::operations`). Every answer and, after
 //! every operation and every recovery, the store's whole visible content must be what the
 //! model allows.
 #![no_main]
@@ -13,5 +13,5 @@ use libfuzzer_sys::fuzz_target;
 static ALLOCATOR: chronicle_fuzz::AllocationGuard = chronicle_fuzz::AllocationGuard;
 
 fuzz_target!(|data: &[u8]| {
-    chronicle_fuzz::check_verdict("operations", chronicle::fuzz_api::operations_target(data));
+    chronicle_fuzz::check_verdict("operations", chronicle_testkit::operations_target(data));
 });

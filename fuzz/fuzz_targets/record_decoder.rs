@@ -1,4 +1,4 @@
-//! Fuzz target `record_decoder`: see `chronicle::fuzz_api::record_decoder_target` for the input layout.
+//! Fuzz target `record_decoder`: see `chronicle_testkit::codecs::record_decoder_target` for the input layout.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -7,5 +7,5 @@ use libfuzzer_sys::fuzz_target;
 static ALLOCATOR: chronicle_fuzz::AllocationGuard = chronicle_fuzz::AllocationGuard;
 
 fuzz_target!(|data: &[u8]| {
-    chronicle_fuzz::check_verdict("record_decoder", chronicle::fuzz_api::record_decoder_target(data));
+    chronicle_fuzz::check_verdict("record_decoder", chronicle_testkit::codecs::record_decoder_target(data));
 });

@@ -1,4 +1,4 @@
-//! Fuzz target `segment_header`: see `chronicle::fuzz_api::segment_header_target` for the input layout.
+//! Fuzz target `segment_header`: see `chronicle_testkit::codecs::segment_header_target` for the input layout.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -7,5 +7,5 @@ use libfuzzer_sys::fuzz_target;
 static ALLOCATOR: chronicle_fuzz::AllocationGuard = chronicle_fuzz::AllocationGuard;
 
 fuzz_target!(|data: &[u8]| {
-    chronicle_fuzz::check_verdict("segment_header", chronicle::fuzz_api::segment_header_target(data));
+    chronicle_fuzz::check_verdict("segment_header", chronicle_testkit::codecs::segment_header_target(data));
 });

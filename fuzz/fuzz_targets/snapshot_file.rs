@@ -1,4 +1,4 @@
-//! Fuzz target `snapshot_file`: see `chronicle::fuzz_api::snapshot_file_target` for the input layout.
+//! Fuzz target `snapshot_file`: see `chronicle_testkit::codecs::snapshot_file_target` for the input layout.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -7,5 +7,5 @@ use libfuzzer_sys::fuzz_target;
 static ALLOCATOR: chronicle_fuzz::AllocationGuard = chronicle_fuzz::AllocationGuard;
 
 fuzz_target!(|data: &[u8]| {
-    chronicle_fuzz::check_verdict("snapshot_file", chronicle::fuzz_api::snapshot_file_target(data));
+    chronicle_fuzz::check_verdict("snapshot_file", chronicle_testkit::codecs::snapshot_file_target(data));
 });

@@ -12,7 +12,6 @@
 //! its base position. Every surviving event keeps its position, version and bytes.
 
 mod plan;
-pub(crate) mod retention;
 mod rewrite;
 
 use std::sync::Arc;

@@ -5,12 +5,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::retention::Retention;
 use crate::clock::unix_micros_now;
 use crate::error::Result;
 use crate::index::streams::StreamState;
 use crate::index::{IndexEntry, SegmentIndex, StreamEntries};
 use crate::options::Durability;
+use crate::retention::Retention;
 use crate::segment::{Segment, SegmentReader};
 use crate::shared::Shared;
 

@@ -5,10 +5,14 @@
 pub(crate) mod bytes_reader;
 pub(crate) mod record;
 pub(crate) mod segment_header;
+pub(crate) mod snapshot_file;
 
-/// Version of the segment and index formats this build writes and reads. It also names the
-/// checksum algorithm: format 1 uses CRC-32 (IEEE 802.3, as computed by `crc32fast`).
-pub(crate) const FORMAT_VERSION: u32 = 1;
+/// Version of the segment format (header and records) this build writes and reads. It also
+/// names the checksum algorithm: format 1 uses CRC-32 (IEEE 802.3, as computed by
+/// `crc32fast`). Every other file has its own version: [`snapshot_file::SNAPSHOT_FORMAT_VERSION`],
+/// `index::file::INDEX_FORMAT_VERSION`, `index::checkpoint::CHECKPOINT_FORMAT_VERSION` and
+/// `retention::RETENTION_FORMAT_VERSION`, each changed only with its own file's layout.
+pub(crate) const SEGMENT_FORMAT_VERSION: u32 = 1;
 
 /// CRC-32 (IEEE) of `salt` (little-endian) followed by `bytes`. The salt binds a checksum to
 /// one file, so bytes left over from another file can never pass as records of this one.

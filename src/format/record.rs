@@ -33,7 +33,7 @@ use super::crc32_salted;
 pub(crate) const RECORD_HEADER_BYTES: usize = 64;
 
 /// Largest record the decoder accepts. Deliberately not the configured event limit: a store
-/// written with a larger `max_event_size` must stay readable. Records are also bounded by
+/// written with a larger `event_bytes_max` must stay readable. Records are also bounded by
 /// the bytes present, so this never drives an allocation.
 pub(crate) const RECORD_BYTES_MAX: usize = 1 << 31;
 

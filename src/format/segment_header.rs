@@ -16,7 +16,7 @@
 //! ```
 
 use super::bytes_reader::LeBytes;
-use super::{FORMAT_VERSION, crc32_salted};
+use super::{SEGMENT_FORMAT_VERSION, crc32_salted};
 
 /// Size of the segment header.
 pub(crate) const SEGMENT_HEADER_BYTES: usize = 64;
@@ -35,7 +35,7 @@ impl SegmentHeader {
     pub(crate) fn encode(&self) -> [u8; SEGMENT_HEADER_BYTES] {
         let mut out = [0u8; SEGMENT_HEADER_BYTES];
         out[0..8].copy_from_slice(&MAGIC);
-        out[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out[8..12].copy_from_slice(&SEGMENT_FORMAT_VERSION.to_le_bytes());
         out[12..16].copy_from_slice(&(SEGMENT_HEADER_BYTES as u32).to_le_bytes());
         out[16..24].copy_from_slice(&self.segment_id.to_le_bytes());
         out[24..32].copy_from_slice(&self.base_position.to_le_bytes());
@@ -58,7 +58,7 @@ impl SegmentHeader {
         if crc32_salted(0, head.get(0..60).ok_or("short header")?) != crc {
             return Err("segment header checksum mismatch");
         }
-        if le.u32(8) != Some(FORMAT_VERSION) {
+        if le.u32(8) != Some(SEGMENT_FORMAT_VERSION) {
             return Err("unsupported segment format version");
         }
         if le.u32(12) != Some(SEGMENT_HEADER_BYTES as u32) {

@@ -30,7 +30,8 @@ use crate::storage::{Storage, read_whole};
 /// File name of the checkpoint in the store directory.
 pub(crate) const CHECKPOINT_FILE: &str = "streams.chk";
 const MAGIC: [u8; 8] = *b"CHRNSTB\0";
-const FORMAT_VERSION: u32 = 1;
+/// Version of the stream-table checkpoint layout (segment-format.md §4.4).
+pub(crate) const CHECKPOINT_FORMAT_VERSION: u32 = 1;
 const HEADER_BYTES: usize = 20;
 const SEGMENT_BYTES: usize = 32;
 const STREAM_FIXED_BYTES: usize = 11;
@@ -80,7 +81,7 @@ pub(crate) fn encode(segments: &[SegmentKey], streams: &StreamTable) -> Vec<u8> 
             + 4,
     );
     out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&CHECKPOINT_FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&(segments.len() as u32).to_le_bytes());
     out.extend_from_slice(&(streams.len() as u32).to_le_bytes());
     for key in segments {
@@ -114,7 +115,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Checkpoint, &'static str> {
     if Some(crc32_salted(0, bytes.get(..body_len).unwrap_or_default())) != le.u32(body_len) {
         return Err("checksum mismatch");
     }
-    if le.array::<8>(0) != Some(MAGIC) || le.u32(8) != Some(FORMAT_VERSION) {
+    if le.array::<8>(0) != Some(MAGIC) || le.u32(8) != Some(CHECKPOINT_FORMAT_VERSION) {
         return Err("not a stream-table checkpoint of this version");
     }
     let segment_count = le.u32(12).ok_or("short header")? as usize;

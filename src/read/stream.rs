@@ -48,7 +48,7 @@ impl StreamIter {
     /// Events of `stream` with versions in `[from, to]` (forward) or `[0, from]` walked
     /// downward (backward; `from = None` is the last version).
     pub(crate) fn new(shared: Arc<Shared>, stream: &str, from: u64, to: Option<u64>, backward: bool) -> Result<Self> {
-        crate::writer::validate::stream_id(stream)?;
+        crate::validate::stream_id(stream)?;
         let state = shared.stream_state(stream);
         if state.is_some_and(|s| s.deleted) {
             return Err(Error::StreamDeleted { stream: stream.to_owned() });

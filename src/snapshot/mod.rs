@@ -7,8 +7,6 @@
 //! [`SNAPSHOTS_KEPT`] per stream are kept; a snapshot that fails its checksum is skipped
 //! (and logged) in favour of the next older one.
 
-pub(crate) mod file;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
+use crate::format::snapshot_file;
 use crate::index::stream_hash;
 use crate::storage::{OpenMode, Storage, read_whole};
 
@@ -108,7 +107,7 @@ impl Snapshots {
             )));
         }
         let hash = stream_hash(stream);
-        let bytes = file::encode(stream, version, crate::clock::unix_micros_now() / 1000, state);
+        let bytes = snapshot_file::encode(stream, version, crate::clock::unix_micros_now() / 1000, state);
         let path = self.dir.join(file_name(hash, version));
         let tmp = self.dir.join(format!(
             "{}.{}{}",
@@ -182,7 +181,7 @@ impl Snapshots {
             }
             Err(error) => return Err(Unreadable::Io(Error::io("read snapshot", path, error))),
         };
-        let decoded = file::decode(&bytes).map_err(|reason| Unreadable::Invalid(reason.to_owned()))?;
+        let decoded = snapshot_file::decode(&bytes).map_err(|reason| Unreadable::Invalid(reason.to_owned()))?;
         if decoded.version != version {
             return Err(Unreadable::Invalid("version in the file differs from its name".to_owned()));
         }

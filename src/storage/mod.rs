@@ -1,8 +1,9 @@
 //! The storage seam: every file operation of the engine goes through [`Storage`].
 //!
 //! Open a store on another implementation with
-//! [`Store::open_with_storage`](crate::Store::open_with_storage); the crate's own crash
-//! tests use one that keeps written and durable bytes apart and can lose power.
+//! [`Store::open_with_storage`](crate::Store::open_with_storage); the crash tests use
+//! `SimStorage` (crate `chronicle-testkit`), which keeps written and durable bytes apart and
+//! can lose power.
 //!
 //! The real file system ([`fs::FileSystem`]) is the default. Tests plug in implementations
 //! that separate written from durable bytes, inject errors and "lose power". The seam is a
@@ -10,10 +11,8 @@
 //! so dynamic dispatch costs nothing measurable on the hot paths.
 
 mod fs;
-mod sim;
 
 pub use self::fs::FileSystem;
-pub use self::sim::{InjectedError, SECTOR_BYTES, SimStorage};
 
 use std::any::Any;
 use std::fmt::Debug;

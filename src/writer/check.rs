@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use super::Writer;
-use super::validate::WritePart;
 use crate::error::Error;
 use crate::event::{AppendResult, ExpectedVersion};
 use crate::index::streams::StreamState;
+use crate::validate::WritePart;
 
 /// Outcome of checking one part's expected version.
 pub(super) enum Check {

@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, never, select, tick};
 
 use super::answer::{AnswerSlot, STOPPED_CHECK, Waiters};
-use super::validate::WritePart;
 use super::{Request, Writer};
 use crate::error::{Error, Result};
 use crate::event::AppendResult;
 use crate::options::{Durability, WRITER_QUEUE_DEPTH_MAX};
 use crate::shared::Shared;
+use crate::validate::WritePart;
 
 /// How long the writer polls for the next request before it sleeps: a caller that appends
 /// again right after its answer then finds the writer awake (no wake-up system call and

@@ -15,7 +15,6 @@ mod ids;
 
 pub(crate) use self::handle::{AppendAnswer, WriterHandle, append, spawn};
 pub(crate) mod roll;
-pub(crate) mod validate;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,7 +25,6 @@ use crossbeam_channel::{Receiver, Sender};
 use self::answer::{AnswerSlot, Waiters};
 use self::check::Check;
 use self::ids::IdGenerator;
-use self::validate::WritePart;
 use crate::clock::unix_micros_now;
 use crate::error::{Error, Result};
 use crate::event::{AppendResult, ExpectedVersion};
@@ -37,6 +35,7 @@ use crate::index::{IndexEntry, SegmentIndex};
 use crate::options::{Durability, GROUP_BYTES_MAX};
 use crate::segment::Segment;
 use crate::shared::Shared;
+use crate::validate::WritePart;
 
 /// A message to the writer thread.
 pub(crate) enum Request {

@@ -850,5 +850,5 @@ impl<'a> Workload<'a> {
 
 /// The options every crash test uses: small segments so the workload rolls several.
 pub fn small_segments() -> Options {
-    Options::default().segment_size(4096)
+    Options::default().segment_bytes(4096)
 }

@@ -48,7 +48,7 @@ fn measure(ctx: &Ctx, threads: usize) -> Res<String> {
         std::fs::remove_dir_all(&dir)?;
     }
     prepare(ctx, &dir)?;
-    let store = Store::open_with(&dir, Options::default().durability(Durability::Sync).segment_size(SEGMENT_BYTES))?;
+    let store = Store::open_with(&dir, Options::default().durability(Durability::Sync).segment_bytes(SEGMENT_BYTES))?;
     let stop = AtomicBool::new(false);
     let idle_run = Duration::from_secs_f64(ctx.args.run_seconds);
     // Idle: the appenders alone, for the run length.
@@ -83,7 +83,7 @@ fn measure(ctx: &Ctx, threads: usize) -> Res<String> {
 
 /// Loads the data set non-durably, deletes every other stream, closes.
 fn prepare(ctx: &Ctx, dir: &std::path::Path) -> Res<()> {
-    let options = Options::default().durability(Durability::Buffered).segment_size(SEGMENT_BYTES);
+    let options = Options::default().durability(Durability::Buffered).segment_bytes(SEGMENT_BYTES);
     let store = Store::open_with(dir, options)?;
     let streams: Vec<String> = (0..ctx.args.streams).map(stream_name).collect();
     for version in 0..ctx.args.events_per_stream as u64 {

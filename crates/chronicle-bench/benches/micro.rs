@@ -1,6 +1,6 @@
 //! Criterion micro-benchmarks: chronicle's public API (appends with `Durability::Buffered`,
 //! reading one stream, reading the whole log), its internals through the hidden
-//! `chronicle::bench_api` (record encode and decode, CRC-32, index lookup and parse), and the
+//! `chronicle::internal::bench` (record encode and decode, CRC-32, index lookup and parse), and the
 //! storage seam against `std::fs::File` and `memmap2` called directly. Kept short: small
 //! samples and measurement times. docs/performance.md lists every group with figures.
 //!
@@ -20,7 +20,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use chronicle::bench_api::{self, EventRecord, Index, IndexEntries};
+use chronicle::internal::bench::{self as bench_api, EventRecord, Index, IndexEntries};
 use chronicle::storage::{FileSystem, OpenMode, Storage, StorageFile};
 use chronicle::{Durability, ExpectedVersion, NewEvent, Options, Store};
 use criterion::{BatchSize, Bencher, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};

@@ -12,8 +12,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::event::{AppendResult, ExpectedVersion, NewEvent, RecordedEvent};
-use crate::format::record::encoded_len;
+use chronicle::internal::encoded_record_bytes as encoded_len;
+use chronicle::{AppendResult, ExpectedVersion, NewEvent, RecordedEvent};
 
 /// The streams operations use; an operation names one by its index.
 pub const STREAMS: [&str; 5] = ["alpha", "beta", "gamma", "delta", "epsilon"];
@@ -351,8 +351,8 @@ impl Model {
                     data: event.data().to_vec(),
                     metadata: event.metadata().to_vec(),
                     id: event.id(),
-                    correlation_id: event.correlation_id,
-                    causation_id: event.causation_id,
+                    correlation_id: event.correlation_id(),
+                    causation_id: event.causation_id(),
                 });
                 position += 1;
             }
@@ -481,8 +481,8 @@ fn valid_request(parts: &[Part], limits: Limits) -> bool {
                 event.event_type().len(),
                 event.metadata().len(),
                 event.data().len(),
-                event.correlation_id.is_some(),
-                event.causation_id.is_some(),
+                event.correlation_id().is_some(),
+                event.causation_id().is_some(),
             );
             if event.event_type().is_empty() || len > limits.event_bytes {
                 return false;

@@ -13,11 +13,12 @@
 //! end-4   4  crc32           CRC-32 of every byte before it
 //! ```
 
-use crate::format::FORMAT_VERSION;
 use crate::format::bytes_reader::LeBytes;
 use crate::format::crc32_salted;
 
 const MAGIC: [u8; 8] = *b"CHRNSNAP";
+/// Version of the snapshot file layout (segment-format.md §6); 1 uses CRC-32 (IEEE).
+pub(crate) const SNAPSHOT_FORMAT_VERSION: u32 = 1;
 pub(crate) const SNAPSHOT_HEADER_BYTES: usize = 40;
 const TRAILER_BYTES: usize = 4;
 
@@ -25,7 +26,7 @@ const TRAILER_BYTES: usize = 4;
 pub(crate) fn encode(stream: &str, version: u64, created_unix_ms: u64, data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(SNAPSHOT_HEADER_BYTES + stream.len() + data.len() + TRAILER_BYTES);
     out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&SNAPSHOT_FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&0u32.to_le_bytes());
     out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&created_unix_ms.to_le_bytes());
@@ -57,7 +58,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<DecodedSnapshot<'_>, &'static str> 
     if Some(crc32_salted(0, body)) != le.u32(body_len) {
         return Err("snapshot checksum mismatch");
     }
-    if le.u32(8) != Some(FORMAT_VERSION) || le.u32(12) != Some(0) {
+    if le.u32(8) != Some(SNAPSHOT_FORMAT_VERSION) || le.u32(12) != Some(0) {
         return Err("unsupported snapshot format");
     }
     let stream_len = le.u32(32).ok_or("short header")? as usize;

@@ -1,6 +1,6 @@
 //! An in-memory [`Storage`] that keeps written and durable bytes apart, injects I/O errors
-//! and can lose power: the backend of the crash and error-injection tests, and an in-memory
-//! store for users' unit tests.
+//! and can lose power: the backend of the crash and error-injection tests and of the
+//! `operations` fuzz target.
 //!
 //! The model, per file (an inode: renames and removals do not touch its bytes):
 //! - `write_all_at` and `set_len` change the file's current bytes at once (every reader sees
@@ -36,7 +36,7 @@
 //! ```
 //! use std::path::Path;
 //! use std::sync::Arc;
-//! use chronicle::storage::SimStorage;
+//! use chronicle_testkit::SimStorage;
 //! use chronicle::{ExpectedVersion, NewEvent, Options, Store};
 //!
 //! let sim = SimStorage::new();
@@ -59,7 +59,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
-use super::{LockError, LockGuard, OpenMode, Storage, StorageFile};
+use chronicle::storage::{LockError, LockGuard, OpenMode, Storage, StorageFile};
 
 /// The granularity at which [`SimStorage::crash`] tears a write: a disk sector.
 pub const SECTOR_BYTES: u64 = 512;
@@ -94,7 +94,8 @@ impl InjectedError {
 ///
 /// ```
 /// use std::path::Path;
-/// use chronicle::storage::{InjectedError, OpenMode, SimStorage, Storage};
+/// use chronicle_testkit::{InjectedError, SimStorage};
+/// use chronicle::storage::{OpenMode, Storage};
 ///
 /// let sim = SimStorage::new();
 /// sim.create_dir_all(Path::new("/d"))?;
@@ -197,7 +198,7 @@ impl SimStorage {
     /// An empty file system: no directory, no file.
     ///
     /// ```
-    /// let sim = chronicle::storage::SimStorage::new();
+    /// let sim = chronicle_testkit::SimStorage::new();
     /// assert_eq!(sim.calls(), 0);
     /// ```
     pub fn new() -> Self {
@@ -211,7 +212,8 @@ impl SimStorage {
     /// How many I/O calls were made so far (the next call is number `calls() + 1`).
     ///
     /// ```
-    /// use chronicle::storage::{SimStorage, Storage};
+    /// use chronicle_testkit::SimStorage;
+    /// use chronicle::storage::Storage;
     /// let sim = SimStorage::new();
     /// sim.create_dir_all(std::path::Path::new("/d"))?;
     /// assert_eq!(sim.calls(), 1);
@@ -225,7 +227,8 @@ impl SimStorage {
     /// first call at or after `call` that needs space fails.
     ///
     /// ```
-    /// use chronicle::storage::{InjectedError, SimStorage, Storage};
+    /// use chronicle_testkit::{InjectedError, SimStorage};
+    /// use chronicle::storage::Storage;
     /// let sim = SimStorage::new();
     /// sim.fail_call(1, InjectedError::Io);
     /// assert_eq!(sim.create_dir_all("/d".as_ref()).unwrap_err().raw_os_error(), Some(5));
@@ -241,7 +244,8 @@ impl SimStorage {
     /// cut as the running process sees it: nothing it does reaches the storage any more.
     ///
     /// ```
-    /// use chronicle::storage::{InjectedError, SimStorage, Storage};
+    /// use chronicle_testkit::{InjectedError, SimStorage};
+    /// use chronicle::storage::Storage;
     /// let sim = SimStorage::new();
     /// sim.fail_from(2, InjectedError::NoSpace);
     /// sim.create_dir_all("/d".as_ref())?;
@@ -262,7 +266,8 @@ impl SimStorage {
     /// or on a [`SimStorage::crash`] image to model a power cut.
     ///
     /// ```
-    /// use chronicle::storage::{OpenMode, SimStorage, Storage};
+    /// use chronicle_testkit::SimStorage;
+    /// use chronicle::storage::{OpenMode, Storage};
     /// let sim = SimStorage::new();
     /// sim.create_dir_all("/d".as_ref())?;
     /// let file = sim.open("/d/f".as_ref(), OpenMode::CreateNew)?;
@@ -283,7 +288,8 @@ impl SimStorage {
     /// Removes every pending fault.
     ///
     /// ```
-    /// use chronicle::storage::{InjectedError, SimStorage, Storage};
+    /// use chronicle_testkit::{InjectedError, SimStorage};
+    /// use chronicle::storage::Storage;
     /// let sim = SimStorage::new();
     /// sim.fail_from(1, InjectedError::Io);
     /// sim.clear_faults();
@@ -301,7 +307,8 @@ impl SimStorage {
     /// counted, every change durable. The same seed gives the same image.
     ///
     /// ```
-    /// use chronicle::storage::{OpenMode, SimStorage, Storage};
+    /// use chronicle_testkit::SimStorage;
+    /// use chronicle::storage::{OpenMode, Storage};
     /// let sim = SimStorage::new();
     /// sim.create_dir_all("/d".as_ref())?;
     /// let file = sim.open("/d/f".as_ref(), OpenMode::CreateNew)?;
@@ -355,7 +362,8 @@ impl SimStorage {
     /// `NotFound` if there is no such file.
     ///
     /// ```
-    /// use chronicle::storage::{OpenMode, SimStorage, Storage};
+    /// use chronicle_testkit::SimStorage;
+    /// use chronicle::storage::{OpenMode, Storage};
     /// let sim = SimStorage::new();
     /// sim.create_dir_all("/d".as_ref())?;
     /// sim.open("/d/f".as_ref(), OpenMode::CreateNew)?.write_all_at(b"abc", 0)?;
@@ -375,7 +383,7 @@ impl SimStorage {
     /// `NotFound` if the directory does not exist.
     ///
     /// ```
-    /// use chronicle::storage::SimStorage;
+    /// use chronicle_testkit::SimStorage;
     /// let sim = SimStorage::new();
     /// assert!(sim.write_file("/d/f".as_ref(), b"x").is_err());
     /// use chronicle::storage::Storage;

@@ -50,7 +50,7 @@ pub(crate) fn events_part(
             events.len()
         )));
     }
-    let event_limit = options.event_bytes_limit();
+    let event_limit = options.effective_event_bytes_max();
     let mut encoded_bytes = 0usize;
     for (i, event) in events.iter().enumerate() {
         if event.event_type.is_empty() {
@@ -72,7 +72,7 @@ pub(crate) fn events_part(
         );
         if len > event_limit {
             return Err(Error::invalid(format!(
-                "event {i} of stream {stream:?} encodes to {len} bytes, above max_event_size ({event_limit} bytes)"
+                "event {i} of stream {stream:?} encodes to {len} bytes, above event_bytes_max ({event_limit} bytes)"
             )));
         }
         encoded_bytes += len;
@@ -95,9 +95,9 @@ pub(crate) fn tombstone_part(stream: &str, expected: ExpectedVersion) -> Result<
 /// Checks the whole append (all parts) against the batch limit and for duplicate streams.
 pub(crate) fn batch(options: &Options, parts: &[WritePart]) -> Result<()> {
     let total: usize = parts.iter().map(|p| p.encoded_bytes).sum();
-    let limit = options.batch_bytes_limit();
+    let limit = options.effective_batch_bytes_max();
     if total > limit {
-        return Err(Error::invalid(format!("append encodes to {total} bytes, above max_batch_size ({limit} bytes)")));
+        return Err(Error::invalid(format!("append encodes to {total} bytes, above batch_bytes_max ({limit} bytes)")));
     }
     let events: usize = parts.iter().map(|p| p.events.len()).sum();
     if events > BATCH_EVENTS_MAX {

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::format::bytes_reader::LeBytes;
-use crate::format::{FORMAT_VERSION, crc32_salted};
+use crate::format::crc32_salted;
 use crate::storage::{OpenMode, Storage, read_whole};
 
 /// Which events of a stream compaction may discard. A stream's last event is always kept, so
@@ -45,6 +45,8 @@ pub enum Retention {
 
 pub(crate) const RETENTION_FILE: &str = "retention.tbl";
 const MAGIC: [u8; 8] = *b"CHRNRETN";
+/// Version of the `retention.tbl` layout above; 1 uses CRC-32 (IEEE).
+pub(crate) const RETENTION_FORMAT_VERSION: u32 = 1;
 const FILE_BYTES_MAX: u64 = 256 << 20;
 
 /// Per-stream retention settings.
@@ -116,7 +118,7 @@ fn encode(rules: &HashMap<String, Retention>) -> Vec<u8> {
     sorted.sort_unstable_by_key(|(stream, _)| *stream);
     let mut out = Vec::new();
     out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&RETENTION_FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&(sorted.len() as u32).to_le_bytes());
     for (stream, retention) in sorted {
         let (kind, value) = match *retention {
@@ -145,7 +147,7 @@ fn decode(bytes: &[u8]) -> Result<HashMap<String, Retention>, (u64, &'static str
     if Some(crc32_salted(0, bytes.get(..body_len).unwrap_or_default())) != le.u32(body_len) {
         return Err((body_len as u64, "retention table checksum mismatch"));
     }
-    if le.u32(8) != Some(FORMAT_VERSION) {
+    if le.u32(8) != Some(RETENTION_FORMAT_VERSION) {
         return Err((8, "unsupported retention table format"));
     }
     let count = le.u32(12).ok_or((12, "short header"))? as usize;

@@ -1,4 +1,5 @@
-//! Entry points for the fuzz targets in `fuzz/` and for `tests/fuzz_corpus.rs`, which replays
+//! Decoder entry points for the fuzz targets in `fuzz/` (through `chronicle-testkit`) and for
+//! `tests/fuzz_corpus.rs`, which replays
 //! the committed corpus through the very same functions. Not a stable API: hidden from the
 //! docs and free to change with the fuzz targets.
 //!
@@ -16,13 +17,9 @@
 //! | `segment_header` | mode, then bytes decoded as a segment header |
 //! | `index_file` | mode, then bytes parsed as an index file (segment id taken from offset 16) |
 //! | `open_directory` | entries `kind u8, id u8, len u16 LE, len bytes`, see [`open_directory_target`] |
-//! | `operations` | durability byte, then operations with their parameters, see [`operations`] |
 //!
 //! Mode bit 0 ([`MODE_RESEAL`]) recomputes the checksums before decoding, so the fuzzer can
 //! reach the structural checks behind them; without it the bytes are decoded as they are.
-
-pub mod model;
-pub mod operations;
 
 use std::path::Path;
 
@@ -284,12 +281,12 @@ fn read_u64(bytes: &[u8], offset: usize) -> Option<u64> {
 /// Decodes a snapshot file; an accepted one must lie inside the bytes and encode back to
 /// the same bytes.
 pub fn parse_snapshot_file(bytes: &[u8]) -> Verdict {
-    let Ok(decoded) = crate::snapshot::file::decode(bytes) else { return Ok(false) };
+    let Ok(decoded) = crate::format::snapshot_file::decode(bytes) else { return Ok(false) };
     let data = bytes
         .get(decoded.data.clone())
         .ok_or_else(|| format!("accepted snapshot data {:?} outside {} bytes", decoded.data, bytes.len()))?;
     let created_unix_ms = read_u64(bytes, 24).ok_or("accepted a snapshot without its header")?;
-    if crate::snapshot::file::encode(decoded.stream, decoded.version, created_unix_ms, data) != bytes {
+    if crate::format::snapshot_file::encode(decoded.stream, decoded.version, created_unix_ms, data) != bytes {
         return Err("re-encoding an accepted snapshot gives different bytes".to_owned());
     }
     Ok(true)
@@ -316,7 +313,7 @@ pub fn snapshot_file_target(data: &[u8]) -> Verdict {
 
 /// A snapshot file (for seed corpora): `stream` at `version` holding `state`.
 pub fn encode_snapshot(stream: &str, version: u64, state: &[u8]) -> Vec<u8> {
-    crate::snapshot::file::encode(stream, version, 1_700_000_000_000, state)
+    crate::format::snapshot_file::encode(stream, version, 1_700_000_000_000, state)
 }
 
 /// The name the store gives the snapshot file of `stream` at `version`.
@@ -426,7 +423,7 @@ pub fn open_directory_target(data: &[u8], dir: &Path) -> Verdict {
     let forged = files.iter().any(|f| f.resealed);
     // Each event takes at least one record header; allow a little for the appended probe.
     let items_max = total_bytes / RECORD_HEADER_BYTES + 4;
-    let options = || Options::default().segment_size(SEGMENT_BYTES_MIN).durability(Durability::Buffered);
+    let options = || Options::default().segment_bytes(SEGMENT_BYTES_MIN).durability(Durability::Buffered);
     let store = match Store::open_with(dir, options()) {
         Ok(store) => store,
         Err(error) => return allowed(error).map(|()| false),
@@ -636,18 +633,4 @@ pub fn encode_record(
         record::mark_commit(&mut out, segment_id);
     }
     out
-}
-
-// ---------------------------------------------------------------------------------------
-// Operation sequences
-// ---------------------------------------------------------------------------------------
-
-/// The `operations` target: decodes up to [`operations::OPS_MAX`] operations (appends,
-/// reads, deletions, snapshots, compactions, syncs, seals, power losses, reopens and faults
-/// at the Nth I/O call) and runs them on the simulated storage against the model
-/// ([`model`]). Accepted if it decoded at least one operation.
-pub fn operations_target(data: &[u8]) -> Verdict {
-    let (durability, ops) = operations::decode(data);
-    operations::run(durability, &ops)?;
-    Ok(!ops.is_empty())
 }

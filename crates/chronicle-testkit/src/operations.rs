@@ -36,13 +36,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::model::{Limits, Model, Outcome, Part, STREAMS, StreamView, TRIMMED_STREAM, TRIMMED_STREAM_KEEPS, View};
-use crate::compaction::retention::Retention;
-use crate::error::Error;
-use crate::event::{ExpectedVersion, NewEvent, RecordedEvent, StreamAppend};
-use crate::options::{Durability, Options, SEGMENT_BYTES_MIN};
-use crate::storage::{InjectedError, SimStorage};
-use crate::store::Store;
+use crate::model::{Limits, Model, Outcome, Part, STREAMS, StreamView, TRIMMED_STREAM, TRIMMED_STREAM_KEEPS, View};
+use chronicle::{
+    Durability, Error, ExpectedVersion, NewEvent, Options, RecordedEvent, Retention, SEGMENT_BYTES_MIN, Store,
+    StreamAppend,
+};
+
+use crate::sim::{InjectedError, SimStorage};
 
 /// Most operations decoded from one input.
 pub const OPS_MAX: usize = 64;
@@ -249,7 +249,7 @@ struct Harness {
 
 impl Harness {
     fn new(durability: Durability) -> Result<Self, String> {
-        let options = Options::default().durability(durability).segment_size(SEGMENT_BYTES_MIN);
+        let options = Options::default().durability(durability).segment_bytes(SEGMENT_BYTES_MIN);
         let sim = SimStorage::new();
         let store = Store::open_with_storage(DIR, options.clone(), Arc::new(sim.clone()))
             .map_err(|e| format!("open a new store: {e}"))?;
@@ -269,7 +269,10 @@ impl Harness {
     }
 
     fn limits(&self) -> Limits {
-        Limits { event_bytes: self.options.event_bytes_limit(), batch_bytes: self.options.batch_bytes_limit() }
+        Limits {
+            event_bytes: self.options.effective_event_bytes_max(),
+            batch_bytes: self.options.effective_batch_bytes_max(),
+        }
     }
 
     fn store(&self) -> Result<&Store, Interrupt> {
@@ -287,7 +290,7 @@ impl Harness {
     fn outcome<T>(
         &self,
         what: &str,
-        result: crate::Result<T>,
+        result: chronicle::Result<T>,
         ok: impl FnOnce(T) -> Outcome,
     ) -> Result<Outcome, Interrupt> {
         match result {
@@ -306,7 +309,7 @@ impl Harness {
         &mut self,
         what: &str,
         got: Result<Outcome, Interrupt>,
-        (want, write): (Outcome, Option<super::model::Write>),
+        (want, write): (Outcome, Option<crate::model::Write>),
     ) -> Result<bool, Interrupt> {
         let got = match got {
             Ok(got) => got,
@@ -373,7 +376,7 @@ impl Harness {
             }
             Op::Compact => match self.store()?.compact() {
                 Ok(_) => {
-                    self.model.acknowledge(super::model::Write::Compact);
+                    self.model.acknowledge(crate::model::Write::Compact);
                     // compact seals first, which syncs.
                     self.model.all_durable();
                     Ok(())
@@ -381,7 +384,7 @@ impl Harness {
                 Err(error) => {
                     let interrupt = self.unexpected("compact", error);
                     if let Interrupt::Injected = interrupt {
-                        self.model.in_doubt(super::model::Write::Compact);
+                        self.model.in_doubt(crate::model::Write::Compact);
                     }
                     Err(interrupt)
                 }
@@ -494,9 +497,9 @@ impl Harness {
             .map_err(|e| Interrupt::Violation(format!("read_all({from_position}, backward {backward}): {e}")))
     }
 
-    fn collect<I>(&self, what: &str, read: crate::Result<I>) -> Result<Vec<RecordedEvent>, Interrupt>
+    fn collect<I>(&self, what: &str, read: chronicle::Result<I>) -> Result<Vec<RecordedEvent>, Interrupt>
     where
-        I: Iterator<Item = crate::Result<RecordedEvent>>,
+        I: Iterator<Item = chronicle::Result<RecordedEvent>>,
     {
         let mut events = Vec::new();
         for item in read.map_err(|e| self.unexpected(what, e))? {
