@@ -74,6 +74,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         1 => Just(Op::Seal),
         2 => any::<u64>().prop_map(Op::Crash),
         1 => Just(Op::Reopen),
+        1 => part_strategy().prop_map(Op::CloseRacing),
         2 => (1u64..80, prop_oneof![Just(Fault::Stop), Just(Fault::Io), Just(Fault::NoSpace)], recovery_strategy())
             .prop_map(|(calls, fault, recovery)| Op::FailAfter { calls, fault, recovery }),
     ]
@@ -104,6 +105,7 @@ fn store_matches_model(durability: Durability, cases: u32) -> RunStats {
     if cases >= 32 {
         assert!(total.faults_fired > 0 && total.restarts > 0 && total.power_losses > cases.into(), "{total:?}");
         assert!(total.in_doubt_kept > 0, "no write in doubt ever survived: {total:?}");
+        assert!(total.close_races > 0, "no append raced a close: {total:?}");
     }
     total
 }

@@ -13,7 +13,7 @@
 //!
 //! Input layout of the fuzz target ([`decode`]; a byte past the end reads as 0): byte 0
 //! picks the durability (`% 3`: Sync, Buffered, Periodic of an hour, which never ticks
-//! during a run), then up to [`OPS_MAX`] operations, each an opcode byte (`% 13`, in the
+//! during a run), then up to [`OPS_MAX`] operations, each an opcode byte (`% 14`, in the
 //! order of [`Op`]'s variants) and its parameter bytes:
 //!
 //! | op | parameters |
@@ -26,6 +26,7 @@
 //! | `Snapshot` | stream, `back` (bits 0–1), past the end (bit 7) |
 //! | `Crash` | seed |
 //! | `FailAfter` | calls − 1, fault (`% 3`: stop, EIO, ENOSPC), recovery (bit 0: restart, else power loss with seed `byte >> 1`) |
+//! | `CloseRacing` | part |
 //! | others | none |
 //!
 //! A part is: stream (`% 5`), expect (0 Any, 1 NoStream, 2 StreamExists, 3 the current
@@ -173,6 +174,10 @@ pub enum Op {
         /// What follows it.
         recovery: Recovery,
     },
+    /// `append` of one part while another thread closes the store, then a reopen: the append
+    /// either commits (answering as the model predicts) or answers `Closed` having written
+    /// nothing, and the close returns.
+    CloseRacing(PartSpec),
 }
 
 /// What a run went through (to show that the faults fire and the checks bite).
@@ -188,6 +193,10 @@ pub struct RunStats {
     pub in_doubt_kept: u64,
     /// Acknowledged writes a power loss took (only possible outside `Durability::Sync`).
     pub acknowledged_lost: u64,
+    /// Appends raced against a close from another thread ([`Op::CloseRacing`]).
+    pub close_races: u64,
+    /// Of those, the appends the closing store refused with `Closed`.
+    pub close_races_refused: u64,
 }
 
 impl std::ops::AddAssign for RunStats {
@@ -197,6 +206,8 @@ impl std::ops::AddAssign for RunStats {
         self.restarts += other.restarts;
         self.in_doubt_kept += other.in_doubt_kept;
         self.acknowledged_lost += other.acknowledged_lost;
+        self.close_races += other.close_races;
+        self.close_races_refused += other.close_races_refused;
     }
 }
 
@@ -414,7 +425,42 @@ impl Harness {
                 self.arm(*calls, *fault, *recovery);
                 Ok(())
             }
+            Op::CloseRacing(part) => self.append_racing_close(index, part),
         }
+    }
+
+    /// [`Op::CloseRacing`].
+    fn append_racing_close(&mut self, index: usize, part: &PartSpec) -> Step {
+        let request = self.request(index, std::slice::from_ref(part));
+        let store = self.store.take().ok_or_else(|| Interrupt::Violation("harness: no open store".to_owned()))?;
+        let closer = {
+            let store = store.clone();
+            std::thread::spawn(move || store.close())
+        };
+        let result = match request.as_slice() {
+            [(stream, expected, events)] => store.append(stream, *expected, events.clone()),
+            _ => return Err(Interrupt::Violation("harness: one part expected".to_owned())),
+        };
+        drop(store);
+        self.stats.close_races += 1;
+        let closed = closer.join().map_err(|_| Interrupt::Violation("close racing an append panicked".to_owned()))?;
+        match result {
+            // Refused by a closing writer: it never took the append, so nothing was written
+            // (the model's state must still match after the reopen below).
+            Err(Error::Closed) => self.stats.close_races_refused += 1,
+            other => {
+                let got = self.outcome("append racing close", other.map(|r| vec![r]), Outcome::Appended);
+                let want = self.model.predict_append(&request, self.limits());
+                self.settle("append racing close", got, want)?;
+            }
+        }
+        closed.map_err(|e| self.unexpected("close racing an append", e))?;
+        // A clean close syncs everything.
+        self.model.all_durable();
+        let store = Store::open_with_storage(DIR, self.options.clone(), Arc::new(self.sim.clone()))
+            .map_err(|e| self.unexpected("open after close", e))?;
+        self.store = Some(store);
+        Ok(())
     }
 
     fn resolve(&self, stream: &str, expect: Expect) -> ExpectedVersion {
@@ -430,7 +476,13 @@ impl Harness {
     }
 
     fn append(&mut self, index: usize, parts: &[PartSpec], multi: bool) -> Step {
-        let request: Vec<Part> = parts
+        let request = self.request(index, parts);
+        self.submit(request, multi)
+    }
+
+    /// The parts of an append, their expected versions resolved against the model.
+    fn request(&self, index: usize, parts: &[PartSpec]) -> Vec<Part> {
+        parts
             .iter()
             .enumerate()
             .map(|(part_index, part)| {
@@ -443,8 +495,7 @@ impl Harness {
                     .collect();
                 (name.to_owned(), self.resolve(name, part.expect), events)
             })
-            .collect();
-        self.submit(request, multi)
+            .collect()
     }
 
     fn submit(&mut self, request: Vec<Part>, multi: bool) -> Step {
@@ -685,7 +736,7 @@ pub fn decode(data: &[u8]) -> (Durability, Vec<Op>) {
     };
     let mut ops = Vec::new();
     while !input.bytes.is_empty() && ops.len() < OPS_MAX {
-        let op = match input.byte() % 13 {
+        let op = match input.byte() % 14 {
             0 => Op::Append(input.part()),
             1 => {
                 let count = input.byte() % 4;
@@ -709,6 +760,7 @@ pub fn decode(data: &[u8]) -> (Durability, Vec<Op>) {
             9 => Op::Seal,
             10 => Op::Crash(u64::from(input.byte())),
             11 => Op::Reopen,
+            13 => Op::CloseRacing(input.part()),
             _ => {
                 let calls = u64::from(input.byte()) + 1;
                 let fault = match input.byte() % 3 {
@@ -789,6 +841,10 @@ pub fn encode(durability: Durability, ops: &[Op]) -> Vec<u8> {
                     Recovery::PowerLoss(seed) => (*seed as u8) << 1,
                 };
                 out.extend([12, calls.saturating_sub(1).min(255) as u8, fault, recovery]);
+            }
+            Op::CloseRacing(p) => {
+                out.push(13);
+                part(&mut out, p);
             }
         }
     }
