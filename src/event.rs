@@ -78,8 +78,9 @@ impl NewEvent {
         self
     }
 
-    /// Sets the event id. Re-appending events with the same ids at the same versions is
-    /// an idempotent retry: it returns Ok and writes nothing.
+    /// Sets the event id. Retrying an append whose events all carry ids returns the
+    /// original result and writes nothing; see [`Store::append`](crate::Store::append) for
+    /// exactly what is recognised as a retry under each [`ExpectedVersion`].
     ///
     /// ```
     /// let event = chronicle::NewEvent::new("Deposited", "{}").with_id(42);

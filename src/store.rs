@@ -200,11 +200,46 @@ impl Store {
     /// Appends `events` to `stream` as one atomic batch, if the stream's version satisfies
     /// `expected`. Returns the versions and positions assigned.
     ///
-    /// Retrying an append whose events carry ids ([`NewEvent::with_id`]) after it already
-    /// succeeded returns the original result and writes nothing.
+    /// # Idempotent retries
+    /// When **every** event carries an id ([`NewEvent::with_id`]), retrying an append that
+    /// already succeeded returns the original [`AppendResult`] and writes nothing, under
+    /// every [`ExpectedVersion`]. With `n` events, the writer thread recognises a retry (in
+    /// commit order, so a retry racing its original writes once):
+    /// - under [`NoStream`](ExpectedVersion::NoStream) and [`Exact(v)`](ExpectedVersion::Exact),
+    ///   when the version check fails and versions `v + 1 ..= v + n` (from 0 for `NoStream`)
+    ///   hold these ids in this order — even if other events were appended after them;
+    /// - under [`Any`](ExpectedVersion::Any) and
+    ///   [`StreamExists`](ExpectedVersion::StreamExists), when the stream's `n` most recent
+    ///   events hold these ids in this order.
+    ///
+    /// Not detected: under `Any`/`StreamExists`, a retry that comes after another append to
+    /// the same stream (its events are then no longer the most recent: they are written
+    /// again — use `NoStream`/`Exact` where that matters); ids that are not among the `n`
+    /// most recent events; ids used in another stream (ids are compared per stream, and no
+    /// index of ids is kept); appends where some event has no id. An append under
+    /// `Any`/`StreamExists` of which **some** ids are among the stream's `n` most recent
+    /// events and others are not (or are in another order) is neither a retry nor a new
+    /// append: it fails with [`Error::WrongExpectedVersion`] and writes nothing, because
+    /// writing it would store an id twice. Appends without ids are never looked up, so they
+    /// pay nothing for this. For [`Store::append_multi`], the call is a retry only if every
+    /// part is; if some parts are retries and others not, it fails with
+    /// `WrongExpectedVersion` naming the first part that is a retry.
+    ///
+    /// ```
+    /// use chronicle::{ExpectedVersion, NewEvent, Store};
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// let event = || NewEvent::new("Deposited", "5").with_id(0x7);
+    /// let first = store.append("account-1", ExpectedVersion::Any, [event()])?;
+    /// let retry = store.append("account-1", ExpectedVersion::Any, [event()])?; // e.g. after a timeout
+    /// assert_eq!(retry, first);
+    /// assert_eq!(store.stream_version("account-1")?, Some(0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
-    /// [`Error::WrongExpectedVersion`] (nothing written), [`Error::StreamDeleted`],
+    /// [`Error::WrongExpectedVersion`] (nothing written; also for a partial retry, above),
+    /// [`Error::StreamDeleted`],
     /// [`Error::InvalidInput`] (empty or oversized stream id, no events, empty event type,
     /// event or batch over the limits), [`Error::Poisoned`] after an earlier write or fsync
     /// failure, [`Error::Io`] if this batch's write or fsync failed, [`Error::Closed`].
@@ -231,6 +266,8 @@ impl Store {
     /// Appends to several streams atomically: either every part is written (in one commit
     /// group, positions contiguous in the given order) or none is. Each part has its own
     /// expected version. Returns one result per part, in order.
+    ///
+    /// Retries are recognised as for [`Store::append`], and only for the call as a whole.
     ///
     /// # Errors
     /// As [`Store::append`]; the first part whose expected version fails is reported. A
