@@ -109,6 +109,8 @@ impl Store {
     /// Opens (creating if missing) the store in `dir` with default [`Options`].
     ///
     /// # Errors
+    /// [`Error::InvalidInput`] (nothing created) if `dir` is empty, or if it or one of its
+    /// ancestors exists and is not a directory (the message names the path);
     /// [`Error::Locked`] if another `Store` holds the directory; [`Error::Corruption`] if a
     /// segment is damaged anywhere but its torn tail; [`Error::Io`] on file-system failure.
     ///
@@ -155,7 +157,18 @@ impl Store {
     pub fn open_with_storage(dir: impl AsRef<Path>, options: Options, storage: Arc<dyn Storage>) -> Result<Store> {
         options.validate()?;
         let dir: PathBuf = dir.as_ref().to_path_buf();
-        storage.create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+        if dir.as_os_str().is_empty() {
+            // `create_dir_all("")` succeeds, and the LOCK file would land in the working
+            // directory.
+            return Err(Error::invalid("store directory path is empty"));
+        }
+        storage.create_dir_all(&dir).map_err(|e| match e.kind() {
+            // The path, or one of its ancestors, exists as something other than a directory.
+            std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotADirectory => {
+                Error::invalid(format!("store path {} is not a directory ({e})", dir.display()))
+            }
+            _ => Error::io("create directory", &dir, e),
+        })?;
         let lock = match storage.lock(&dir.join(LOCK_FILE)) {
             Ok(lock) => lock,
             Err(LockError::Held) => return Err(Error::Locked { dir }),
