@@ -2,7 +2,7 @@
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Sender, bounded};
@@ -10,7 +10,7 @@ use crossbeam_channel::{Sender, bounded};
 use crate::compaction::retention::{Retention, RetentionTable};
 use crate::compaction::{self, CompactionReport, CompactorRequest};
 use crate::error::{Error, Result};
-use crate::event::{AppendResult, EventView, ExpectedVersion, NewEvent, StreamAppend};
+use crate::event::{AppendResult, EventView, ExpectedVersion, NewEvent, StreamAppend, StreamInfo};
 use crate::options::{BATCH_STREAMS_MAX, Durability, Options};
 use crate::read::{AllIter, StreamIter};
 use crate::recovery::recover;
@@ -36,7 +36,8 @@ const COMPACTOR_QUEUE_DEPTH_MAX: usize = 16;
 /// An open event store: one directory, one writer thread, any number of readers.
 ///
 /// `Store` is `Clone + Send + Sync`; clones share the same store. The store shuts down when
-/// the last clone drops (errors are logged) or at [`Store::close`] (errors are returned).
+/// the last clone drops (errors are logged) or at [`Store::close`] (errors are returned);
+/// once `close` has begun every method of every clone returns [`Error::Closed`].
 ///
 /// ```
 /// use chronicle::{ExpectedVersion, NewEvent, Store};
@@ -63,6 +64,10 @@ struct Handle {
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     /// Dropped at shutdown to stop the compaction thread.
     compactor: Mutex<Option<(Sender<CompactorRequest>, JoinHandle<()>)>>,
+    /// Held (shared) by calls that write files outside the writer thread (snapshots, the
+    /// retention table) from their closed check to their last write; shutdown takes it
+    /// exclusively once after marking the store closing, so no such write happens after it.
+    direct_writes: RwLock<()>,
     /// Declared last: released only after the writer thread has stopped.
     _lock: LockGuardDebug,
 }
@@ -80,6 +85,9 @@ impl Handle {
         // Stop compaction first: it may be waiting for nothing but must not outlive the lock;
         // a running one stops at its next chunk.
         self.shared.mark_closing();
+        // Wait for snapshot and retention writes that passed their closed check; later ones
+        // see the flag and write nothing.
+        drop(self.direct_writes.write().unwrap_or_else(|poison| poison.into_inner()));
         if let Some((sender, thread)) = self.compactor.lock().unwrap_or_else(|poison| poison.into_inner()).take() {
             drop(sender);
             if thread.join().is_err() {
@@ -190,6 +198,7 @@ impl Store {
             writer,
             writer_thread: Mutex::new(Some(writer_thread)),
             compactor: Mutex::new(None),
+            direct_writes: RwLock::new(()),
             _lock: LockGuardDebug(lock),
         };
         // From here on, dropping `handle` shuts the writer down cleanly.
@@ -200,6 +209,11 @@ impl Store {
 
     fn shared(&self) -> &Arc<Shared> {
         &self.handle.shared
+    }
+
+    /// [`Error::Closed`] once [`Store::close`] (on any clone) has begun.
+    fn ensure_open(&self) -> Result<()> {
+        if self.shared().closing() { Err(Error::Closed) } else { Ok(()) }
     }
 
     fn submit(&self, parts: Vec<WritePart>) -> Result<Vec<AppendResult>> {
@@ -271,6 +285,7 @@ impl Store {
         expected: ExpectedVersion,
         events: impl IntoIterator<Item = NewEvent>,
     ) -> Result<AppendResult> {
+        self.ensure_open()?;
         let part = validate::events_part(&self.shared().options, stream, expected, events.into_iter().collect())?;
         let mut results = self.submit(vec![part])?;
         results.pop().ok_or_else(|| Error::invalid("append produced no result"))
@@ -298,6 +313,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn append_multi(&self, parts: impl IntoIterator<Item = StreamAppend>) -> Result<Vec<AppendResult>> {
+        self.ensure_open()?;
         let options = &self.shared().options;
         let mut validated = Vec::new();
         for part in parts {
@@ -318,6 +334,7 @@ impl Store {
     /// # Errors
     /// [`Error::StreamDeleted`], [`Error::InvalidInput`] for an invalid stream id. Items
     /// are [`Error::Corruption`] if a record fails its checksum.
+    /// [`Error::Closed`] once [`Store::close`] has begun on any clone.
     ///
     /// ```
     /// use chronicle::{ExpectedVersion, NewEvent, Store};
@@ -329,6 +346,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn read_stream(&self, stream: &str, from_version: u64) -> Result<StreamIter> {
+        self.ensure_open()?;
         StreamIter::new(Arc::clone(self.shared()), stream, from_version, None, false)
     }
 
@@ -348,13 +366,15 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn read_stream_backward(&self, stream: &str, from_version: Option<u64>) -> Result<StreamIter> {
+        self.ensure_open()?;
         StreamIter::new(Arc::clone(self.shared()), stream, from_version.unwrap_or(u64::MAX), None, true)
     }
 
     /// Reads every event in global position order from `from_position` on.
     ///
     /// # Errors
-    /// None at creation today; items are [`Error::Corruption`] if a record fails its checksum.
+    /// [`Error::Closed`] once [`Store::close`] has begun on any clone; items are
+    /// [`Error::Corruption`] if a record fails its checksum.
     ///
     /// ```
     /// use chronicle::{ExpectedVersion, NewEvent, Store};
@@ -365,6 +385,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn read_all(&self, from_position: u64) -> Result<AllIter> {
+        self.ensure_open()?;
         Ok(AllIter::new(self.shared(), Some(from_position), false))
     }
 
@@ -377,6 +398,7 @@ impl Store {
     /// # Errors
     /// [`Error::Corruption`] at the first record that fails its checks (events before it have
     /// been visited).
+    /// [`Error::Closed`] once [`Store::close`] has begun on any clone.
     ///
     /// ```
     /// use std::ops::ControlFlow;
@@ -399,6 +421,7 @@ impl Store {
         from_position: u64,
         visit: impl FnMut(&EventView<'_>) -> ControlFlow<()>,
     ) -> Result<()> {
+        self.ensure_open()?;
         AllIter::new(self.shared(), Some(from_position), false).visit(visit)
     }
 
@@ -417,6 +440,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn read_all_backward(&self, from_position: Option<u64>) -> Result<AllIter> {
+        self.ensure_open()?;
         Ok(AllIter::new(self.shared(), from_position, true))
     }
 
@@ -424,6 +448,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::StreamDeleted`], [`Error::InvalidInput`] for an invalid stream id.
+    /// [`Error::Closed`] once [`Store::close`] has begun on any clone.
     ///
     /// ```
     /// use chronicle::{ExpectedVersion, NewEvent, Store};
@@ -435,6 +460,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn stream_version(&self, stream: &str) -> Result<Option<u64>> {
+        self.ensure_open()?;
         validate::stream_id(stream)?;
         match self.shared().stream_state(stream) {
             Some(state) if state.deleted => Err(Error::StreamDeleted { stream: stream.to_owned() }),
@@ -443,10 +469,48 @@ impl Store {
         }
     }
 
+    /// The stream's first stored and last versions; `None` if the stream has no event.
+    ///
+    /// `first_version` is above 0 when retention ([`Retention::MaxCount`],
+    /// [`Retention::MaxAge`], [`Retention::BeforeSnapshot`]) let compaction discard the oldest
+    /// events: a [`Store::read_stream`] from 0 then starts there. Check it before rebuilding
+    /// state from the events alone.
+    ///
+    /// # Errors
+    /// [`Error::StreamDeleted`], [`Error::InvalidInput`] for an invalid stream id,
+    /// [`Error::Corruption`] if the first stored event fails its checksum, [`Error::Closed`].
+    ///
+    /// ```
+    /// use chronicle::{ExpectedVersion, NewEvent, Store};
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// assert_eq!(store.stream_info("s")?, None);
+    /// store.append("s", ExpectedVersion::Any, [NewEvent::new("A", ""), NewEvent::new("B", "")])?;
+    /// let info = store.stream_info("s")?.expect("two events");
+    /// assert_eq!((info.first_version, info.last_version), (0, 1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn stream_info(&self, stream: &str) -> Result<Option<StreamInfo>> {
+        self.ensure_open()?;
+        if self.stream_version(stream)?.is_none() {
+            return Ok(None);
+        }
+        // First the first stored version, then the last: versions only grow and the last
+        // event is never discarded, so the pair read this way always has first <= last.
+        let first = StreamIter::new(Arc::clone(self.shared()), stream, 0, None, false)?.next().transpose()?;
+        let last = self.stream_version(stream)?;
+        match (first, last) {
+            (Some(first), Some(last_version)) => {
+                Ok(Some(StreamInfo { first_version: first.version, last_version: last_version.max(first.version) }))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// Every stream id with at least one event and no tombstone, sorted.
     ///
     /// # Errors
-    /// None today; the `Result` leaves room for stores whose stream list lives elsewhere.
+    /// [`Error::Closed`] once [`Store::close`] has begun on any clone.
     ///
     /// ```
     /// use chronicle::{ExpectedVersion, NewEvent, Store};
@@ -458,6 +522,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn streams(&self) -> Result<Vec<String>> {
+        self.ensure_open()?;
         let mut names: Vec<String> = self
             .shared()
             .streams()
@@ -484,6 +549,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn sync(&self) -> Result<()> {
+        self.ensure_open()?;
         self.handle.writer.call(self.shared(), |reply| Request::Sync { reply })
     }
 
@@ -500,6 +566,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn seal(&self) -> Result<()> {
+        self.ensure_open()?;
         self.handle.writer.call(self.shared(), |reply| Request::Seal { reply })
     }
 
@@ -520,6 +587,7 @@ impl Store {
     /// [`Error::InvalidInput`] if the stream does not have `version` yet or the state is over
     /// [`SNAPSHOT_BYTES_MAX`](crate::SNAPSHOT_BYTES_MAX); [`Error::StreamDeleted`];
     /// [`Error::Io`]; the errors of [`Store::sync`].
+    /// [`Error::Closed`] once [`Store::close`] has begun on any clone.
     ///
     /// ```
     /// use chronicle::{ExpectedVersion, NewEvent, Store};
@@ -531,6 +599,8 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn save_snapshot(&self, stream: &str, version: u64, state: &[u8]) -> Result<()> {
+        let _writing = self.handle.direct_writes.read().unwrap_or_else(|poison| poison.into_inner());
+        self.ensure_open()?;
         validate::stream_id(stream)?;
         match self.shared().stream_state(stream) {
             Some(s) if s.deleted => return Err(Error::StreamDeleted { stream: stream.to_owned() }),
@@ -571,6 +641,7 @@ impl Store {
     /// [`Error::Corruption`] naming the damaged newest snapshot when the previous one cannot
     /// stand in because [`Retention::BeforeSnapshot`] discarded the events after it;
     /// [`Error::Io`] if a snapshot file could not be read (never taken for a damaged one).
+    /// [`Error::Closed`] once [`Store::close`] has begun on any clone.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
@@ -579,6 +650,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn load_snapshot(&self, stream: &str) -> Result<Option<Snapshot>> {
+        self.ensure_open()?;
         validate::stream_id(stream)?;
         if self.shared().stream_state(stream).is_some_and(|s| s.deleted) {
             return Err(Error::StreamDeleted { stream: stream.to_owned() });
@@ -591,9 +663,17 @@ impl Store {
     /// stream return [`Error::StreamDeleted`] and it leaves [`Store::streams`]. Its events and
     /// snapshots are erased from the directory by the next [`Store::compact`].
     ///
+    /// **Deletion is permanent**: there is no undelete, and the stream id can never be used
+    /// again (the tombstone is kept for ever, also through compaction). Deleting a stream that
+    /// never had an event still tombstones its id under [`ExpectedVersion::Any`] or
+    /// [`ExpectedVersion::NoStream`] — a typo in the id burns that id. Pass
+    /// [`ExpectedVersion::StreamExists`] (or `Exact(last)`) to delete only a stream that has
+    /// events: a missing one is then [`Error::WrongExpectedVersion`] and nothing is written.
+    ///
     /// # Errors
     /// [`Error::WrongExpectedVersion`], [`Error::StreamDeleted`] if already deleted, and the
     /// write-path errors of [`Store::append`].
+    /// [`Error::Closed`] once [`Store::close`] has begun on any clone.
     ///
     /// ```
     /// use chronicle::{Error, ExpectedVersion, NewEvent, Store};
@@ -602,9 +682,16 @@ impl Store {
     /// store.append("user-9", ExpectedVersion::Any, [NewEvent::new("Registered", "bob")])?;
     /// store.delete_stream("user-9", ExpectedVersion::Exact(0))?;
     /// assert!(matches!(store.read_stream("user-9", 0), Err(Error::StreamDeleted { .. })));
+    /// // Guarded against a typo: "usr-9" has no event, so nothing is deleted.
+    /// assert!(matches!(
+    ///     store.delete_stream("usr-9", ExpectedVersion::StreamExists),
+    ///     Err(Error::WrongExpectedVersion { .. })
+    /// ));
+    /// assert!(store.stream_version("usr-9")?.is_none());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn delete_stream(&self, stream: &str, expected: ExpectedVersion) -> Result<()> {
+        self.ensure_open()?;
         let part = validate::tombstone_part(stream, expected)?;
         self.submit(vec![part])?;
         self.nudge_compactor();
@@ -617,6 +704,7 @@ impl Store {
     /// # Errors
     /// [`Error::StreamDeleted`], [`Error::InvalidInput`] for an invalid stream id,
     /// [`Error::Io`] if the retention table could not be written.
+    /// [`Error::Closed`] once [`Store::close`] has begun on any clone.
     ///
     /// ```
     /// use chronicle::{Retention, Store};
@@ -626,6 +714,8 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn set_stream_retention(&self, stream: &str, retention: Retention) -> Result<()> {
+        let _writing = self.handle.direct_writes.read().unwrap_or_else(|poison| poison.into_inner());
+        self.ensure_open()?;
         validate::stream_id(stream)?;
         if self.shared().stream_state(stream).is_some_and(|s| s.deleted) {
             return Err(Error::StreamDeleted { stream: stream.to_owned() });
@@ -660,6 +750,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn compact(&self) -> Result<CompactionReport> {
+        self.ensure_open()?;
         self.seal()?;
         let (reply, answer) = bounded(1);
         let sent = match &*self.handle.compactor.lock().unwrap_or_else(|poison| poison.into_inner()) {
@@ -688,7 +779,20 @@ impl Store {
     /// call returns [`Error::Closed`]), finishes queued appends, syncs, writes the index
     /// checkpoint and the stream-table checkpoint so the next open reads no segment contents
     /// and one small file of streams, stops the writer and releases the lock once no clone
-    /// remains. Other clones get [`Error::Closed`] on writes afterwards.
+    /// remains.
+    ///
+    /// From the moment `close` begins, **every** method on every clone returns
+    /// [`Error::Closed`] — reads ([`Store::read_stream`], [`Store::read_all`],
+    /// [`Store::read_all_with`], [`Store::stream_version`], [`Store::stream_info`],
+    /// [`Store::streams`], [`Store::load_snapshot`]) as well as writes — and nothing is
+    /// written any more outside the shutdown itself: a [`Store::save_snapshot`] or
+    /// [`Store::set_stream_retention`] already past its check finishes before shutdown goes
+    /// on, a later one writes nothing. Calls racing `close` return either their answer or
+    /// `Closed`, never hang. Iterators created before the close ([`StreamIter`],
+    /// [`AllIter`]) keep the segments they read alive and run to their end. Calling
+    /// `close` on another clone afterwards returns `Ok(())` (only the first close reports the
+    /// shutdown's outcome); [`Store::path`] keeps answering. Dropping the last clone closes
+    /// the same way, logging errors instead of returning them.
     ///
     /// # Errors
     /// The final fsync's error, or [`Error::Poisoned`] if the store had failed earlier.
