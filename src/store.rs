@@ -149,7 +149,7 @@ impl Store {
     }
 
     /// Opens the store in `dir` through `storage` instead of the operating system's file
-    /// system: for fault-injection and crash tests, or an in-memory store.
+    /// system: for fault-injection and crash tests (any implementation of [`Storage`]).
     ///
     /// # Errors
     /// As [`Store::open_with`].
@@ -248,7 +248,8 @@ impl Store {
     /// events and others are not (or are in another order) is neither a retry nor a new
     /// append: it fails with [`Error::WrongExpectedVersion`] and writes nothing, because
     /// writing it would store an id twice. Appends without ids are never looked up, so they
-    /// pay nothing for this. For [`Store::append_multi`], the call is a retry only if every
+    /// pay nothing for this. If the events to compare cannot be read (I/O error, damaged
+    /// record), no retry is recognised (a warning is logged). For [`Store::append_multi`], the call is a retry only if every
     /// part is; if some parts are retries and others not, it fails with
     /// `WrongExpectedVersion` naming the first part that is a retry.
     ///

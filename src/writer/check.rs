@@ -10,7 +10,9 @@
 //!   would store an id twice). Ids further back are not looked at (no id index is kept).
 //!
 //! Parts without ids (or with some events without ids) are never looked up: their only
-//! cost is the `all_ids` flag computed at validation.
+//! cost is the `all_ids` flag computed at validation. Events that cannot be read (an I/O
+//! error, a damaged record) recognise no retry: the part is checked as a new append (and a
+//! warning logged), as the `NoStream`/`Exact` path always did.
 
 use std::sync::Arc;
 
@@ -81,6 +83,13 @@ impl Writer {
     fn check_recent(&self, part: &WritePart, last: u64) -> Check {
         let count = part.events.len() as u64;
         let first_version = last.saturating_sub(count.saturating_sub(1));
+        let unreadable = |error: Error| {
+            // As for NoStream/Exact retries: events that cannot be read prove no retry, and
+            // an error here must not look like a failed write (callers take `Io` from an
+            // append for one, after which the store is poisoned): append as new, and say so.
+            tracing::warn!(%error, stream = &*part.stream, "could not read the stream's recent events to recognise a retry; appending as new");
+            Check::Proceed(Some(last))
+        };
         let stored = match crate::read::StreamIter::new(
             Arc::clone(&self.shared),
             &part.stream,
@@ -89,15 +98,14 @@ impl Writer {
             false,
         ) {
             Ok(stored) => stored,
-            Err(error) => return Check::Fail(error),
+            Err(error) => return unreadable(error),
         };
         // Bounded by the part's own event count (the versions read span at most `count`).
         let mut recent: Vec<(u64, u128, u64)> = Vec::with_capacity(part.events.len());
         for event in stored {
             match event {
                 Ok(event) => recent.push((event.version, event.id, event.position)),
-                // Nothing is written when the events that decide it cannot be read.
-                Err(error) => return Check::Fail(error),
+                Err(error) => return unreadable(error),
             }
         }
         let same =
