@@ -78,8 +78,9 @@ impl NewEvent {
         self
     }
 
-    /// Sets the event id. Re-appending events with the same ids at the same versions is
-    /// an idempotent retry: it returns Ok and writes nothing.
+    /// Sets the event id. Retrying an append whose events all carry ids returns the
+    /// original result and writes nothing; see [`Store::append`](crate::Store::append) for
+    /// exactly what is recognised as a retry under each [`ExpectedVersion`].
     ///
     /// ```
     /// let event = chronicle::NewEvent::new("Deposited", "{}").with_id(42);
@@ -203,6 +204,134 @@ pub struct RecordedEvent {
     pub causation_id: Option<u128>,
     /// When the writer thread committed the event (microsecond resolution).
     pub timestamp: SystemTime,
+}
+
+impl RecordedEvent {
+    /// A recorded event built by hand, for unit tests of code that consumes events
+    /// (projections, aggregates, read models) without a store. Metadata is empty, the id
+    /// is 0, correlation and causation ids are unset and the timestamp is the Unix epoch
+    /// until set with the `with_*` methods. The store itself never returns an event it did
+    /// not read from its segments.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use chronicle::RecordedEvent;
+    ///
+    /// fn balance(events: &[RecordedEvent]) -> u64 {
+    ///     events.iter().filter(|e| e.event_type == "Deposited").map(|e| u64::from(e.data[0])).sum()
+    /// }
+    ///
+    /// let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    /// let events = [
+    ///     RecordedEvent::new("account-1", 0, 10, "Deposited", vec![5]).with_id(1).with_timestamp(at),
+    ///     RecordedEvent::new("account-1", 1, 12, "Deposited", vec![7]).with_metadata("user=7"),
+    /// ];
+    /// assert_eq!(balance(&events), 12);
+    /// assert_eq!((events[0].id, events[0].timestamp), (1, at));
+    /// ```
+    pub fn new(
+        stream_id: impl Into<String>,
+        version: u64,
+        position: u64,
+        event_type: impl Into<String>,
+        data: impl Into<Bytes>,
+    ) -> Self {
+        RecordedEvent {
+            stream_id: stream_id.into(),
+            version,
+            position,
+            event_type: event_type.into(),
+            data: data.into(),
+            metadata: Bytes::new(),
+            id: 0,
+            correlation_id: None,
+            causation_id: None,
+            timestamp: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    /// Sets the metadata.
+    ///
+    /// ```
+    /// let event = chronicle::RecordedEvent::new("s", 0, 0, "T", "").with_metadata("m");
+    /// assert_eq!(&event.metadata[..], b"m");
+    /// ```
+    pub fn with_metadata(mut self, metadata: impl Into<Bytes>) -> Self {
+        self.metadata = metadata.into();
+        self
+    }
+
+    /// Sets the event id.
+    ///
+    /// ```
+    /// assert_eq!(chronicle::RecordedEvent::new("s", 0, 0, "T", "").with_id(9).id, 9);
+    /// ```
+    pub fn with_id(mut self, id: u128) -> Self {
+        self.id = id;
+        self
+    }
+
+    /// Sets the correlation id.
+    ///
+    /// ```
+    /// let event = chronicle::RecordedEvent::new("s", 0, 0, "T", "").with_correlation_id(3);
+    /// assert_eq!(event.correlation_id, Some(3));
+    /// ```
+    pub fn with_correlation_id(mut self, correlation_id: u128) -> Self {
+        self.correlation_id = Some(correlation_id);
+        self
+    }
+
+    /// Sets the causation id.
+    ///
+    /// ```
+    /// let event = chronicle::RecordedEvent::new("s", 0, 0, "T", "").with_causation_id(4);
+    /// assert_eq!(event.causation_id, Some(4));
+    /// ```
+    pub fn with_causation_id(mut self, causation_id: u128) -> Self {
+        self.causation_id = Some(causation_id);
+        self
+    }
+
+    /// Sets the commit timestamp.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// let at = SystemTime::UNIX_EPOCH + Duration::from_secs(60);
+    /// assert_eq!(chronicle::RecordedEvent::new("s", 0, 0, "T", "").with_timestamp(at).timestamp, at);
+    /// ```
+    pub fn with_timestamp(mut self, timestamp: SystemTime) -> Self {
+        self.timestamp = timestamp;
+        self
+    }
+}
+
+/// What [`Store::stream_info`](crate::Store::stream_info) reports about a stream that has
+/// events.
+///
+/// `first_version` is above 0 once retention and compaction discarded the stream's oldest
+/// events: code that rebuilds state from a stream without a snapshot must check it (a read
+/// from version 0 silently starts at `first_version`).
+///
+/// ```
+/// use chronicle::{ExpectedVersion, NewEvent, Retention, Store};
+/// # let dir = tempfile::tempdir()?;
+/// let store = Store::open(dir.path())?;
+/// store.append("metrics", ExpectedVersion::Any, (0..10).map(|i| NewEvent::new("Sample", vec![i])))?;
+/// store.set_stream_retention("metrics", Retention::MaxCount(4))?;
+/// store.compact()?;
+/// let info = store.stream_info("metrics")?.expect("the stream has events");
+/// assert_eq!((info.first_version, info.last_version), (6, 9));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct StreamInfo {
+    /// Version of the stream's first event still stored (0 unless retention discarded
+    /// earlier ones).
+    pub first_version: u64,
+    /// Version of the stream's last event.
+    pub last_version: u64,
 }
 
 /// One event borrowed from the store's memory map, as [`Store::read_all_with`] hands it

@@ -24,6 +24,17 @@ use crate::storage::{OpenMode, Storage, read_whole};
 /// Which events of a stream compaction may discard. A stream's last event is always kept, so
 /// its version (and expected-version checks) survive any retention.
 ///
+/// **Trimmed streams start later.** Once compaction discarded a stream's oldest events,
+/// `read_stream(stream, 0)` returns no error: it silently starts at the first event still
+/// stored. Code that rebuilds state by replaying a stream (an aggregate) would then build it
+/// from a suffix and get it wrong. So for such streams: save a snapshot
+/// ([`Store::save_snapshot`](crate::Store::save_snapshot)) before the events it covers can be
+/// discarded — [`Retention::BeforeSnapshot`] does exactly this, discarding only what the
+/// newest snapshot covers — and load it before replaying the events after it; with
+/// [`Retention::MaxCount`] or [`Retention::MaxAge`], check
+/// [`Store::stream_info`](crate::Store::stream_info)`.first_version` (above 0 once trimmed)
+/// and refuse to rebuild from events alone when it is above the version your snapshot covers.
+///
 /// ```
 /// use chronicle::{Options, Retention};
 /// use std::time::Duration;
@@ -37,9 +48,12 @@ pub enum Retention {
     KeepAll,
     /// Discard events at or below the version of the stream's newest valid snapshot.
     BeforeSnapshot,
-    /// Keep only the newest this-many events (at least one is always kept).
+    /// Keep only the newest this-many events (at least one is always kept). Older events go
+    /// without regard to snapshots: see the type's docs before using it on a stream whose
+    /// state is rebuilt by replay.
     MaxCount(u64),
-    /// Discard events older than this (by their commit timestamp).
+    /// Discard events older than this (by their commit timestamp), without regard to
+    /// snapshots, like [`Retention::MaxCount`].
     MaxAge(Duration),
 }
 

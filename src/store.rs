@@ -2,14 +2,14 @@
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Sender, bounded};
 
 use crate::compaction::{self, CompactionReport, CompactorRequest};
 use crate::error::{Error, Result};
-use crate::event::{AppendResult, EventView, ExpectedVersion, NewEvent, StreamAppend};
+use crate::event::{AppendResult, EventView, ExpectedVersion, NewEvent, StreamAppend, StreamInfo};
 use crate::options::{BATCH_STREAMS_MAX, Durability, Options};
 use crate::read::{AllIter, StreamIter};
 use crate::recovery::recover;
@@ -36,7 +36,8 @@ const COMPACTOR_QUEUE_DEPTH_MAX: usize = 16;
 /// An open event store: one directory, one writer thread, any number of readers.
 ///
 /// `Store` is `Clone + Send + Sync`; clones share the same store. The store shuts down when
-/// the last clone drops (errors are logged) or at [`Store::close`] (errors are returned).
+/// the last clone drops (errors are logged) or at [`Store::close`] (errors are returned);
+/// once `close` has begun every method of every clone returns [`Error::Closed`].
 ///
 /// ```
 /// use chronicle::{ExpectedVersion, NewEvent, Store};
@@ -63,6 +64,10 @@ struct Handle {
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     /// Dropped at shutdown to stop the compaction thread.
     compactor: Mutex<Option<(Sender<CompactorRequest>, JoinHandle<()>)>>,
+    /// Held (shared) by calls that write files outside the writer thread (snapshots, the
+    /// retention table) from their closed check to their last write; shutdown takes it
+    /// exclusively once after marking the store closing, so no such write happens after it.
+    direct_writes: RwLock<()>,
     /// Declared last: released only after the writer thread has stopped.
     _lock: LockGuardDebug,
 }
@@ -80,6 +85,9 @@ impl Handle {
         // Stop compaction first: it may be waiting for nothing but must not outlive the lock;
         // a running one stops at its next chunk.
         self.shared.mark_closing();
+        // Wait for snapshot and retention writes that passed their closed check; later ones
+        // see the flag and write nothing.
+        drop(self.direct_writes.write().unwrap_or_else(|poison| poison.into_inner()));
         if let Some((sender, thread)) = self.compactor.lock().unwrap_or_else(|poison| poison.into_inner()).take() {
             drop(sender);
             if thread.join().is_err() {
@@ -109,6 +117,8 @@ impl Store {
     /// Opens (creating if missing) the store in `dir` with default [`Options`].
     ///
     /// # Errors
+    /// [`Error::InvalidInput`] (nothing created) if `dir` is empty, or if it or one of its
+    /// ancestors exists and is not a directory (the message names the path);
     /// [`Error::Locked`] if another `Store` holds the directory; [`Error::Corruption`] if a
     /// segment is damaged anywhere but its torn tail; [`Error::Io`] on file-system failure.
     ///
@@ -139,7 +149,7 @@ impl Store {
     }
 
     /// Opens the store in `dir` through `storage` instead of the operating system's file
-    /// system: for fault-injection and crash tests, or an in-memory store.
+    /// system: for fault-injection and crash tests (any implementation of [`Storage`]).
     ///
     /// # Errors
     /// As [`Store::open_with`].
@@ -155,7 +165,18 @@ impl Store {
     pub fn open_with_storage(dir: impl AsRef<Path>, options: Options, storage: Arc<dyn Storage>) -> Result<Store> {
         options.validate()?;
         let dir: PathBuf = dir.as_ref().to_path_buf();
-        storage.create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+        if dir.as_os_str().is_empty() {
+            // `create_dir_all("")` succeeds, and the LOCK file would land in the working
+            // directory.
+            return Err(Error::invalid("store directory path is empty"));
+        }
+        storage.create_dir_all(&dir).map_err(|e| match e.kind() {
+            // The path, or one of its ancestors, exists as something other than a directory.
+            std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotADirectory => {
+                Error::invalid(format!("store path {} is not a directory ({e})", dir.display()))
+            }
+            _ => Error::io("create directory", &dir, e),
+        })?;
         let lock = match storage.lock(&dir.join(LOCK_FILE)) {
             Ok(lock) => lock,
             Err(LockError::Held) => return Err(Error::Locked { dir }),
@@ -177,6 +198,7 @@ impl Store {
             writer,
             writer_thread: Mutex::new(Some(writer_thread)),
             compactor: Mutex::new(None),
+            direct_writes: RwLock::new(()),
             _lock: LockGuardDebug(lock),
         };
         // From here on, dropping `handle` shuts the writer down cleanly.
@@ -187,6 +209,11 @@ impl Store {
 
     fn shared(&self) -> &Arc<Shared> {
         &self.handle.shared
+    }
+
+    /// [`Error::Closed`] once [`Store::close`] (on any clone) has begun.
+    fn ensure_open(&self) -> Result<()> {
+        if self.shared().closing() { Err(Error::Closed) } else { Ok(()) }
     }
 
     fn submit(&self, parts: Vec<WritePart>) -> Result<Vec<AppendResult>> {
@@ -200,11 +227,47 @@ impl Store {
     /// Appends `events` to `stream` as one atomic batch, if the stream's version satisfies
     /// `expected`. Returns the versions and positions assigned.
     ///
-    /// Retrying an append whose events carry ids ([`NewEvent::with_id`]) after it already
-    /// succeeded returns the original result and writes nothing.
+    /// # Idempotent retries
+    /// When **every** event carries an id ([`NewEvent::with_id`]), retrying an append that
+    /// already succeeded returns the original [`AppendResult`] and writes nothing, under
+    /// every [`ExpectedVersion`]. With `n` events, the writer thread recognises a retry (in
+    /// commit order, so a retry racing its original writes once):
+    /// - under [`NoStream`](ExpectedVersion::NoStream) and [`Exact(v)`](ExpectedVersion::Exact),
+    ///   when the version check fails and versions `v + 1 ..= v + n` (from 0 for `NoStream`)
+    ///   hold these ids in this order — even if other events were appended after them;
+    /// - under [`Any`](ExpectedVersion::Any) and
+    ///   [`StreamExists`](ExpectedVersion::StreamExists), when the stream's `n` most recent
+    ///   events hold these ids in this order.
+    ///
+    /// Not detected: under `Any`/`StreamExists`, a retry that comes after another append to
+    /// the same stream (its events are then no longer the most recent: they are written
+    /// again — use `NoStream`/`Exact` where that matters); ids that are not among the `n`
+    /// most recent events; ids used in another stream (ids are compared per stream, and no
+    /// index of ids is kept); appends where some event has no id. An append under
+    /// `Any`/`StreamExists` of which **some** ids are among the stream's `n` most recent
+    /// events and others are not (or are in another order) is neither a retry nor a new
+    /// append: it fails with [`Error::WrongExpectedVersion`] and writes nothing, because
+    /// writing it would store an id twice. Appends without ids are never looked up, so they
+    /// pay nothing for this. If the events to compare cannot be read (I/O error, damaged
+    /// record), no retry is recognised (a warning is logged). For [`Store::append_multi`], the call is a retry only if every
+    /// part is; if some parts are retries and others not, it fails with
+    /// `WrongExpectedVersion` naming the first part that is a retry.
+    ///
+    /// ```
+    /// use chronicle::{ExpectedVersion, NewEvent, Store};
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// let event = || NewEvent::new("Deposited", "5").with_id(0x7);
+    /// let first = store.append("account-1", ExpectedVersion::Any, [event()])?;
+    /// let retry = store.append("account-1", ExpectedVersion::Any, [event()])?; // e.g. after a timeout
+    /// assert_eq!(retry, first);
+    /// assert_eq!(store.stream_version("account-1")?, Some(0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
-    /// [`Error::WrongExpectedVersion`] (nothing written), [`Error::StreamDeleted`],
+    /// [`Error::WrongExpectedVersion`] (nothing written; also for a partial retry, above),
+    /// [`Error::StreamDeleted`],
     /// [`Error::InvalidInput`] (empty or oversized stream id, no events, empty event type,
     /// event or batch over the limits), [`Error::Poisoned`] after an earlier write or fsync
     /// failure, [`Error::Io`] if this batch's write or fsync failed, [`Error::Closed`].
@@ -223,6 +286,7 @@ impl Store {
         expected: ExpectedVersion,
         events: impl IntoIterator<Item = NewEvent>,
     ) -> Result<AppendResult> {
+        self.ensure_open()?;
         let part = validate::events_part(&self.shared().options, stream, expected, events.into_iter().collect())?;
         let mut results = self.submit(vec![part])?;
         results.pop().ok_or_else(|| Error::invalid("append produced no result"))
@@ -231,6 +295,8 @@ impl Store {
     /// Appends to several streams atomically: either every part is written (in one commit
     /// group, positions contiguous in the given order) or none is. Each part has its own
     /// expected version. Returns one result per part, in order.
+    ///
+    /// Retries are recognised as for [`Store::append`], and only for the call as a whole.
     ///
     /// # Errors
     /// As [`Store::append`]; the first part whose expected version fails is reported. A
@@ -248,6 +314,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn append_multi(&self, parts: impl IntoIterator<Item = StreamAppend>) -> Result<Vec<AppendResult>> {
+        self.ensure_open()?;
         let options = &self.shared().options;
         let mut validated = Vec::new();
         for part in parts {
@@ -268,6 +335,7 @@ impl Store {
     /// # Errors
     /// [`Error::StreamDeleted`], [`Error::InvalidInput`] for an invalid stream id. Items
     /// are [`Error::Corruption`] if a record fails its checksum.
+    /// [`Error::Closed`] once [`Store::close`] has begun on any clone.
     ///
     /// ```
     /// use chronicle::{ExpectedVersion, NewEvent, Store};
@@ -279,6 +347,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn read_stream(&self, stream: &str, from_version: u64) -> Result<StreamIter> {
+        self.ensure_open()?;
         StreamIter::new(Arc::clone(self.shared()), stream, from_version, None, false)
     }
 
@@ -298,13 +367,15 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn read_stream_backward(&self, stream: &str, from_version: Option<u64>) -> Result<StreamIter> {
+        self.ensure_open()?;
         StreamIter::new(Arc::clone(self.shared()), stream, from_version.unwrap_or(u64::MAX), None, true)
     }
 
     /// Reads every event in global position order from `from_position` on.
     ///
     /// # Errors
-    /// None at creation today; items are [`Error::Corruption`] if a record fails its checksum.
+    /// [`Error::Closed`] once [`Store::close`] has begun on any clone; items are
+    /// [`Error::Corruption`] if a record fails its checksum.
     ///
     /// ```
     /// use chronicle::{ExpectedVersion, NewEvent, Store};
@@ -315,6 +386,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn read_all(&self, from_position: u64) -> Result<AllIter> {
+        self.ensure_open()?;
         Ok(AllIter::new(self.shared(), Some(from_position), false))
     }
 
@@ -327,6 +399,7 @@ impl Store {
     /// # Errors
     /// [`Error::Corruption`] at the first record that fails its checks (events before it have
     /// been visited).
+    /// [`Error::Closed`] once [`Store::close`] has begun on any clone.
     ///
     /// ```
     /// use std::ops::ControlFlow;
@@ -349,6 +422,7 @@ impl Store {
         from_position: u64,
         visit: impl FnMut(&EventView<'_>) -> ControlFlow<()>,
     ) -> Result<()> {
+        self.ensure_open()?;
         AllIter::new(self.shared(), Some(from_position), false).visit(visit)
     }
 
@@ -367,6 +441,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn read_all_backward(&self, from_position: Option<u64>) -> Result<AllIter> {
+        self.ensure_open()?;
         Ok(AllIter::new(self.shared(), from_position, true))
     }
 
@@ -374,6 +449,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::StreamDeleted`], [`Error::InvalidInput`] for an invalid stream id.
+    /// [`Error::Closed`] once [`Store::close`] has begun on any clone.
     ///
     /// ```
     /// use chronicle::{ExpectedVersion, NewEvent, Store};
@@ -385,6 +461,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn stream_version(&self, stream: &str) -> Result<Option<u64>> {
+        self.ensure_open()?;
         validate::stream_id(stream)?;
         match self.shared().stream_state(stream) {
             Some(state) if state.deleted => Err(Error::StreamDeleted { stream: stream.to_owned() }),
@@ -393,10 +470,48 @@ impl Store {
         }
     }
 
+    /// The stream's first stored and last versions; `None` if the stream has no event.
+    ///
+    /// `first_version` is above 0 when retention ([`Retention::MaxCount`],
+    /// [`Retention::MaxAge`], [`Retention::BeforeSnapshot`]) let compaction discard the oldest
+    /// events: a [`Store::read_stream`] from 0 then starts there. Check it before rebuilding
+    /// state from the events alone.
+    ///
+    /// # Errors
+    /// [`Error::StreamDeleted`], [`Error::InvalidInput`] for an invalid stream id,
+    /// [`Error::Corruption`] if the first stored event fails its checksum, [`Error::Closed`].
+    ///
+    /// ```
+    /// use chronicle::{ExpectedVersion, NewEvent, Store};
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// assert_eq!(store.stream_info("s")?, None);
+    /// store.append("s", ExpectedVersion::Any, [NewEvent::new("A", ""), NewEvent::new("B", "")])?;
+    /// let info = store.stream_info("s")?.expect("two events");
+    /// assert_eq!((info.first_version, info.last_version), (0, 1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn stream_info(&self, stream: &str) -> Result<Option<StreamInfo>> {
+        self.ensure_open()?;
+        if self.stream_version(stream)?.is_none() {
+            return Ok(None);
+        }
+        // First the first stored version, then the last: versions only grow and the last
+        // event is never discarded, so the pair read this way always has first <= last.
+        let first = StreamIter::new(Arc::clone(self.shared()), stream, 0, None, false)?.next().transpose()?;
+        let last = self.stream_version(stream)?;
+        match (first, last) {
+            (Some(first), Some(last_version)) => {
+                Ok(Some(StreamInfo { first_version: first.version, last_version: last_version.max(first.version) }))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// Every stream id with at least one event and no tombstone, sorted.
     ///
     /// # Errors
-    /// None today; the `Result` leaves room for stores whose stream list lives elsewhere.
+    /// [`Error::Closed`] once [`Store::close`] has begun on any clone.
     ///
     /// ```
     /// use chronicle::{ExpectedVersion, NewEvent, Store};
@@ -408,6 +523,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn streams(&self) -> Result<Vec<String>> {
+        self.ensure_open()?;
         let mut names: Vec<String> = self
             .shared()
             .streams()
@@ -434,6 +550,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn sync(&self) -> Result<()> {
+        self.ensure_open()?;
         self.handle.writer.call(self.shared(), |reply| Request::Sync { reply })
     }
 
@@ -450,6 +567,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn seal(&self) -> Result<()> {
+        self.ensure_open()?;
         self.handle.writer.call(self.shared(), |reply| Request::Seal { reply })
     }
 
@@ -470,6 +588,7 @@ impl Store {
     /// [`Error::InvalidInput`] if the stream does not have `version` yet or the state is over
     /// [`SNAPSHOT_BYTES_MAX`](crate::SNAPSHOT_BYTES_MAX); [`Error::StreamDeleted`];
     /// [`Error::Io`]; the errors of [`Store::sync`].
+    /// [`Error::Closed`] once [`Store::close`] has begun on any clone.
     ///
     /// ```
     /// use chronicle::{ExpectedVersion, NewEvent, Store};
@@ -481,6 +600,8 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn save_snapshot(&self, stream: &str, version: u64, state: &[u8]) -> Result<()> {
+        let _writing = self.handle.direct_writes.read().unwrap_or_else(|poison| poison.into_inner());
+        self.ensure_open()?;
         validate::stream_id(stream)?;
         match self.shared().stream_state(stream) {
             Some(s) if s.deleted => return Err(Error::StreamDeleted { stream: stream.to_owned() }),
@@ -521,6 +642,7 @@ impl Store {
     /// [`Error::Corruption`] naming the damaged newest snapshot when the previous one cannot
     /// stand in because [`Retention::BeforeSnapshot`] discarded the events after it;
     /// [`Error::Io`] if a snapshot file could not be read (never taken for a damaged one).
+    /// [`Error::Closed`] once [`Store::close`] has begun on any clone.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
@@ -529,6 +651,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn load_snapshot(&self, stream: &str) -> Result<Option<Snapshot>> {
+        self.ensure_open()?;
         validate::stream_id(stream)?;
         if self.shared().stream_state(stream).is_some_and(|s| s.deleted) {
             return Err(Error::StreamDeleted { stream: stream.to_owned() });
@@ -541,9 +664,17 @@ impl Store {
     /// stream return [`Error::StreamDeleted`] and it leaves [`Store::streams`]. Its events and
     /// snapshots are erased from the directory by the next [`Store::compact`].
     ///
+    /// **Deletion is permanent**: there is no undelete, and the stream id can never be used
+    /// again (the tombstone is kept for ever, also through compaction). Deleting a stream that
+    /// never had an event still tombstones its id under [`ExpectedVersion::Any`] or
+    /// [`ExpectedVersion::NoStream`] — a typo in the id burns that id. Pass
+    /// [`ExpectedVersion::StreamExists`] (or `Exact(last)`) to delete only a stream that has
+    /// events: a missing one is then [`Error::WrongExpectedVersion`] and nothing is written.
+    ///
     /// # Errors
     /// [`Error::WrongExpectedVersion`], [`Error::StreamDeleted`] if already deleted, and the
     /// write-path errors of [`Store::append`].
+    /// [`Error::Closed`] once [`Store::close`] has begun on any clone.
     ///
     /// ```
     /// use chronicle::{Error, ExpectedVersion, NewEvent, Store};
@@ -552,9 +683,16 @@ impl Store {
     /// store.append("user-9", ExpectedVersion::Any, [NewEvent::new("Registered", "bob")])?;
     /// store.delete_stream("user-9", ExpectedVersion::Exact(0))?;
     /// assert!(matches!(store.read_stream("user-9", 0), Err(Error::StreamDeleted { .. })));
+    /// // Guarded against a typo: "usr-9" has no event, so nothing is deleted.
+    /// assert!(matches!(
+    ///     store.delete_stream("usr-9", ExpectedVersion::StreamExists),
+    ///     Err(Error::WrongExpectedVersion { .. })
+    /// ));
+    /// assert!(store.stream_version("usr-9")?.is_none());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn delete_stream(&self, stream: &str, expected: ExpectedVersion) -> Result<()> {
+        self.ensure_open()?;
         let part = validate::tombstone_part(stream, expected)?;
         self.submit(vec![part])?;
         self.nudge_compactor();
@@ -567,6 +705,7 @@ impl Store {
     /// # Errors
     /// [`Error::StreamDeleted`], [`Error::InvalidInput`] for an invalid stream id,
     /// [`Error::Io`] if the retention table could not be written.
+    /// [`Error::Closed`] once [`Store::close`] has begun on any clone.
     ///
     /// ```
     /// use chronicle::{Retention, Store};
@@ -576,6 +715,8 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn set_stream_retention(&self, stream: &str, retention: Retention) -> Result<()> {
+        let _writing = self.handle.direct_writes.read().unwrap_or_else(|poison| poison.into_inner());
+        self.ensure_open()?;
         validate::stream_id(stream)?;
         if self.shared().stream_state(stream).is_some_and(|s| s.deleted) {
             return Err(Error::StreamDeleted { stream: stream.to_owned() });
@@ -610,6 +751,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn compact(&self) -> Result<CompactionReport> {
+        self.ensure_open()?;
         self.seal()?;
         let (reply, answer) = bounded(1);
         let sent = match &*self.handle.compactor.lock().unwrap_or_else(|poison| poison.into_inner()) {
@@ -638,7 +780,20 @@ impl Store {
     /// call returns [`Error::Closed`]), finishes queued appends, syncs, writes the index
     /// checkpoint and the stream-table checkpoint so the next open reads no segment contents
     /// and one small file of streams, stops the writer and releases the lock once no clone
-    /// remains. Other clones get [`Error::Closed`] on writes afterwards.
+    /// remains.
+    ///
+    /// From the moment `close` begins, **every** method on every clone returns
+    /// [`Error::Closed`] — reads ([`Store::read_stream`], [`Store::read_all`],
+    /// [`Store::read_all_with`], [`Store::stream_version`], [`Store::stream_info`],
+    /// [`Store::streams`], [`Store::load_snapshot`]) as well as writes — and nothing is
+    /// written any more outside the shutdown itself: a [`Store::save_snapshot`] or
+    /// [`Store::set_stream_retention`] already past its check finishes before shutdown goes
+    /// on, a later one writes nothing. Calls racing `close` return either their answer or
+    /// `Closed`, never hang. Iterators created before the close ([`StreamIter`],
+    /// [`AllIter`]) keep the segments they read alive and run to their end. Calling
+    /// `close` on another clone afterwards returns `Ok(())` (only the first close reports the
+    /// shutdown's outcome); [`Store::path`] keeps answering. Dropping the last clone closes
+    /// the same way, logging errors instead of returning them.
     ///
     /// # Errors
     /// The final fsync's error, or [`Error::Poisoned`] if the store had failed earlier.

@@ -16,6 +16,9 @@ pub(crate) struct WritePart {
     pub(crate) events: Vec<NewEvent>,
     /// Write a tombstone instead of events.
     pub(crate) tombstone: bool,
+    /// Every event carries a caller-given id, so the append may be a retry (computed once
+    /// here, so appends without ids pay nothing for idempotency checks in the writer).
+    pub(crate) all_ids: bool,
     pub(crate) encoded_bytes: usize,
 }
 
@@ -77,7 +80,8 @@ pub(crate) fn events_part(
         }
         encoded_bytes += len;
     }
-    Ok(WritePart { stream: Arc::from(stream), expected, events, tombstone: false, encoded_bytes })
+    let all_ids = events.iter().all(|e| e.id.is_some());
+    Ok(WritePart { stream: Arc::from(stream), expected, events, tombstone: false, all_ids, encoded_bytes })
 }
 
 /// A tombstone part.
@@ -88,6 +92,7 @@ pub(crate) fn tombstone_part(stream: &str, expected: ExpectedVersion) -> Result<
         expected,
         events: Vec::new(),
         tombstone: true,
+        all_ids: false,
         encoded_bytes: encoded_len(stream.len(), 0, 0, 0, false, false),
     })
 }

@@ -222,3 +222,40 @@ fn store_stays_usable_after_rejections() {
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(read_all(&store).len(), 4);
 }
+
+#[test]
+fn an_empty_path_is_rejected_and_nothing_is_created() {
+    // Run in a scratch working directory so a stray LOCK file would be seen (and not left in
+    // the crate's directory). Other tests never depend on the working directory.
+    let scratch = tempfile::tempdir().unwrap();
+    let before = std::env::current_dir().unwrap();
+    std::env::set_current_dir(scratch.path()).unwrap();
+    let result = Store::open("");
+    let result_with = Store::open_with("", Options::default());
+    std::env::set_current_dir(before).unwrap();
+    for result in [result, result_with] {
+        match result {
+            Err(Error::InvalidInput { message }) => assert!(message.contains("empty"), "{message}"),
+            other => panic!("expected InvalidInput, got {other:?}"),
+        }
+    }
+    assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 0, "nothing is created in the current directory");
+}
+
+#[test]
+fn a_path_that_is_a_file_is_rejected_naming_the_path() {
+    let parent = tempfile::tempdir().unwrap();
+    let file = parent.path().join("not-a-dir");
+    std::fs::write(&file, b"hello").unwrap();
+    for path in [file.clone(), file.join("store")] {
+        match Store::open(&path) {
+            Err(Error::InvalidInput { message }) => {
+                assert!(message.contains("not a directory"), "{message}");
+                assert!(message.contains(&*file.to_string_lossy()), "{message} names the path");
+            }
+            other => panic!("{path:?}: expected InvalidInput, got {other:?}"),
+        }
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), b"hello", "the file is untouched");
+    assert_eq!(std::fs::read_dir(parent.path()).unwrap().count(), 1, "nothing else is created");
+}

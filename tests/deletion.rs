@@ -59,3 +59,25 @@ fn delete_with_no_stream_expectation() {
     store.delete_stream("s", ExpectedVersion::StreamExists).unwrap();
     assert!(deleted(store.read_stream("s", 0)));
 }
+
+#[test]
+fn deleting_a_stream_that_never_existed_tombstones_its_id_unless_guarded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    // Guarded: a missing stream is a conflict, and the id stays usable.
+    assert!(matches!(
+        store.delete_stream("typo", ExpectedVersion::StreamExists),
+        Err(Error::WrongExpectedVersion { actual: None, .. })
+    ));
+    store.append("typo", ExpectedVersion::NoStream, [NewEvent::new("T", "")]).unwrap();
+    // Unguarded: the id of a stream that never had an event is burnt, for ever.
+    store.delete_stream("never", ExpectedVersion::Any).unwrap();
+    assert!(matches!(
+        store.append("never", ExpectedVersion::Any, [NewEvent::new("T", "")]),
+        Err(Error::StreamDeleted { .. })
+    ));
+    store.compact().unwrap();
+    store.close().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert!(matches!(store.stream_version("never"), Err(Error::StreamDeleted { .. })));
+}

@@ -102,3 +102,31 @@ fn settings_and_store_default_persist_across_reopen() {
     assert_eq!(store.read_stream("a", 0).unwrap().next().unwrap().unwrap().version, 4);
     assert_eq!(store.read_stream_backward("a", None).unwrap().count(), 2);
 }
+
+#[test]
+fn stream_info_reports_where_a_trimmed_stream_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.stream_info("s").unwrap(), None);
+    fill(&store, "s", 10);
+    let info = store.stream_info("s").unwrap().unwrap();
+    assert_eq!((info.first_version, info.last_version), (0, 9));
+
+    store.set_stream_retention("s", Retention::MaxCount(3)).unwrap();
+    store.compact().unwrap();
+    let info = store.stream_info("s").unwrap().unwrap();
+    assert_eq!((info.first_version, info.last_version), (7, 9));
+    assert_eq!(versions(&store, "s").first(), Some(&info.first_version));
+
+    // Kept across reopen; the last event is always kept.
+    store.set_stream_retention("s", Retention::MaxCount(0)).unwrap();
+    store.compact().unwrap();
+    store.close().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let info = store.stream_info("s").unwrap().unwrap();
+    assert_eq!((info.first_version, info.last_version), (9, 9));
+
+    store.delete_stream("s", ExpectedVersion::Any).unwrap();
+    assert!(matches!(store.stream_info("s"), Err(chronicle::Error::StreamDeleted { .. })));
+    assert!(matches!(store.stream_info(""), Err(chronicle::Error::InvalidInput { .. })));
+}

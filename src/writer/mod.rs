@@ -224,6 +224,15 @@ impl Writer {
             self.answered |= reply.send(Err(error));
             return 0;
         }
+        if parts.iter().any(|p| self.may_repeat_recent(p) && self.group.overlay.contains_key(&p.stream)) {
+            // The stream's most recent events are in this group, which readers (and the
+            // retry check) cannot see yet: commit the group first.
+            self.flush();
+            if let Some(error) = self.poisoned() {
+                self.answered |= reply.send(Err(error));
+                return 0;
+            }
+        }
         let mut checks = self.check_parts(&parts);
         if checks.iter().any(|c| matches!(c, Check::Fail(_) | Check::Idempotent(_)))
             && parts.iter().any(|p| self.group.overlay.contains_key(&p.stream))

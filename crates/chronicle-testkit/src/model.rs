@@ -281,7 +281,12 @@ impl Model {
             ExpectedVersion::Exact(v) => actual == Some(v),
         };
         if ok {
-            return Check::Proceed(actual);
+            return match (expected, actual, ids) {
+                (ExpectedVersion::Any | ExpectedVersion::StreamExists, Some(last), Some(ids)) => {
+                    self.check_recent(stream, last, ids)
+                }
+                _ => Check::Proceed(actual),
+            };
         }
         let first_version = match expected {
             ExpectedVersion::NoStream => Some(0),
@@ -308,6 +313,32 @@ impl Model {
             }
         }
         Check::Fail(Outcome::WrongExpectedVersion { stream: stream.to_owned(), actual })
+    }
+
+    /// Under `Any` / `StreamExists`: the stream's `ids.len()` most recent events hold these
+    /// ids in order (a retry), some of them (a conflict), or none (a new append).
+    fn check_recent(&self, stream: &str, last: u64, ids: &[u128]) -> Check {
+        let first = last.saturating_sub((ids.len() as u64).saturating_sub(1));
+        let stored = self.current.streams.get(stream).map(Vec::as_slice).unwrap_or_default();
+        let window: Vec<&ModelEvent> = stored.iter().filter(|e| e.version >= first && e.version <= last).collect();
+        let matches = window.len() == ids.len()
+            && window
+                .iter()
+                .zip(ids)
+                .enumerate()
+                .all(|(i, (e, id))| e.id == Some(*id) && e.version == first + i as u64);
+        if let (true, Some(head), Some(tail)) = (matches, window.first(), window.last()) {
+            return Check::Idempotent(AppendResult {
+                first_version: first,
+                last_version: tail.version,
+                first_position: head.position,
+                last_position: tail.position,
+            });
+        }
+        if window.iter().any(|e| e.id.is_some_and(|id| ids.contains(&id))) {
+            return Check::Fail(Outcome::WrongExpectedVersion { stream: stream.to_owned(), actual: Some(last) });
+        }
+        Check::Proceed(Some(last))
     }
 
     /// What an append (`append` for one part, `append_multi` otherwise) must answer, and the
