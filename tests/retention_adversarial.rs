@@ -82,9 +82,11 @@ fn max_age_applies_to_events_still_in_the_active_segment() {
     // Default segment size: nothing is sealed before compact() seals it.
     let store = Store::open(dir.path()).unwrap();
     fill(&store, "s", 0, 6);
-    std::thread::sleep(Duration::from_millis(60));
+    // The old events are at least 2 s old at compaction; the young ones have a whole second
+    // to be compacted before they age out too (a loaded CI machine once took over 50 ms).
+    std::thread::sleep(Duration::from_secs(2));
     fill(&store, "s", 6, 8);
-    store.set_stream_retention("s", Retention::MaxAge(Duration::from_millis(50))).unwrap();
+    store.set_stream_retention("s", Retention::MaxAge(Duration::from_secs(1))).unwrap();
     assert_eq!(store.compact().unwrap().events_removed, 6);
     assert_eq!(versions(&store, "s"), [6, 7]);
 }
