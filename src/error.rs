@@ -89,6 +89,14 @@ pub enum Error {
     /// The store was closed.
     #[error("store is closed")]
     Closed,
+    /// An internal invariant did not hold: a bug in chronicle, never caused by the caller's
+    /// input or the directory's bytes (those are `InvalidInput` and `Corruption`). Nothing
+    /// was written by the call that reports it.
+    #[error("internal error (a bug in chronicle, please report it): {message}")]
+    Internal {
+        /// What did not hold.
+        message: String,
+    },
 }
 
 /// Shorthand for results of this crate.
@@ -101,6 +109,10 @@ impl Error {
 
     pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Error::InvalidInput { message: message.into() }
+    }
+
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
+        Error::Internal { message: message.into() }
     }
 
     pub(crate) fn corruption(file: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Self {

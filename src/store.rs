@@ -11,7 +11,7 @@ use crate::compaction::{self, CompactionReport, CompactorRequest};
 use crate::error::{Error, Result};
 use crate::event::{AppendResult, EventView, ExpectedVersion, NewEvent, StreamAppend, StreamInfo};
 use crate::options::{BATCH_STREAMS_MAX, Durability, Options};
-use crate::read::{AllIter, StreamIter};
+use crate::read::{AllIter, Direction, StreamIter};
 use crate::recovery::recover;
 use crate::retention::{Retention, RetentionTable};
 use crate::segment::naming::LOCK_FILE;
@@ -19,7 +19,7 @@ use crate::shared::Shared;
 use crate::snapshot::{Snapshot, Snapshots};
 use crate::storage::{FileSystem, LockError, LockGuard, Storage};
 use crate::validate::{self, WritePart};
-use crate::writer::{self, Request, Writer, WriterHandle};
+use crate::writer::{self, Request, Writer, WriterFront};
 
 /// How long an append without fsync polls for its answer before sleeping.
 const CALLER_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
@@ -27,7 +27,7 @@ const CALLER_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 /// The version of the first event of `stream` still stored (retention may have discarded
 /// earlier ones).
 pub(crate) fn first_stored_version(shared: &Arc<Shared>, stream: &str) -> Option<u64> {
-    StreamIter::new(Arc::clone(shared), stream, 0, None, false).ok()?.next()?.ok().map(|e| e.version)
+    StreamIter::new(Arc::clone(shared), stream, 0, None, Direction::Forward).ok()?.next()?.ok().map(|e| e.version)
 }
 
 /// Depth of the queue in front of the compaction thread (nudges beyond it are dropped).
@@ -54,13 +54,13 @@ const COMPACTOR_QUEUE_DEPTH_MAX: usize = 16;
 /// ```
 #[derive(Clone, Debug)]
 pub struct Store {
-    handle: Arc<Handle>,
+    inner: Arc<StoreInner>,
 }
 
 #[derive(Debug)]
-struct Handle {
+struct StoreInner {
     shared: Arc<Shared>,
-    writer: Arc<WriterHandle>,
+    writer: Arc<WriterFront>,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     /// Dropped at shutdown to stop the compaction thread.
     compactor: Mutex<Option<(Sender<CompactorRequest>, JoinHandle<()>)>>,
@@ -80,7 +80,7 @@ impl std::fmt::Debug for LockGuardDebug {
     }
 }
 
-impl Handle {
+impl StoreInner {
     fn shutdown(&self) -> Result<()> {
         // Stop compaction first: it may be waiting for nothing but must not outlive the lock;
         // a running one stops at its next chunk.
@@ -105,7 +105,7 @@ impl Handle {
     }
 }
 
-impl Drop for Handle {
+impl Drop for StoreInner {
     fn drop(&mut self) {
         if let Err(error) = self.shutdown() {
             tracing::error!(%error, "closing the store failed");
@@ -193,7 +193,7 @@ impl Store {
         let shared = Arc::new(Shared::new(dir, storage, options, recovered, snapshots, retention));
         let (writer, writer_thread) = writer::spawn(Writer::new(Arc::clone(&shared), active))?;
         let (compactor, compactor_requests) = bounded(COMPACTOR_QUEUE_DEPTH_MAX);
-        let handle = Handle {
+        let inner = StoreInner {
             shared: Arc::clone(&shared),
             writer,
             writer_thread: Mutex::new(Some(writer_thread)),
@@ -201,14 +201,14 @@ impl Store {
             direct_writes: RwLock::new(()),
             _lock: LockGuardDebug(lock),
         };
-        // From here on, dropping `handle` shuts the writer down cleanly.
+        // From here on, dropping `inner` shuts the writer down cleanly.
         let compactor_thread = compaction::spawn(shared, compactor_requests)?;
-        *handle.compactor.lock().unwrap_or_else(|poison| poison.into_inner()) = Some((compactor, compactor_thread));
-        Ok(Store { handle: Arc::new(handle) })
+        *inner.compactor.lock().unwrap_or_else(|poison| poison.into_inner()) = Some((compactor, compactor_thread));
+        Ok(Store { inner: Arc::new(inner) })
     }
 
     fn shared(&self) -> &Arc<Shared> {
-        &self.handle.shared
+        &self.inner.shared
     }
 
     /// [`Error::Closed`] once [`Store::close`] (on any clone) has begun.
@@ -221,7 +221,7 @@ impl Store {
         // Without an fsync to wait for, the answer comes within microseconds: poll for it
         // rather than sleep. With Sync the wait is a whole fsync, so sleep at once.
         let spin = (self.shared().options.durability != Durability::Sync).then_some(CALLER_SPIN);
-        writer::append(self.shared(), &self.handle.writer, parts, spin)
+        writer::append(self.shared(), &self.inner.writer, parts, spin)
     }
 
     /// Appends `events` to `stream` as one atomic batch, if the stream's version satisfies
@@ -289,7 +289,9 @@ impl Store {
         self.ensure_open()?;
         let part = validate::events_part(&self.shared().options, stream, expected, events.into_iter().collect())?;
         let mut results = self.submit(vec![part])?;
-        results.pop().ok_or_else(|| Error::invalid("append produced no result"))
+        // The writer answers an append of n parts with n results.
+        debug_assert_eq!(results.len(), 1, "one part, one result");
+        results.pop().ok_or_else(|| Error::internal("the writer answered an append of one stream with no result"))
     }
 
     /// Appends to several streams atomically: either every part is written (in one commit
@@ -348,7 +350,7 @@ impl Store {
     /// ```
     pub fn read_stream(&self, stream: &str, from_version: u64) -> Result<StreamIter> {
         self.ensure_open()?;
-        StreamIter::new(Arc::clone(self.shared()), stream, from_version, None, false)
+        StreamIter::new(Arc::clone(self.shared()), stream, from_version, None, Direction::Forward)
     }
 
     /// Reads `stream` backward from `from_version` (`None`: from its last event) down to
@@ -368,7 +370,7 @@ impl Store {
     /// ```
     pub fn read_stream_backward(&self, stream: &str, from_version: Option<u64>) -> Result<StreamIter> {
         self.ensure_open()?;
-        StreamIter::new(Arc::clone(self.shared()), stream, from_version.unwrap_or(u64::MAX), None, true)
+        StreamIter::new(Arc::clone(self.shared()), stream, from_version.unwrap_or(u64::MAX), None, Direction::Backward)
     }
 
     /// Reads every event in global position order from `from_position` on.
@@ -387,7 +389,7 @@ impl Store {
     /// ```
     pub fn read_all(&self, from_position: u64) -> Result<AllIter> {
         self.ensure_open()?;
-        Ok(AllIter::new(self.shared(), Some(from_position), false))
+        Ok(AllIter::new(self.shared(), Some(from_position), Direction::Forward))
     }
 
     /// Calls `visit` with every event from `from_position` on, in position order, each as a
@@ -423,7 +425,7 @@ impl Store {
         visit: impl FnMut(&EventView<'_>) -> ControlFlow<()>,
     ) -> Result<()> {
         self.ensure_open()?;
-        AllIter::new(self.shared(), Some(from_position), false).visit(visit)
+        AllIter::new(self.shared(), Some(from_position), Direction::Forward).visit(visit)
     }
 
     /// Reads every event in reverse position order from `from_position` (`None`: the last).
@@ -442,7 +444,7 @@ impl Store {
     /// ```
     pub fn read_all_backward(&self, from_position: Option<u64>) -> Result<AllIter> {
         self.ensure_open()?;
-        Ok(AllIter::new(self.shared(), from_position, true))
+        Ok(AllIter::new(self.shared(), from_position, Direction::Backward))
     }
 
     /// The version of the stream's last event; `None` if the stream has no event.
@@ -498,7 +500,8 @@ impl Store {
         }
         // First the first stored version, then the last: versions only grow and the last
         // event is never discarded, so the pair read this way always has first <= last.
-        let first = StreamIter::new(Arc::clone(self.shared()), stream, 0, None, false)?.next().transpose()?;
+        let first =
+            StreamIter::new(Arc::clone(self.shared()), stream, 0, None, Direction::Forward)?.next().transpose()?;
         let last = self.stream_version(stream)?;
         match (first, last) {
             (Some(first), Some(last_version)) => {
@@ -551,7 +554,7 @@ impl Store {
     /// ```
     pub fn sync(&self) -> Result<()> {
         self.ensure_open()?;
-        self.handle.writer.call(self.shared(), |reply| Request::Sync { reply })
+        self.inner.writer.call(self.shared(), |reply| Request::Sync { reply })
     }
 
     /// Seals the active segment (if it holds any event) so that everything appended so far
@@ -568,11 +571,11 @@ impl Store {
     /// ```
     pub fn seal(&self) -> Result<()> {
         self.ensure_open()?;
-        self.handle.writer.call(self.shared(), |reply| Request::Seal { reply })
+        self.inner.writer.call(self.shared(), |reply| Request::Seal { reply })
     }
 
     fn nudge_compactor(&self) {
-        if let Some((sender, _)) = &*self.handle.compactor.lock().unwrap_or_else(|poison| poison.into_inner()) {
+        if let Some((sender, _)) = &*self.inner.compactor.lock().unwrap_or_else(|poison| poison.into_inner()) {
             // A full queue already holds a nudge or a compaction: dropping this one loses nothing.
             let _ = sender.try_send(CompactorRequest::Nudge);
         }
@@ -600,7 +603,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn save_snapshot(&self, stream: &str, version: u64, state: &[u8]) -> Result<()> {
-        let _writing = self.handle.direct_writes.read().unwrap_or_else(|poison| poison.into_inner());
+        let _writing = self.inner.direct_writes.read().unwrap_or_else(|poison| poison.into_inner());
         self.ensure_open()?;
         validate::stream_id(stream)?;
         match self.shared().stream_state(stream) {
@@ -715,7 +718,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn set_stream_retention(&self, stream: &str, retention: Retention) -> Result<()> {
-        let _writing = self.handle.direct_writes.read().unwrap_or_else(|poison| poison.into_inner());
+        let _writing = self.inner.direct_writes.read().unwrap_or_else(|poison| poison.into_inner());
         self.ensure_open()?;
         validate::stream_id(stream)?;
         if self.shared().stream_state(stream).is_some_and(|s| s.deleted) {
@@ -754,7 +757,7 @@ impl Store {
         self.ensure_open()?;
         self.seal()?;
         let (reply, answer) = bounded(1);
-        let sent = match &*self.handle.compactor.lock().unwrap_or_else(|poison| poison.into_inner()) {
+        let sent = match &*self.inner.compactor.lock().unwrap_or_else(|poison| poison.into_inner()) {
             Some((sender, _)) => sender.send(CompactorRequest::Compact { reply }).is_ok(),
             None => false,
         };
@@ -807,6 +810,6 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn close(self) -> Result<()> {
-        self.handle.shutdown()
+        self.inner.shutdown()
     }
 }

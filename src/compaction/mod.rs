@@ -66,10 +66,11 @@ pub(crate) enum CompactorRequest {
 
 /// Starts the compaction thread; it stops when every sender is dropped.
 pub(crate) fn spawn(shared: Arc<Shared>, requests: Receiver<CompactorRequest>) -> Result<JoinHandle<()>> {
+    let dir = shared.dir.clone();
     std::thread::Builder::new()
         .name("chronicle-compactor".into())
         .spawn(move || run_thread(&shared, &requests))
-        .map_err(|e| Error::io("spawn compaction thread", std::path::PathBuf::new(), e))
+        .map_err(|e| Error::io("spawn compaction thread", &dir, e))
 }
 
 fn run_thread(shared: &Shared, requests: &Receiver<CompactorRequest>) {

@@ -1,4 +1,4 @@
-//! Internals exposed to the criterion benchmarks in `benches/micro.rs`. Not a stable API:
+//! Internals exposed to the criterion benchmarks in `crates/chronicle-bench/benches/micro.rs`. Not a stable API:
 //! hidden from the docs, exists for benches only and changes with them.
 //!
 //! Every item is a thin wrapper that calls the engine's own code (record codec, salted

@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
 use std::ops::ControlFlow;
 
+use super::Direction;
 use crate::event::EventView;
 use crate::format::record::{DecodedRecord, RecordKind, field};
 use crate::format::segment_header::SEGMENT_HEADER_BYTES;
@@ -53,7 +54,8 @@ pub struct AllIter {
 }
 
 impl AllIter {
-    pub(crate) fn new(shared: &Arc<Shared>, from: Option<u64>, backward: bool) -> Self {
+    pub(crate) fn new(shared: &Arc<Shared>, from: Option<u64>, direction: Direction) -> Self {
+        let backward = direction == Direction::Backward;
         // Segments first: every record of a segment that is not the last of this list was
         // published before `end` is read, so only the last one may hold positions past it.
         let segments = shared.segments();

@@ -9,6 +9,15 @@ mod stream;
 pub use self::all::AllIter;
 pub use self::stream::StreamIter;
 
+/// Which way a read goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// In increasing version or position order.
+    Forward,
+    /// In decreasing order.
+    Backward,
+}
+
 use crate::clock::from_unix_micros;
 use crate::event::RecordedEvent;
 use crate::format::record::{DecodedRecord, field};

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use super::Direction;
 use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
 use crate::format::record::{RecordKind, field};
@@ -47,7 +48,14 @@ pub struct StreamIter {
 impl StreamIter {
     /// Events of `stream` with versions in `[from, to]` (forward) or `[0, from]` walked
     /// downward (backward; `from = None` is the last version).
-    pub(crate) fn new(shared: Arc<Shared>, stream: &str, from: u64, to: Option<u64>, backward: bool) -> Result<Self> {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        stream: &str,
+        from: u64,
+        to: Option<u64>,
+        direction: Direction,
+    ) -> Result<Self> {
+        let backward = direction == Direction::Backward;
         crate::validate::stream_id(stream)?;
         let state = shared.stream_state(stream);
         if state.is_some_and(|s| s.deleted) {

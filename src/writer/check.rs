@@ -20,6 +20,7 @@ use super::Writer;
 use crate::error::Error;
 use crate::event::{AppendResult, ExpectedVersion};
 use crate::index::streams::StreamState;
+use crate::read::{Direction, StreamIter};
 use crate::validate::WritePart;
 
 /// Outcome of checking one part's expected version.
@@ -90,12 +91,12 @@ impl Writer {
             tracing::warn!(%error, stream = &*part.stream, "could not read the stream's recent events to recognise a retry; appending as new");
             Check::Proceed(Some(last))
         };
-        let stored = match crate::read::StreamIter::new(
+        let stored = match StreamIter::new(
             Arc::clone(&self.shared),
             &part.stream,
             first_version,
             Some(last),
-            false,
+            Direction::Forward,
         ) {
             Ok(stored) => stored,
             Err(error) => return unreadable(error),
@@ -143,12 +144,12 @@ impl Writer {
         if self.shared.stream_state(&part.stream)?.last_version? < last_version {
             return None;
         }
-        let stored = crate::read::StreamIter::new(
+        let stored = StreamIter::new(
             Arc::clone(&self.shared),
             &part.stream,
             first_version,
             Some(last_version),
-            false,
+            Direction::Forward,
         )
         .ok()?;
         let mut result = AppendResult { first_version, last_version, first_position: 0, last_position: 0 };

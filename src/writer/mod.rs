@@ -4,16 +4,16 @@
 //! fdatasync (as the durability mode asks), publishes it to readers, then answers callers.
 //! Batch size thus follows disk latency: while one fsync runs, the next group queues.
 //!
-//! `handle` is the callers' side (the queue, the thread's loop, inline commits), `answer`
+//! `front` is the callers' side (the queue, the thread's loop, inline commits), `answer`
 //! the slots callers wait on, `check` the expected-version checks, `roll` sealing a
 //! segment, `validate` the checks a caller makes before sending anything.
 
 mod answer;
 mod check;
-mod handle;
+mod front;
 mod ids;
 
-pub(crate) use self::handle::{AppendAnswer, WriterHandle, append, spawn};
+pub(crate) use self::front::{AppendAnswer, WriterFront, append, spawn};
 pub(crate) mod roll;
 
 use std::collections::HashMap;
@@ -27,7 +27,7 @@ use self::check::Check;
 use self::ids::IdGenerator;
 use crate::clock::unix_micros_now;
 use crate::error::{Error, Result};
-use crate::event::{AppendResult, ExpectedVersion};
+use crate::event::AppendResult;
 use crate::format::record::{self, RecordFields, RecordKind};
 use crate::index::checkpoint;
 use crate::index::streams::StreamState;
@@ -54,13 +54,20 @@ enum Reply {
     Done(Sender<Result<()>>),
 }
 
+/// One record of the group, for the active segment's index once the group is written.
+struct GroupEntry {
+    stream: Arc<str>,
+    entry: IndexEntry,
+    tombstone: bool,
+}
+
 /// The group being assembled: encoded bytes plus everything to publish once they are
 /// written.
 #[derive(Default)]
 struct Group {
     buf: Vec<u8>,
     last_record_start: Option<usize>,
-    entries: Vec<(Arc<str>, IndexEntry, bool)>,
+    entries: Vec<GroupEntry>,
     overlay: HashMap<Arc<str>, StreamState>,
     replies: Vec<Reply>,
     needs_sync: bool,
@@ -138,7 +145,7 @@ impl Writer {
                 let _ = reply.send(result);
                 return true;
             }
-            gathered += self.handle(request);
+            gathered += self.add_to_group(request);
             requests += 1;
             if gathered >= GROUP_BYTES_MAX {
                 self.flush();
@@ -192,7 +199,7 @@ impl Writer {
     }
 
     /// Adds one request to the group; returns the bytes it added.
-    fn handle(&mut self, request: Request) -> usize {
+    fn add_to_group(&mut self, request: Request) -> usize {
         match request {
             Request::Append { parts, reply } => self.handle_append(parts, reply),
             Request::Sync { reply } => {
@@ -261,18 +268,12 @@ impl Writer {
         if checks.iter().any(|c| matches!(c, Check::Idempotent(_))) {
             // Part of an all-or-nothing append is already present and part is not: that is
             // not a retry of this append.
-            let stream = parts
-                .iter()
-                .zip(&checks)
-                .find(|(_, c)| matches!(c, Check::Idempotent(_)))
-                .map(|(p, _)| p)
-                .map_or_else(String::new, |p| p.stream.to_string());
-            let (expected, actual) = parts
-                .iter()
-                .find(|p| *p.stream == *stream)
-                .map(|p| (p.expected, self.current_state(&p.stream).last_version))
-                .unwrap_or((ExpectedVersion::Any, None));
-            self.answered |= reply.send(Err(Error::WrongExpectedVersion { stream, expected, actual }));
+            if let Some((part, _)) = parts.iter().zip(&checks).find(|(_, c)| matches!(c, Check::Idempotent(_))) {
+                let actual = self.current_state(&part.stream).last_version;
+                let stream = part.stream.to_string();
+                self.answered |=
+                    reply.send(Err(Error::WrongExpectedVersion { stream, expected: part.expected, actual }));
+            }
             return 0;
         }
         let total: usize = parts.iter().map(|p| p.encoded_bytes).sum::<usize>() + record::DURABLE_MARK_BYTES;
@@ -333,7 +334,11 @@ impl Writer {
                 offset: (self.write_offset + start as u64) as u32,
                 record_bytes: record_bytes as u32,
             };
-            self.group.entries.push((Arc::clone(&part.stream), entry, kind == RecordKind::Tombstone));
+            self.group.entries.push(GroupEntry {
+                stream: Arc::clone(&part.stream),
+                entry,
+                tombstone: kind == RecordKind::Tombstone,
+            });
             self.group.last_record_start = Some(start);
             self.group.next_position += 1;
             if kind == RecordKind::Event {
@@ -389,6 +394,13 @@ impl Writer {
         {
             record::mark_commit(record, self.active.id());
         }
+        // Write-side halves of checks the read side repeats: a group fits its segment (the
+        // roll in `handle_append` sees to it; recovery rejects records past a segment's end),
+        // its records have positions from the published end on (recovery's scan requires
+        // increasing positions), and it ends in a COMMIT record (recovery keeps whole groups).
+        debug_assert!(self.write_offset + group.buf.len() as u64 <= self.shared.options.segment_bytes);
+        debug_assert!(group.next_position >= self.shared.next_position());
+        debug_assert_eq!(group.buf.is_empty(), group.last_record_start.is_none());
         if !group.buf.is_empty() {
             if let Err(source) = self.active.file.write_all_at(&group.buf, self.write_offset) {
                 return Err(self.poison_with(Error::io("write", &self.active.path, source)));
@@ -408,7 +420,7 @@ impl Writer {
         // stream version finds its entries and bytes).
         if let SegmentIndex::Active(mem) = &*self.active.index() {
             let mut mem = mem.write().unwrap_or_else(|poison| poison.into_inner());
-            for (stream, entry, tombstone) in group.entries.drain(..) {
+            for GroupEntry { stream, entry, tombstone } in group.entries.drain(..) {
                 mem.push(&stream, entry, tombstone);
             }
         }

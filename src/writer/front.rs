@@ -49,7 +49,7 @@ fn spin_recv<T>(receiver: &Receiver<T>, spin: Duration) -> Option<T> {
 /// it takes the lock for microseconds, and the append saves the two thread hand-offs that
 /// would otherwise cost more than the write itself. With `Sync` every append queues, so that
 /// concurrent appends share fsyncs rather than each taking the lock for one.
-pub(crate) struct WriterHandle {
+pub(crate) struct WriterFront {
     writer: Mutex<Writer>,
     waiters: Arc<Waiters>,
     requests: Sender<Request>,
@@ -57,13 +57,13 @@ pub(crate) struct WriterHandle {
     inline_appends: bool,
 }
 
-impl std::fmt::Debug for WriterHandle {
+impl std::fmt::Debug for WriterFront {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WriterHandle").field("inline_appends", &self.inline_appends).finish_non_exhaustive()
+        f.debug_struct("WriterFront").field("inline_appends", &self.inline_appends).finish_non_exhaustive()
     }
 }
 
-impl WriterHandle {
+impl WriterFront {
     fn lock(&self) -> MutexGuard<'_, Writer> {
         // A panic while holding the lock leaves the writer as consistent as any error would
         // (the group is rebuilt from scratch on each flush); keep serving.
@@ -133,14 +133,15 @@ fn refuse_queued(queue: &Receiver<Request>, waiters: &Waiters) {
 }
 
 /// Starts the writer thread.
-pub(crate) fn spawn(writer: Writer) -> Result<(Arc<WriterHandle>, std::thread::JoinHandle<()>)> {
+pub(crate) fn spawn(writer: Writer) -> Result<(Arc<WriterFront>, std::thread::JoinHandle<()>)> {
     let shared = Arc::clone(&writer.shared);
+    let dir = shared.dir.clone();
     let (requests, queue) = crossbeam_channel::bounded(WRITER_QUEUE_DEPTH_MAX);
     let (doorbell, rings) = crossbeam_channel::bounded(1);
     let inline_appends = shared.options.durability != Durability::Sync;
     let waiters = Arc::clone(&writer.waiters);
-    let handle = Arc::new(WriterHandle { writer: Mutex::new(writer), waiters, requests, doorbell, inline_appends });
-    let thread_handle = Arc::clone(&handle);
+    let front = Arc::new(WriterFront { writer: Mutex::new(writer), waiters, requests, doorbell, inline_appends });
+    let thread_front = Arc::clone(&front);
     let thread = std::thread::Builder::new()
         .name("chronicle-writer".into())
         .spawn(move || {
@@ -160,17 +161,17 @@ pub(crate) fn spawn(writer: Writer) -> Result<(Arc<WriterHandle>, std::thread::J
                 }
             }
             let queue = queue;
-            let _stopped = Stopped { shared, queue: &queue, waiters: &thread_handle.waiters };
-            run(&thread_handle, &queue, &rings);
+            let _stopped = Stopped { shared, queue: &queue, waiters: &thread_front.waiters };
+            run(&thread_front, &queue, &rings);
         })
-        .map_err(|e| Error::io("spawn writer thread", std::path::PathBuf::new(), e))?;
-    Ok((handle, thread))
+        .map_err(|e| Error::io("spawn writer thread", dir, e))?;
+    Ok((front, thread))
 }
 
 /// The writer thread's loop; returns once shut down. The thread owns the queue's receiver,
 /// so requests sent after it stops fail with [`Error::Closed`] instead of waiting forever.
-fn run(handle: &WriterHandle, queue: &Receiver<Request>, rings: &Receiver<()>) {
-    let ticker = match handle.lock().shared.options.durability {
+fn run(front: &WriterFront, queue: &Receiver<Request>, rings: &Receiver<()>) {
+    let ticker = match front.lock().shared.options.durability {
         Durability::Periodic(interval) => tick(interval),
         _ => never(),
     };
@@ -179,12 +180,12 @@ fn run(handle: &WriterHandle, queue: &Receiver<Request>, rings: &Receiver<()>) {
             select! {
                 recv(rings) -> ring => if ring.is_err() { return },
                 recv(ticker) -> _ => {
-                    handle.lock().periodic_sync();
+                    front.lock().periodic_sync();
                     continue;
                 }
             }
         }
-        if handle.lock().drain(queue) {
+        if front.lock().drain(queue) {
             return;
         }
     }
@@ -197,21 +198,21 @@ pub(crate) type AppendAnswer = Result<Vec<AppendResult>>;
 /// thread, waiting for the answer.
 pub(crate) fn append(
     shared: &Shared,
-    handle: &WriterHandle,
+    front: &WriterFront,
     parts: Vec<WritePart>,
     spin: Option<Duration>,
 ) -> AppendAnswer {
     let slot = AnswerSlot::current();
     // Only with an empty queue: queued appends came first and the writer thread is (about
     // to be) serving them.
-    if handle.inline_appends
-        && handle.requests.is_empty()
-        && let Some(mut writer) = handle.try_lock()
+    if front.inline_appends
+        && front.requests.is_empty()
+        && let Some(mut writer) = front.try_lock()
     {
         writer.append_inline(parts, Arc::clone(&slot));
         drop(writer);
         return slot.take().unwrap_or(Err(Error::Closed));
     }
-    handle.send(Request::Append { parts, reply: Arc::clone(&slot) })?;
-    slot.wait(&handle.waiters, shared, spin)
+    front.send(Request::Append { parts, reply: Arc::clone(&slot) })?;
+    slot.wait(&front.waiters, shared, spin)
 }
