@@ -152,6 +152,25 @@ pub(crate) fn write(storage: &dyn Storage, path: &Path, bytes: &[u8]) -> std::io
     crate::storage::write_derived(storage, path, &path.with_extension("idx.tmp"), bytes)
 }
 
+/// Opens the index file at `path`, maps it whole, closes it again (the map outlives the
+/// descriptor, so a loaded index holds none) and validates its header as the index of
+/// segment `segment_id`. The outer error is the file system's, the inner one the damage.
+pub(crate) fn load(
+    storage: &dyn Storage,
+    path: &Path,
+    segment_id: u64,
+) -> std::io::Result<Result<MappedIndex, Damage>> {
+    let file = storage.open(path, crate::storage::OpenMode::Read)?;
+    let len = file.len()?;
+    // SAFETY: the map covers exactly the file's length, and index files are never written
+    // again once in place: `write` fills a temporary file and renames it over the old name,
+    // so a rebuild makes a new file and leaves this one's bytes as they are (removing an
+    // index file only unlinks it). Nothing truncates an index file.
+    #[allow(unsafe_code)]
+    let bytes = unsafe { file.map(len)? };
+    Ok(MappedIndex::parse(bytes, segment_id))
+}
+
 /// One stream as an index file describes it (its record verified).
 pub(crate) struct IndexedStream<'a> {
     /// Its record's number in the stream section.
