@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::format::record::RECORD_BYTES_MAX;
 use crate::format::segment_header::{SEGMENT_HEADER_BYTES, SegmentHeader};
 use crate::index::checkpoint::{self, SegmentKey};
-use crate::index::file::MappedIndex;
+use crate::index::file::{IndexSummary, MappedIndex, read_summary};
 use crate::index::streams::{StreamState, StreamTable};
 use crate::index::{MemIndex, SegmentIndex};
 use crate::options::Options;
@@ -75,10 +75,12 @@ pub(crate) fn recover(cache: &Arc<MapCache>, dir: &Path, options: &Options) -> R
                 ),
             ));
         }
-        let opened = if i + 1 == count {
-            open_active(cache, segment, next_position, options)?
+        let (opened, end_position) = if i + 1 == count {
+            let opened = open_active(cache, segment, next_position, options)?;
+            let end_position = opened.lookup(&**storage, |index| Ok(segment_end_position(index)))?;
+            (opened, end_position)
         } else {
-            open_sealed(cache, segment, next_position)?
+            open_sealed(cache, segment, next_position, i >= merged_from)?
         };
         if i >= merged_from {
             merge_streams(&**storage, &opened, &mut streams)?;
@@ -86,10 +88,8 @@ pub(crate) fn recover(cache: &Arc<MapCache>, dir: &Path, options: &Options) -> R
         if i == merged_from && keys.get(i).is_some_and(|key| opened.committed_len() < key.len) {
             checkpoint_invalid = checkpoint_used;
         }
-        next_position = next_position
-            .max(opened.header.base_position)
-            .max(opened.header.compacted_end_position)
-            .max(opened.lookup(&**storage, |index| Ok(segment_end_position(index)))?);
+        next_position =
+            next_position.max(opened.header.base_position).max(opened.header.compacted_end_position).max(end_position);
         segments.push(opened);
     }
     if checkpoint_invalid {
@@ -220,18 +220,31 @@ fn load_index(storage: &Arc<dyn Storage>, segment_path: &Path, segment_id: u64) 
 }
 
 /// A sealed segment: every byte must be a valid record of a whole commit group. With a
-/// valid index file the segment itself is not even opened.
-fn open_sealed(cache: &Arc<MapCache>, found: Found, min_position: u64) -> Result<Arc<Segment>> {
+/// valid index file the segment itself is not even opened, and unless its streams are to be
+/// merged (`merge`) only the index file's header is read: nothing is mapped until a reader
+/// needs it. Returns the segment and one past its last position (0 if it has no record).
+fn open_sealed(cache: &Arc<MapCache>, found: Found, min_position: u64, merge: bool) -> Result<(Arc<Segment>, u64)> {
     let storage = &cache.storage;
     let Found { header, path, len } = found;
     if len > u64::from(u32::MAX) {
         return Err(Error::corruption(&path, 0, "segment is larger than 4 GiB"));
     }
-    if let Some(index) = load_index(storage, &path, header.segment_id)
-        && index.covered_bytes == len
-        && (index.record_count == 0 || index.next_position > min_position)
+    let usable = |summary: IndexSummary| {
+        summary.covered_bytes == len && (summary.record_count == 0 || summary.next_position > min_position)
+    };
+    let end_position = |summary: IndexSummary| if summary.record_count > 0 { summary.next_position } else { 0 };
+    let index_path = naming::index_path_for(&path);
+    if !merge
+        && let Ok(Ok(summary)) = read_summary(&**storage, &index_path, header.segment_id)
+        && usable(summary)
     {
-        return Segment::new(cache, path, None, header, len, len, SegmentIndex::Sealed(index));
+        return Ok((Segment::new(cache, path, None, header, len, len, None)?, end_position(summary)));
+    }
+    if let Some(index) = load_index(storage, &path, header.segment_id)
+        && usable(index.summary())
+    {
+        let end = end_position(index.summary());
+        return Ok((Segment::new(cache, path, None, header, len, len, Some(SegmentIndex::Sealed(index)))?, end));
     }
     let file = storage.open(&path, OpenMode::Read).map_err(|e| Error::io("open segment", &path, e))?;
     // SAFETY: the map covers the file's length as found (1). Open holds the directory lock
@@ -242,9 +255,10 @@ fn open_sealed(cache: &Arc<MapCache>, found: Found, min_position: u64) -> Result
     drop(file);
     let mem = index_sealed(&bytes, &path, &header, min_position)?;
     drop(bytes);
-    let segment = Segment::new(cache, path, None, header, len, len, SegmentIndex::Active(RwLock::new(mem)))?;
+    let end = mem.positions.last().map_or(0, |&(p, _)| p + 1);
+    let segment = Segment::new(cache, path, None, header, len, len, Some(SegmentIndex::Active(RwLock::new(mem))))?;
     crate::writer::roll::write_index(&**storage, &segment, len);
-    Ok(segment)
+    Ok((segment, end))
 }
 
 /// The last segment: start from its index checkpoint, scan the rest, cut a torn tail.
@@ -314,7 +328,8 @@ fn open_active(cache: &Arc<MapCache>, found: Found, min_position: u64, options: 
     rewrite(&*file, &path, rewrite_from, outcome.valid_len)?;
     file.sync_data().map_err(|e| Error::io("fdatasync", &path, e))?;
     let capacity = options.segment_bytes.max(outcome.valid_len);
-    Segment::new(cache, path, Some(file), header, capacity, outcome.valid_len, SegmentIndex::Active(RwLock::new(mem)))
+    let index = Some(SegmentIndex::Active(RwLock::new(mem)));
+    Segment::new(cache, path, Some(file), header, capacity, outcome.valid_len, index)
 }
 
 /// Writes bytes `[from, to)` of `file` again, through a bounded buffer.

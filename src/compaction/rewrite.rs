@@ -57,7 +57,7 @@ pub(crate) fn apply(shared: &Shared, run: &[SegmentPlan]) -> Result<u64> {
     // Sealed from the start: its descriptor closes here, it is mapped when first read.
     drop(file);
     let replacement =
-        Segment::new(&shared.cache, path, None, header, len, len, SegmentIndex::Active(RwLock::new(mem)))?;
+        Segment::new(&shared.cache, path, None, header, len, len, Some(SegmentIndex::Active(RwLock::new(mem))))?;
     write_index(&**storage, &replacement, len);
     // Readers that hold an old segment keep reading it through its maps: map it (and its
     // index) now, for good, before its files go; maps outlive the unlink.

@@ -68,7 +68,8 @@ impl std::fmt::Debug for Segment {
 impl Segment {
     /// Wraps a segment whose first `committed_len` bytes are valid. With `file` it is the
     /// active segment, mapped now with `capacity` bytes of room to grow into; without, it
-    /// is sealed and mapped when first read.
+    /// is sealed and mapped when first read. Without `index` (sealed only), its index file
+    /// is mapped when first used.
     pub(crate) fn new(
         cache: &Arc<MapCache>,
         path: PathBuf,
@@ -76,7 +77,7 @@ impl Segment {
         header: SegmentHeader,
         capacity: u64,
         committed_len: u64,
-        index: SegmentIndex,
+        index: Option<SegmentIndex>,
     ) -> Result<Arc<Self>> {
         let view = match &file {
             // SAFETY: the active segment's view (contract of `StorageFile::map`): readers
@@ -88,7 +89,7 @@ impl Segment {
             Some(file) => Some(unsafe { file.map(capacity) }.map_err(|e| Error::io("mmap", &path, e))?),
             None => None,
         };
-        let sealed_index = matches!(index, SegmentIndex::Sealed(_));
+        let sealed_index = matches!(index, Some(SegmentIndex::Sealed(_)));
         let segment = Arc::new_cyclic(|me| Segment {
             header,
             path,
@@ -96,7 +97,7 @@ impl Segment {
             view: RwLock::new(view),
             capacity,
             committed_len: AtomicU64::new(committed_len),
-            index: RwLock::new(Some(Arc::new(index))),
+            index: RwLock::new(index.map(Arc::new)),
             rebuilding: Mutex::new(()),
             cache: Arc::clone(cache),
             residency: Residency::default(),
@@ -365,7 +366,7 @@ impl Segment {
             header,
             segment_bytes,
             crate::format::segment_header::SEGMENT_HEADER_BYTES as u64,
-            SegmentIndex::Active(RwLock::new(crate::index::MemIndex::default())),
+            Some(SegmentIndex::Active(RwLock::new(crate::index::MemIndex::default()))),
         )
     }
 }
