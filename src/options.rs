@@ -25,6 +25,11 @@ pub const SEGMENT_BYTES_MIN: u64 = 4096;
 pub const SEGMENT_BYTES_MAX: u64 = 1 << 31;
 /// Default `segment_bytes`: 64 MiB.
 pub const SEGMENT_BYTES_DEFAULT: u64 = 64 << 20;
+/// Default `mapped_segments`: sealed segments whose memory maps stay between reads. Each
+/// costs at most two maps (its file and its index file) and no file descriptor; 512 of the
+/// default 64 MiB segments are 32 GiB of address space, a small share of a 64-bit one, and
+/// 1025 maps, far below Linux's default `vm.max_map_count` of 65530.
+pub const MAPPED_SEGMENTS_DEFAULT: usize = 512;
 /// Default `event_bytes_max`: 4 MiB (data + metadata + stream id + event type + header).
 pub const EVENT_BYTES_MAX_DEFAULT: usize = 4 << 20;
 /// Default `batch_bytes_max`: 16 MiB (all events of one append, encoded).
@@ -74,6 +79,7 @@ pub struct Options {
     pub(crate) batch_bytes_max: usize,
     pub(crate) retention: Retention,
     pub(crate) compaction_threshold_bytes: Option<u64>,
+    pub(crate) mapped_segments_max: usize,
 }
 
 impl Default for Options {
@@ -85,6 +91,7 @@ impl Default for Options {
             batch_bytes_max: BATCH_BYTES_MAX_DEFAULT,
             retention: Retention::KeepAll,
             compaction_threshold_bytes: None,
+            mapped_segments_max: MAPPED_SEGMENTS_DEFAULT,
         }
     }
 }
@@ -186,6 +193,23 @@ impl Options {
         self
     }
 
+    /// Sets how many sealed segments stay memory-mapped between reads (default
+    /// [`MAPPED_SEGMENTS_DEFAULT`], at least 1). Others are opened, mapped and closed again
+    /// when read, so a store never holds a file descriptor per segment, only the active
+    /// segment's; this caps its memory maps too (see the README's resource bounds). Lower it
+    /// where address space or `vm.max_map_count` is scarce; raise it if reads touch more
+    /// sealed segments than this and each remap (an open, an mmap and a close) shows.
+    ///
+    /// ```
+    /// # use chronicle::Options;
+    /// let options = Options::default().mapped_segments(64);
+    /// # let _ = options;
+    /// ```
+    pub fn mapped_segments(mut self, mapped_segments_max: usize) -> Self {
+        self.mapped_segments_max = mapped_segments_max;
+        self
+    }
+
     /// Checks the options against each other and the limits.
     pub(crate) fn validate(&self) -> Result<()> {
         if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&self.segment_bytes) {
@@ -193,6 +217,9 @@ impl Options {
                 "segment_bytes {} is outside {SEGMENT_BYTES_MIN}..={SEGMENT_BYTES_MAX} bytes",
                 self.segment_bytes
             )));
+        }
+        if self.mapped_segments_max == 0 {
+            return Err(Error::invalid("mapped_segments must be at least 1"));
         }
         if self.event_bytes_max < RECORD_HEADER_BYTES + 2 {
             return Err(Error::invalid(format!(

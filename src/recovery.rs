@@ -10,10 +10,11 @@ use crate::error::{Error, Result};
 use crate::format::record::RECORD_BYTES_MAX;
 use crate::format::segment_header::{SEGMENT_HEADER_BYTES, SegmentHeader};
 use crate::index::checkpoint::{self, SegmentKey};
-use crate::index::file::MappedIndex;
+use crate::index::file::{IndexSummary, MappedIndex, read_summary};
 use crate::index::streams::{StreamState, StreamTable};
 use crate::index::{MemIndex, SegmentIndex};
 use crate::options::Options;
+use crate::segment::cache::MapCache;
 use crate::segment::scan::{find_durable_proof, index_sealed, scan};
 use crate::segment::{Segment, naming};
 use crate::storage::{OpenMode, Storage, StorageFile};
@@ -29,15 +30,18 @@ pub(crate) struct Recovered {
 const EMPTY_HEADER: SegmentHeader =
     SegmentHeader { segment_id: 0, base_position: 0, compacted_end_position: 0, created_unix_ms: 0 };
 
+/// A segment file found at open. Its descriptor is closed again once the header is read:
+/// descriptors must not grow with the number of segments (only the last segment, the active
+/// one, is opened again to stay open).
 struct Found {
     header: SegmentHeader,
     path: std::path::PathBuf,
-    file: Arc<dyn StorageFile>,
     len: u64,
 }
 
 /// Opens every segment in `dir`, repairing a torn tail; the directory is locked already.
-pub(crate) fn recover(storage: &Arc<dyn Storage>, dir: &Path, options: &Options) -> Result<Recovered> {
+pub(crate) fn recover(cache: &Arc<MapCache>, dir: &Path, options: &Options) -> Result<Recovered> {
+    let storage = &cache.storage;
     let mut found = find_segments(storage, dir)?;
     found.sort_by_key(|f| (f.header.base_position, f.header.segment_id));
     let next_segment_id = found.iter().map(|f| f.header.segment_id).max().map_or(1, |id| id + 1);
@@ -71,10 +75,12 @@ pub(crate) fn recover(storage: &Arc<dyn Storage>, dir: &Path, options: &Options)
                 ),
             ));
         }
-        let opened = if i + 1 == count {
-            open_active(storage, segment, next_position, options)?
+        let (opened, end_position) = if i + 1 == count {
+            let opened = open_active(cache, segment, next_position, options)?;
+            let end_position = opened.lookup(&**storage, |index| Ok(segment_end_position(index)))?;
+            (opened, end_position)
         } else {
-            open_sealed(storage, segment, next_position)?
+            open_sealed(cache, segment, next_position, i >= merged_from)?
         };
         if i >= merged_from {
             merge_streams(&**storage, &opened, &mut streams)?;
@@ -82,10 +88,8 @@ pub(crate) fn recover(storage: &Arc<dyn Storage>, dir: &Path, options: &Options)
         if i == merged_from && keys.get(i).is_some_and(|key| opened.committed_len() < key.len) {
             checkpoint_invalid = checkpoint_used;
         }
-        next_position = next_position
-            .max(opened.header.base_position)
-            .max(opened.header.compacted_end_position)
-            .max(segment_end_position(&opened.index()));
+        next_position =
+            next_position.max(opened.header.base_position).max(opened.header.compacted_end_position).max(end_position);
         segments.push(opened);
     }
     if checkpoint_invalid {
@@ -96,7 +100,7 @@ pub(crate) fn recover(storage: &Arc<dyn Storage>, dir: &Path, options: &Options)
         }
     }
     if segments.is_empty() {
-        segments.push(Segment::create(storage, dir, options.segment_bytes, next_segment_id, 0)?);
+        segments.push(Segment::create(cache, dir, options.segment_bytes, next_segment_id, 0)?);
         return Ok(Recovered { segments, streams, next_position: 0, next_segment_id: next_segment_id + 1 });
     }
     // A previous process may have died between creating a file and syncing the directory:
@@ -133,7 +137,7 @@ fn find_segments(storage: &Arc<dyn Storage>, dir: &Path) -> Result<Vec<Found>> {
             continue;
         }
         let Some(segment_id) = naming::parse_segment_file_name(name) else { continue };
-        let file = storage.open(&path, OpenMode::ReadWrite).map_err(|e| Error::io("open segment", &path, e))?;
+        let file = storage.open(&path, OpenMode::Read).map_err(|e| Error::io("open segment", &path, e))?;
         let len = file.len().map_err(|e| Error::io("stat segment", &path, e))?;
         let mut head = [0u8; SEGMENT_HEADER_BYTES];
         let header = if len >= SEGMENT_HEADER_BYTES as u64 {
@@ -146,7 +150,7 @@ fn find_segments(storage: &Arc<dyn Storage>, dir: &Path) -> Result<Vec<Found>> {
             Ok(header) if header.segment_id != segment_id => {
                 return Err(Error::corruption(&path, 16, "segment id in the header differs from the file name"));
             }
-            header => candidates.push((header, Found { header: header.unwrap_or(EMPTY_HEADER), path, file, len })),
+            header => candidates.push((header, Found { header: header.unwrap_or(EMPTY_HEADER), path, len })),
         }
     }
     // A segment file with an invalid header and nothing past it is a creation cut short by a
@@ -206,10 +210,7 @@ pub(crate) fn segment_key(header: &SegmentHeader, len: u64) -> SegmentKey {
 /// Loads an index file if it is valid for this segment.
 fn load_index(storage: &Arc<dyn Storage>, segment_path: &Path, segment_id: u64) -> Option<MappedIndex> {
     let path = naming::index_path_for(segment_path);
-    let file = storage.open(&path, OpenMode::Read).ok()?;
-    let len = file.len().ok()?;
-    let bytes = file.map(len).ok()?;
-    match MappedIndex::parse(bytes, segment_id) {
+    match crate::index::file::load(&**storage, &path, segment_id).ok()? {
         Ok(index) => Some(index),
         Err(reason) => {
             tracing::warn!(path = %path.display(), reason, "ignoring invalid index file; rebuilding from the segment");
@@ -218,30 +219,53 @@ fn load_index(storage: &Arc<dyn Storage>, segment_path: &Path, segment_id: u64) 
     }
 }
 
-/// A sealed segment: every byte must be a valid record of a whole commit group.
-fn open_sealed(storage: &Arc<dyn Storage>, found: Found, min_position: u64) -> Result<Arc<Segment>> {
-    let Found { header, path, file, len } = found;
+/// A sealed segment: every byte must be a valid record of a whole commit group. With a
+/// valid index file the segment itself is not even opened, and unless its streams are to be
+/// merged (`merge`) only the index file's header is read: nothing is mapped until a reader
+/// needs it. Returns the segment and one past its last position (0 if it has no record).
+fn open_sealed(cache: &Arc<MapCache>, found: Found, min_position: u64, merge: bool) -> Result<(Arc<Segment>, u64)> {
+    let storage = &cache.storage;
+    let Found { header, path, len } = found;
     if len > u64::from(u32::MAX) {
         return Err(Error::corruption(&path, 0, "segment is larger than 4 GiB"));
     }
-    if let Some(index) = load_index(storage, &path, header.segment_id)
-        && index.covered_bytes == len
-        && (index.record_count == 0 || index.next_position > min_position)
+    let usable = |summary: IndexSummary| {
+        summary.covered_bytes == len && (summary.record_count == 0 || summary.next_position > min_position)
+    };
+    let end_position = |summary: IndexSummary| if summary.record_count > 0 { summary.next_position } else { 0 };
+    let index_path = naming::index_path_for(&path);
+    if !merge
+        && let Ok(Ok(summary)) = read_summary(&**storage, &index_path, header.segment_id)
+        && usable(summary)
     {
-        let segment = Segment::new(path, file, header, len, len, SegmentIndex::Sealed(index))?;
-        return Ok(Arc::new(segment));
+        return Ok((Segment::new(cache, path, None, header, len, len, None)?, end_position(summary)));
     }
-    let bytes = file.map(len).map_err(|e| Error::io("mmap", &path, e))?;
+    if let Some(index) = load_index(storage, &path, header.segment_id)
+        && usable(index.summary())
+    {
+        let end = end_position(index.summary());
+        return Ok((Segment::new(cache, path, None, header, len, len, Some(SegmentIndex::Sealed(index)))?, end));
+    }
+    let file = storage.open(&path, OpenMode::Read).map_err(|e| Error::io("open segment", &path, e))?;
+    // SAFETY: the map covers the file's length as found (1). Open holds the directory lock
+    // and runs before the writer exists, and sealed segments are never truncated or
+    // written (2, 3); the map is dropped before this function returns.
+    #[allow(unsafe_code)]
+    let bytes = unsafe { file.map(len) }.map_err(|e| Error::io("mmap", &path, e))?;
+    drop(file);
     let mem = index_sealed(&bytes, &path, &header, min_position)?;
     drop(bytes);
-    let segment = Segment::new(path, file, header, len, len, SegmentIndex::Active(RwLock::new(mem)))?;
+    let end = mem.positions.last().map_or(0, |&(p, _)| p + 1);
+    let segment = Segment::new(cache, path, None, header, len, len, Some(SegmentIndex::Active(RwLock::new(mem))))?;
     crate::writer::roll::write_index(&**storage, &segment, len);
-    Ok(Arc::new(segment))
+    Ok((segment, end))
 }
 
 /// The last segment: start from its index checkpoint, scan the rest, cut a torn tail.
-fn open_active(storage: &Arc<dyn Storage>, found: Found, min_position: u64, options: &Options) -> Result<Arc<Segment>> {
-    let Found { header, path, file, len } = found;
+fn open_active(cache: &Arc<MapCache>, found: Found, min_position: u64, options: &Options) -> Result<Arc<Segment>> {
+    let storage = &cache.storage;
+    let Found { header, path, len } = found;
+    let file = storage.open(&path, OpenMode::ReadWrite).map_err(|e| Error::io("open segment", &path, e))?;
     if len > u64::from(u32::MAX) {
         return Err(Error::corruption(&path, 0, "segment is larger than 4 GiB"));
     }
@@ -257,7 +281,11 @@ fn open_active(storage: &Arc<dyn Storage>, found: Found, min_position: u64, opti
     let checkpointed = checkpoint.is_some();
     let (start, mut mem) = checkpoint.unwrap_or((SEGMENT_HEADER_BYTES as u64, MemIndex::default()));
     let last = mem.positions.last().map(|&(p, _)| p).or(min_position.checked_sub(1));
-    let bytes = file.map(len).map_err(|e| Error::io("mmap", &path, e))?;
+    // SAFETY: the map covers the file's length as found (1); nothing writes or truncates the
+    // file while it lives (open holds the directory lock, the writer does not exist yet),
+    // and it is dropped below before the torn tail is cut (2, 3).
+    #[allow(unsafe_code)]
+    let bytes = unsafe { file.map(len) }.map_err(|e| Error::io("mmap", &path, e))?;
     let outcome = scan(
         &bytes,
         header.segment_id,
@@ -300,9 +328,8 @@ fn open_active(storage: &Arc<dyn Storage>, found: Found, min_position: u64, opti
     rewrite(&*file, &path, rewrite_from, outcome.valid_len)?;
     file.sync_data().map_err(|e| Error::io("fdatasync", &path, e))?;
     let capacity = options.segment_bytes.max(outcome.valid_len);
-    let segment =
-        Segment::new(path, file, header, capacity, outcome.valid_len, SegmentIndex::Active(RwLock::new(mem)))?;
-    Ok(Arc::new(segment))
+    let index = Some(SegmentIndex::Active(RwLock::new(mem)));
+    Segment::new(cache, path, Some(file), header, capacity, outcome.valid_len, index)
 }
 
 /// Writes bytes `[from, to)` of `file` again, through a bounded buffer.

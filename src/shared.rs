@@ -11,6 +11,7 @@ use crate::options::Options;
 use crate::recovery::Recovered;
 use crate::retention::RetentionTable;
 use crate::segment::Segment;
+use crate::segment::cache::MapCache;
 use crate::snapshot::Snapshots;
 use crate::storage::Storage;
 
@@ -22,6 +23,8 @@ pub(crate) type SegmentList = Arc<Vec<Arc<Segment>>>;
 pub(crate) struct Shared {
     pub(crate) dir: PathBuf,
     pub(crate) storage: Arc<dyn Storage>,
+    /// The bound on sealed segments' maps, shared by every segment of the store.
+    pub(crate) cache: Arc<MapCache>,
     pub(crate) options: Options,
     segments: RwLock<SegmentList>,
     streams: RwLock<StreamTable>,
@@ -40,7 +43,7 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(
         dir: PathBuf,
-        storage: Arc<dyn Storage>,
+        cache: Arc<MapCache>,
         options: Options,
         recovered: Recovered,
         snapshots: Snapshots,
@@ -48,7 +51,8 @@ impl Shared {
     ) -> Self {
         Shared {
             dir,
-            storage,
+            storage: Arc::clone(&cache.storage),
+            cache,
             options,
             segments: RwLock::new(Arc::new(recovered.segments)),
             deleted: RwLock::new(Arc::new(

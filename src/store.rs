@@ -14,6 +14,7 @@ use crate::options::{BATCH_STREAMS_MAX, Durability, Options};
 use crate::read::{AllIter, Direction, StreamIter};
 use crate::recovery::recover;
 use crate::retention::{Retention, RetentionTable};
+use crate::segment::cache::MapCache;
 use crate::segment::naming::LOCK_FILE;
 use crate::shared::Shared;
 use crate::snapshot::{Snapshot, Snapshots};
@@ -182,7 +183,8 @@ impl Store {
             Err(LockError::Held) => return Err(Error::Locked { dir }),
             Err(LockError::Io(e)) => return Err(Error::io("lock", dir.join(LOCK_FILE), e)),
         };
-        let recovered = recover(&storage, &dir, &options)?;
+        let cache = MapCache::new(Arc::clone(&storage), options.mapped_segments_max);
+        let recovered = recover(&cache, &dir, &options)?;
         let snapshots = Snapshots::open(Arc::clone(&storage), &dir)?;
         let retention = RetentionTable::open(Arc::clone(&storage), &dir)?;
         let active = recovered
@@ -190,8 +192,11 @@ impl Store {
             .last()
             .cloned()
             .ok_or_else(|| Error::corruption(&dir, 0, "no segment after recovery"))?;
-        let shared = Arc::new(Shared::new(dir, storage, options, recovered, snapshots, retention));
-        let (writer, writer_thread) = writer::spawn(Writer::new(Arc::clone(&shared), active))?;
+        let shared = Arc::new(Shared::new(dir, cache, options, recovered, snapshots, retention));
+        let active_file = active
+            .append_file()
+            .ok_or_else(|| Error::corruption(&active.path, 0, "the last segment was opened without its file"))?;
+        let (writer, writer_thread) = writer::spawn(Writer::new(Arc::clone(&shared), active, active_file))?;
         let (compactor, compactor_requests) = bounded(COMPACTOR_QUEUE_DEPTH_MAX);
         let inner = StoreInner {
             shared: Arc::clone(&shared),

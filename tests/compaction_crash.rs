@@ -83,8 +83,10 @@ impl StorageFile for TrackedFile {
         self.synced.lock().unwrap().insert(self.path.clone(), len);
         Ok(())
     }
-    fn map(&self, capacity: u64) -> io::Result<Bytes> {
-        self.inner.map(capacity)
+    #[allow(unsafe_code)]
+    unsafe fn map(&self, capacity: u64) -> io::Result<Bytes> {
+        // SAFETY: forwarded; the caller keeps `StorageFile::map`'s contract.
+        unsafe { self.inner.map(capacity) }
     }
 }
 

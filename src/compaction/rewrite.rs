@@ -54,14 +54,15 @@ pub(crate) fn apply(shared: &Shared, run: &[SegmentPlan]) -> Result<u64> {
     file.sync_data().map_err(|e| Error::io("fdatasync", &tmp, e))?;
     storage.rename(&tmp, &path).map_err(|e| Error::io("rename compacted segment", &path, e))?;
     storage.sync_dir(&shared.dir).map_err(|e| Error::io("sync directory", &shared.dir, e))?;
-    let segment = Segment::new(path, file, header, len, len, SegmentIndex::Active(RwLock::new(mem)))?;
-    write_index(&**storage, &segment, len);
-    let replacement = Arc::new(segment);
-    // Readers that hold an old segment keep reading it through their view: make sure the
-    // view covers it whole before its file goes (a no-op with memory maps, which outlive
-    // the unlink).
+    // Sealed from the start: its descriptor closes here, it is mapped when first read.
+    drop(file);
+    let replacement =
+        Segment::new(&shared.cache, path, None, header, len, len, Some(SegmentIndex::Active(RwLock::new(mem))))?;
+    write_index(&**storage, &replacement, len);
+    // Readers that hold an old segment keep reading it through its maps: map it (and its
+    // index) now, for good, before its files go; maps outlive the unlink.
     for plan in run {
-        plan.segment.retain_view()?;
+        plan.segment.retire(&**storage)?;
     }
     shared.update_segments(|segments| {
         let is_old = |s: &Arc<Segment>| run.iter().any(|plan| Arc::ptr_eq(s, &plan.segment));

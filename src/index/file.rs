@@ -152,6 +152,97 @@ pub(crate) fn write(storage: &dyn Storage, path: &Path, bytes: &[u8]) -> std::io
     crate::storage::write_derived(storage, path, &path.with_extension("idx.tmp"), bytes)
 }
 
+/// Opens the index file at `path`, maps it whole, closes it again (the map outlives the
+/// descriptor, so a loaded index holds none) and validates its header as the index of
+/// segment `segment_id`. The outer error is the file system's, the inner one the damage.
+pub(crate) fn load(
+    storage: &dyn Storage,
+    path: &Path,
+    segment_id: u64,
+) -> std::io::Result<Result<MappedIndex, Damage>> {
+    let file = storage.open(path, crate::storage::OpenMode::Read)?;
+    let len = file.len()?;
+    // SAFETY: the map covers exactly the file's length, and index files are never written
+    // again once in place: `write` fills a temporary file and renames it over the old name,
+    // so a rebuild makes a new file and leaves this one's bytes as they are (removing an
+    // index file only unlinks it). Nothing truncates an index file.
+    #[allow(unsafe_code)]
+    let bytes = unsafe { file.map(len)? };
+    Ok(MappedIndex::parse(bytes, segment_id))
+}
+
+/// What an index file's header says about its segment: all that opening a store needs of
+/// a sealed segment whose streams the stream-table checkpoint already counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IndexSummary {
+    pub(crate) covered_bytes: u64,
+    pub(crate) next_position: u64,
+    pub(crate) record_count: u64,
+}
+
+struct Header {
+    summary: IndexSummary,
+    stream_count: usize,
+    entry_count: usize,
+    position_count: usize,
+    names_bytes: usize,
+}
+
+/// Validates `header` (the first bytes of an index file of `file_len` bytes) as the header
+/// of segment `segment_id`'s index: see [`MappedIndex::parse`].
+fn parse_header(header: &[u8], file_len: usize, segment_id: u64) -> Result<Header, Damage> {
+    let le = LeBytes(header);
+    let header = le.slice(0, HEADER_BYTES).ok_or("shorter than the header")?;
+    if le.array::<8>(0) != Some(MAGIC) {
+        return Err("bad magic");
+    }
+    if Some(crc32_salted(0, header.get(..60).unwrap_or_default())) != le.u32(60) {
+        return Err("header checksum mismatch");
+    }
+    if le.u32(8) != Some(INDEX_FORMAT_VERSION) || le.u32(12) != Some(HEADER_BYTES as u32) {
+        return Err("unsupported index format");
+    }
+    if le.u64(16) != Some(segment_id) {
+        return Err("index belongs to another segment");
+    }
+    let count = |offset| le.u32(offset).map(|v| v as usize).ok_or("short header");
+    let (stream_count, entry_count, position_count, names_bytes, record_count) =
+        (count(40)?, count(44)?, count(48)?, count(52)?, count(56)?);
+    // u32 counts times small record sizes cannot overflow a 64-bit usize.
+    let sections = stream_count * STREAM_BYTES + entry_count * ENTRY_BYTES + position_count * POSITION_BYTES;
+    if HEADER_BYTES + sections + names_bytes + TRAILER_BYTES != file_len {
+        return Err("section sizes do not add up to the file length");
+    }
+    if entry_count.saturating_add(stream_count) < record_count {
+        return Err("more records than entries and tombstones");
+    }
+    let summary = IndexSummary {
+        covered_bytes: le.u64(24).ok_or("short header")?,
+        next_position: le.u64(32).ok_or("short header")?,
+        record_count: record_count as u64,
+    };
+    Ok(Header { summary, stream_count, entry_count, position_count, names_bytes })
+}
+
+/// Reads and validates only the header of the index file at `path` (one small read, no
+/// map): what open needs of a sealed segment whose streams it need not merge. The outer
+/// error is the file system's, the inner one the damage.
+pub(crate) fn read_summary(
+    storage: &dyn Storage,
+    path: &Path,
+    segment_id: u64,
+) -> std::io::Result<Result<IndexSummary, Damage>> {
+    let file = storage.open(path, crate::storage::OpenMode::Read)?;
+    let len = file.len()?;
+    let Ok(file_len) = usize::try_from(len) else { return Ok(Err("index file is too large")) };
+    if file_len < HEADER_BYTES {
+        return Ok(Err("shorter than the header"));
+    }
+    let mut header = [0u8; HEADER_BYTES];
+    file.read_exact_at(&mut header, 0)?;
+    Ok(parse_header(&header, file_len, segment_id).map(|header| header.summary))
+}
+
 /// One stream as an index file describes it (its record verified).
 pub(crate) struct IndexedStream<'a> {
     /// Its record's number in the stream section.
@@ -217,51 +308,37 @@ impl MappedIndex {
     /// checksum, version, segment id, and section sizes that add up to the file's length.
     /// The error names the failed check. Nothing past the header is read.
     pub(crate) fn parse(bytes: Bytes, segment_id: u64) -> Result<Self, Damage> {
-        let le = LeBytes(&bytes);
-        let header = le.slice(0, HEADER_BYTES).ok_or("shorter than the header")?;
-        if le.array::<8>(0) != Some(MAGIC) {
-            return Err("bad magic");
-        }
-        if Some(crc32_salted(0, header.get(..60).unwrap_or_default())) != le.u32(60) {
-            return Err("header checksum mismatch");
-        }
-        if le.u32(8) != Some(INDEX_FORMAT_VERSION) || le.u32(12) != Some(HEADER_BYTES as u32) {
-            return Err("unsupported index format");
-        }
-        if le.u64(16) != Some(segment_id) {
-            return Err("index belongs to another segment");
-        }
-        let count = |offset| le.u32(offset).map(|v| v as usize).ok_or("short header");
-        let (stream_count, entry_count, position_count, names_bytes, record_count) =
-            (count(40)?, count(44)?, count(48)?, count(52)?, count(56)?);
+        let header = parse_header(bytes.get(..HEADER_BYTES).unwrap_or(&bytes), bytes.len(), segment_id)?;
         let streams_at = HEADER_BYTES;
-        let entries_at = streams_at + stream_count * STREAM_BYTES;
-        let positions_at = entries_at + entry_count * ENTRY_BYTES;
-        let names_at = positions_at + position_count * POSITION_BYTES;
-        let trailer_at = names_at + names_bytes;
-        if trailer_at + TRAILER_BYTES != bytes.len() {
-            return Err("section sizes do not add up to the file length");
-        }
-        if entry_count.saturating_add(stream_count) < record_count {
-            return Err("more records than entries and tombstones");
-        }
+        let entries_at = streams_at + header.stream_count * STREAM_BYTES;
+        let positions_at = entries_at + header.entry_count * ENTRY_BYTES;
+        let names_at = positions_at + header.position_count * POSITION_BYTES;
         Ok(MappedIndex {
             segment_id,
-            covered_bytes: le.u64(24).ok_or("short header")?,
-            next_position: le.u64(32).ok_or("short header")?,
-            record_count: record_count as u64,
-            stream_count,
-            entry_count,
-            position_count,
+            covered_bytes: header.summary.covered_bytes,
+            next_position: header.summary.next_position,
+            record_count: header.summary.record_count,
+            stream_count: header.stream_count,
+            entry_count: header.entry_count,
+            position_count: header.position_count,
             streams_at,
             entries_at,
             positions_at,
             names_at,
-            names_bytes,
+            names_bytes: header.names_bytes,
             bytes,
             positions_valid: OnceLock::new(),
             verified: OnceLock::new(),
         })
+    }
+
+    /// The header fields open needs.
+    pub(crate) fn summary(&self) -> IndexSummary {
+        IndexSummary {
+            covered_bytes: self.covered_bytes,
+            next_position: self.next_position,
+            record_count: self.record_count,
+        }
     }
 
     /// Stream record `i`, verified against its checksum.

@@ -1,38 +1,55 @@
 //! Segment files: a header, then records, appended by the writer thread and read through a
 //! shared memory map. Readers hold `Arc<Segment>` handles, so a segment replaced by
 //! compaction stays readable until its last reader drops it.
+//!
+//! Only the active segment keeps a file descriptor (the writer appends through it). A sealed
+//! segment is read through maps alone, of its file and its index file, opened, mapped and
+//! closed again when first needed; at most `Options::mapped_segments` sealed segments stay
+//! mapped ([`cache`]). Descriptors and maps thus stay bounded whatever the store's size.
 
+pub(crate) mod cache;
 pub(crate) mod naming;
 pub(crate) mod scan;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use bytes::Bytes;
 
+use self::cache::{MapCache, Residency};
 use crate::error::{Error, Result};
 use crate::format::record::{self, DecodedRecord};
 use crate::format::segment_header::SegmentHeader;
 use crate::index::file::Damage;
 use crate::index::{MemIndex, SegmentIndex};
-use crate::storage::{Storage, StorageFile};
+use crate::storage::{OpenMode, Storage, StorageFile};
 
-/// One segment file, open for reading (and for appending if it is the active one).
+/// One segment file, readable (and appendable while it is the active one).
 pub(crate) struct Segment {
     pub(crate) header: SegmentHeader,
     pub(crate) path: PathBuf,
-    pub(crate) file: Arc<dyn StorageFile>,
-    /// A view of the file; with the real file system a map of `capacity` bytes that sees
-    /// later appends, otherwise a snapshot that is refreshed when too short.
-    view: RwLock<Bytes>,
+    /// The open file while the segment is active (the writer appends through it, and a
+    /// storage whose views are snapshots refreshes them from it); `None` once sealed: a
+    /// sealed segment holds no descriptor.
+    file: RwLock<Option<Arc<dyn StorageFile>>>,
+    /// A view of the file; with the real file system a map that sees later appends,
+    /// otherwise a snapshot that is refreshed when too short. `None` while a sealed
+    /// segment is not mapped (the cache unmapped it, or nothing has read it yet).
+    view: RwLock<Option<Bytes>>,
+    /// Bytes the active segment's view maps (its file grows into them).
     capacity: u64,
     /// Bytes [0, committed_len) hold whole commit groups; readers never look past it.
     committed_len: AtomicU64,
-    index: RwLock<Arc<SegmentIndex>>,
+    /// `None` while a sealed segment's index file is not mapped; loaded again on use.
+    index: RwLock<Option<Arc<SegmentIndex>>>,
     /// Held while the index is rebuilt, so concurrent readers that find it damaged rebuild
     /// it once.
     rebuilding: Mutex<()>,
+    cache: Arc<MapCache>,
+    residency: Residency,
+    /// This segment, for the cache's list.
+    me: Weak<Segment>,
 }
 
 /// Written by hand: a derived `Debug` would print `view`, reading the whole map, whose
@@ -49,26 +66,47 @@ impl std::fmt::Debug for Segment {
 }
 
 impl Segment {
-    /// Wraps an open segment file whose first `committed_len` bytes are valid.
+    /// Wraps a segment whose first `committed_len` bytes are valid. With `file` it is the
+    /// active segment, mapped now with `capacity` bytes of room to grow into; without, it
+    /// is sealed and mapped when first read. Without `index` (sealed only), its index file
+    /// is mapped when first used.
     pub(crate) fn new(
+        cache: &Arc<MapCache>,
         path: PathBuf,
-        file: Arc<dyn StorageFile>,
+        file: Option<Arc<dyn StorageFile>>,
         header: SegmentHeader,
         capacity: u64,
         committed_len: u64,
-        index: SegmentIndex,
-    ) -> Result<Self> {
-        let view = file.map(capacity).map_err(|e| Error::io("mmap", &path, e))?;
-        Ok(Segment {
+        index: Option<SegmentIndex>,
+    ) -> Result<Arc<Self>> {
+        let view = match &file {
+            // SAFETY: the active segment's view (contract of `StorageFile::map`): readers
+            // read only below the committed length, which never exceeds the file's length
+            // (1); recovery cut any torn tail before this map exists and nothing truncates a
+            // segment afterwards, compaction removing whole files only (2); the writer
+            // appends past the committed length and never rewrites a byte below it (3).
+            #[allow(unsafe_code)]
+            Some(file) => Some(unsafe { file.map(capacity) }.map_err(|e| Error::io("mmap", &path, e))?),
+            None => None,
+        };
+        let sealed_index = matches!(index, Some(SegmentIndex::Sealed(_)));
+        let segment = Arc::new_cyclic(|me| Segment {
             header,
             path,
-            file,
+            file: RwLock::new(file),
             view: RwLock::new(view),
             capacity,
             committed_len: AtomicU64::new(committed_len),
-            index: RwLock::new(Arc::new(index)),
+            index: RwLock::new(index.map(Arc::new)),
             rebuilding: Mutex::new(()),
-        })
+            cache: Arc::clone(cache),
+            residency: Residency::default(),
+            me: me.clone(),
+        });
+        if sealed_index && !segment.is_active() {
+            segment.cache.admit(&segment);
+        }
+        Ok(segment)
     }
 
     pub(crate) fn id(&self) -> u64 {
@@ -84,12 +122,80 @@ impl Segment {
         self.committed_len.store(committed_len, Ordering::Release);
     }
 
-    pub(crate) fn index(&self) -> Arc<SegmentIndex> {
-        Arc::clone(&self.index.read().unwrap_or_else(|poison| poison.into_inner()))
+    fn is_active(&self) -> bool {
+        self.file.read().unwrap_or_else(|poison| poison.into_inner()).is_some()
     }
 
+    /// The file the writer appends through; `None` once sealed.
+    pub(crate) fn append_file(&self) -> Option<Arc<dyn StorageFile>> {
+        self.file.read().unwrap_or_else(|poison| poison.into_inner()).clone()
+    }
+
+    /// Seals the segment (its last bytes are synced and its index written): its descriptor
+    /// is closed once the writer drops its own handle, and from now on its maps count
+    /// against the cache's bound.
+    pub(crate) fn seal(&self) {
+        *self.file.write().unwrap_or_else(|poison| poison.into_inner()) = None;
+        self.cache.admit(self);
+    }
+
+    /// The index if it is in memory or mapped now (`None`: a sealed segment's index file is
+    /// not mapped; [`Segment::lookup`] maps it again).
+    pub(crate) fn loaded_index(&self) -> Option<Arc<SegmentIndex>> {
+        self.index.read().unwrap_or_else(|poison| poison.into_inner()).clone()
+    }
+
+    /// Replaces the index; a mapped index of a sealed segment counts against the cache's bound.
     pub(crate) fn set_index(&self, index: SegmentIndex) {
-        *self.index.write().unwrap_or_else(|poison| poison.into_inner()) = Arc::new(index);
+        let mapped = matches!(index, SegmentIndex::Sealed(_));
+        *self.index.write().unwrap_or_else(|poison| poison.into_inner()) = Some(Arc::new(index));
+        if mapped && !self.is_active() {
+            self.cache.admit(self);
+        }
+    }
+
+    /// The index, mapping a sealed segment's index file again if the cache unmapped it;
+    /// the damage if the file is missing or invalid (the caller rebuilds it).
+    fn index(&self) -> std::result::Result<Arc<SegmentIndex>, Damage> {
+        if let Some(index) = self.loaded_index() {
+            MapCache::touch(&self.residency);
+            return Ok(index);
+        }
+        let loaded = {
+            let mut slot = self.index.write().unwrap_or_else(|poison| poison.into_inner());
+            if let Some(index) = &*slot {
+                return Ok(Arc::clone(index));
+            }
+            let path = naming::index_path_for(&self.path);
+            let mapped = match crate::index::file::load(&*self.cache.storage, &path, self.id()) {
+                Ok(Ok(mapped)) if mapped.covered_bytes == self.committed_len() => mapped,
+                Ok(Ok(_)) => return Err("index file does not cover the segment"),
+                Ok(Err(damage)) => return Err(damage),
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), %error, "cannot map the index file again");
+                    return Err("index file cannot be opened");
+                }
+            };
+            let index = Arc::new(SegmentIndex::Sealed(mapped));
+            *slot = Some(Arc::clone(&index));
+            index
+        };
+        self.cache.admit(self);
+        Ok(loaded)
+    }
+
+    /// Unmaps a sealed segment (the cache chose it): the segment's own references go, a
+    /// reader's stay valid until it drops them. An index held only in memory stays.
+    fn unmap(&self) {
+        let mut view = self.view.write().unwrap_or_else(|poison| poison.into_inner());
+        let mut index = self.index.write().unwrap_or_else(|poison| poison.into_inner());
+        if self.residency.is_pinned() || self.is_active() {
+            return;
+        }
+        *view = None;
+        if matches!(index.as_deref(), Some(SegmentIndex::Sealed(_))) {
+            *index = None;
+        }
     }
 
     /// Runs `query` on the segment's index. Index files are verified part by part as they
@@ -104,23 +210,32 @@ impl Segment {
         storage: &dyn Storage,
         mut query: impl FnMut(&SegmentIndex) -> std::result::Result<T, Damage>,
     ) -> Result<T> {
-        let index = self.index();
-        let damage = match query(&index) {
-            Ok(answer) => return Ok(answer),
-            Err(damage) => damage,
+        let (seen, damage) = match self.index() {
+            Ok(index) => match query(&index) {
+                Ok(answer) => return Ok(answer),
+                Err(damage) => (Some(index), damage),
+            },
+            Err(damage) => (None, damage),
         };
         let index_path = naming::index_path_for(&self.path);
         tracing::warn!(path = %index_path.display(), damage, "damaged index file; rebuilding it from the segment");
         {
             let _rebuilding = self.rebuilding.lock().unwrap_or_else(|poison| poison.into_inner());
             // Another reader may have rebuilt it while this one waited.
-            if Arc::ptr_eq(&index, &self.index()) {
+            let current = self.loaded_index();
+            let rebuilt = match (&seen, &current) {
+                (Some(seen), Some(current)) => !Arc::ptr_eq(seen, current),
+                (None, current) => current.is_some(),
+                (Some(_), None) => false,
+            };
+            if !rebuilt {
                 let mem = self.scan_committed()?;
                 self.set_index(SegmentIndex::Active(RwLock::new(mem)));
                 crate::writer::roll::write_index(storage, self, self.committed_len());
             }
         }
-        query(&self.index()).map_err(|damage| Error::corruption(&index_path, 0, damage))
+        let index = self.index().map_err(|damage| Error::corruption(&index_path, 0, damage))?;
+        query(&index).map_err(|damage| Error::corruption(&index_path, 0, damage))
     }
 
     /// Indexes every committed record by scanning the segment (a sealed one: all of it must
@@ -131,11 +246,24 @@ impl Segment {
         scan::index_sealed(&bytes, &self.path, &self.header, self.header.base_position)
     }
 
-    /// Makes the view cover every committed byte, so the segment stays readable after its
-    /// file is removed (compaction). Memory maps already do; snapshot views are refreshed.
-    pub(crate) fn retain_view(&self) -> Result<()> {
+    /// Makes the segment readable after its files are removed (compaction replaced it):
+    /// maps its file and index now and keeps them until the last reader drops the segment.
+    pub(crate) fn retire(&self, storage: &dyn Storage) -> Result<()> {
         let committed = self.committed_len();
-        self.committed_bytes(committed, committed).map(|_| ())
+        self.committed_bytes(committed, committed)?;
+        self.lookup(storage, |_| Ok(()))?;
+        // Under both locks, so the cache cannot unmap between the loads and the pin.
+        let view = self.view.write().unwrap_or_else(|poison| poison.into_inner());
+        let index = self.index.write().unwrap_or_else(|poison| poison.into_inner());
+        self.residency.pin();
+        let whole = view.as_ref().is_some_and(|view| view.len() as u64 >= committed) && index.is_some();
+        drop((view, index));
+        if whole {
+            return Ok(());
+        }
+        // Unmapped between the loads and the pin: load again, now that nothing unmaps it.
+        self.committed_bytes(committed, committed)?;
+        self.lookup(storage, |_| Ok(()))
     }
 
     /// Committed bytes `[offset, end)`, zero-copy from the map.
@@ -151,17 +279,55 @@ impl Segment {
         let range = offset as usize..end as usize;
         {
             let view = self.view.read().unwrap_or_else(|poison| poison.into_inner());
-            if view.len() >= range.end {
+            if let Some(view) = &*view
+                && view.len() >= range.end
+            {
+                MapCache::touch(&self.residency);
                 return Ok(view.slice(range));
             }
         }
-        let fresh = self.file.map(self.capacity.max(committed)).map_err(|e| Error::io("mmap", &self.path, e))?;
-        if fresh.len() < range.end {
-            return Err(Error::corruption(&self.path, offset, "file is shorter than its committed length"));
+        let (fresh, sealed) = {
+            let mut view = self.view.write().unwrap_or_else(|poison| poison.into_inner());
+            // Another reader may have mapped it while this one waited.
+            if let Some(view) = &*view
+                && view.len() >= range.end
+            {
+                return Ok(view.slice(range));
+            }
+            let (fresh, sealed) = self.map_again(committed)?;
+            if fresh.len() < range.end {
+                return Err(Error::corruption(&self.path, offset, "file is shorter than its committed length"));
+            }
+            *view = Some(fresh.clone());
+            (fresh, sealed)
+        };
+        if sealed {
+            self.cache.admit(self);
         }
-        let slice = fresh.slice(range);
-        *self.view.write().unwrap_or_else(|poison| poison.into_inner()) = fresh;
-        Ok(slice)
+        Ok(fresh.slice(range))
+    }
+
+    /// A new view: through the active segment's open file, or, for a sealed segment, by
+    /// opening the file, mapping it and closing it again. Also says whether it is sealed.
+    fn map_again(&self, committed: u64) -> Result<(Bytes, bool)> {
+        let map_error = |e| Error::io("mmap", &self.path, e);
+        if let Some(file) = self.append_file() {
+            // SAFETY: as for the active segment's first view in `Segment::new`.
+            #[allow(unsafe_code)]
+            let view = unsafe { file.map(self.capacity.max(committed)) }.map_err(map_error)?;
+            return Ok((view, false));
+        }
+        let file = self
+            .cache
+            .storage
+            .open(&self.path, OpenMode::Read)
+            .map_err(|e| Error::io("open segment", &self.path, e))?;
+        // SAFETY: a sealed segment's view covers its committed length, the whole file (1); a
+        // sealed segment is never truncated (compaction removes whole files; unlinking
+        // keeps the map valid) (2) and never written again (3). `file` closes on return.
+        #[allow(unsafe_code)]
+        let view = unsafe { file.map(committed) }.map_err(map_error)?;
+        Ok((view, true))
     }
 
     /// A reader over the bytes committed now; it reads many records without touching the
@@ -175,16 +341,15 @@ impl Segment {
 impl Segment {
     /// Creates an empty segment file (header written, file and directory synced) for appends.
     pub(crate) fn create(
-        storage: &Arc<dyn Storage>,
+        cache: &Arc<MapCache>,
         dir: &std::path::Path,
         segment_bytes: u64,
         segment_id: u64,
         base_position: u64,
     ) -> Result<Arc<Segment>> {
+        let storage = &cache.storage;
         let path = dir.join(naming::segment_file_name(segment_id));
-        let file = storage
-            .open(&path, crate::storage::OpenMode::CreateNew)
-            .map_err(|e| Error::io("create segment", &path, e))?;
+        let file = storage.open(&path, OpenMode::CreateNew).map_err(|e| Error::io("create segment", &path, e))?;
         let header = SegmentHeader {
             segment_id,
             base_position,
@@ -194,15 +359,15 @@ impl Segment {
         file.write_all_at(&header.encode(), 0).map_err(|e| Error::io("write segment header", &path, e))?;
         file.sync_data().map_err(|e| Error::io("fdatasync", &path, e))?;
         storage.sync_dir(dir).map_err(|e| Error::io("sync directory", dir, e))?;
-        let segment = Segment::new(
+        Segment::new(
+            cache,
             path,
-            file,
+            Some(file),
             header,
             segment_bytes,
             crate::format::segment_header::SEGMENT_HEADER_BYTES as u64,
-            SegmentIndex::Active(RwLock::new(crate::index::MemIndex::default())),
-        )?;
-        Ok(Arc::new(segment))
+            Some(SegmentIndex::Active(RwLock::new(crate::index::MemIndex::default()))),
+        )
     }
 }
 

@@ -83,7 +83,11 @@ pub trait Storage: Send + Sync + Debug + 'static {
 /// let file = FileSystem.open(&dir.path().join("f"), OpenMode::CreateNew)?;
 /// file.write_all_at(b"hello", 0)?;
 /// file.sync_data()?;
-/// assert_eq!(&file.map(5)?[..], b"hello");
+/// // SAFETY: nothing truncates or rewrites this private file while the view lives, and
+/// // only its 5 bytes are read.
+/// #[allow(unsafe_code)]
+/// let view = unsafe { file.map(5)? };
+/// assert_eq!(&view[..], b"hello");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[allow(clippy::len_without_is_empty)] // a file's length is a number, not a collection size
@@ -99,10 +103,36 @@ pub trait StorageFile: Send + Sync + Debug {
     /// Makes the file's data durable (fdatasync).
     fn sync_data(&self) -> io::Result<()>;
     /// A read-only view of the file's first `capacity` bytes. The real file system maps the
-    /// file (bytes written later below `capacity` become visible through the same map; only
-    /// bytes below the file's length may be read). Other implementations may return a
-    /// snapshot no longer than the file; callers map again when they need more.
-    fn map(&self, capacity: u64) -> io::Result<Bytes>;
+    /// file (bytes written later below `capacity` become visible through the same map).
+    /// Other implementations may return a snapshot no longer than the file; callers map
+    /// again when they need more. The view does not keep the file open: it stays readable
+    /// after this handle is dropped and after the file is unlinked.
+    ///
+    /// # Safety
+    ///
+    /// A memory map is only as sound as the file under it, and the returned `Bytes` reads
+    /// like any other slice, so the caller must guarantee, for as long as the view or any
+    /// clone or slice of it exists:
+    ///
+    /// 1. No byte at or past the file's length is read through it. The view may be longer
+    ///    than the file (`capacity` above the length); touching a page past the end of the
+    ///    file raises SIGBUS.
+    /// 2. The file is not truncated (`set_len` through any handle, or by another process)
+    ///    below a byte that is read through the view: that turns a valid read into rule 1.
+    /// 3. No byte is written while it may be read through the view: a `&[u8]` must not
+    ///    change under its reader. Appending past the bytes being read is allowed.
+    ///
+    /// Implementations that return copies (like [`SimStorage`]) do not rely on these rules,
+    /// but a caller cannot know which kind it holds, so it upholds them for every storage.
+    /// The engine does so as `segment-format.md` §5 and §8 describe: segments are
+    /// append-only and read only below their committed length, recovery truncates a torn
+    /// tail before anything maps the segment, compaction removes whole files (unlinking
+    /// keeps a map valid), index files are written under a temporary name and renamed, and
+    /// the directory lock keeps other stores off the files.
+    // The crate denies `unsafe_code`; this declaration is the one place the engine's mapping
+    // contract is stated, and every caller says how it keeps it (`// SAFETY:`).
+    #[allow(unsafe_code)]
+    unsafe fn map(&self, capacity: u64) -> io::Result<Bytes>;
 }
 
 /// Reads a whole small file through the seam.

@@ -36,6 +36,7 @@ use crate::options::{Durability, GROUP_BYTES_MAX};
 use crate::segment::Segment;
 use crate::shared::Shared;
 use crate::validate::WritePart;
+use crate::storage::StorageFile;
 
 /// A message to the writer thread.
 pub(crate) enum Request {
@@ -77,6 +78,8 @@ struct Group {
 pub(crate) struct Writer {
     shared: Arc<Shared>,
     active: Arc<Segment>,
+    /// The active segment's file, which appends and fdatasyncs go through.
+    active_file: Arc<dyn StorageFile>,
     write_offset: u64,
     /// Bytes of the active segment known durable (fsynced); stamped on the first record of
     /// each group as its durable mark.
@@ -98,12 +101,13 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn new(shared: Arc<Shared>, active: Arc<Segment>) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, active: Arc<Segment>, active_file: Arc<dyn StorageFile>) -> Self {
         let write_offset = active.committed_len();
         let next_position = shared.next_position();
         Writer {
             shared,
             active,
+            active_file,
             write_offset,
             // Recovery fsynced the active segment, so all of it is durable.
             durable_len: write_offset,
@@ -402,7 +406,7 @@ impl Writer {
         debug_assert!(group.next_position >= self.shared.next_position());
         debug_assert_eq!(group.buf.is_empty(), group.last_record_start.is_none());
         if !group.buf.is_empty() {
-            if let Err(source) = self.active.file.write_all_at(&group.buf, self.write_offset) {
+            if let Err(source) = self.active_file.write_all_at(&group.buf, self.write_offset) {
                 return Err(self.poison_with(Error::io("write", &self.active.path, source)));
             }
             self.write_offset += group.buf.len() as u64;
@@ -418,7 +422,9 @@ impl Writer {
         // Publish in the order readers rely on: index entries, then the segment's committed
         // length and the global position, then the stream table (a reader that sees a new
         // stream version finds its entries and bytes).
-        if let SegmentIndex::Active(mem) = &*self.active.index() {
+        if let Some(index) = self.active.loaded_index()
+            && let SegmentIndex::Active(mem) = &*index
+        {
             let mut mem = mem.write().unwrap_or_else(|poison| poison.into_inner());
             for GroupEntry { stream, entry, tombstone } in group.entries.drain(..) {
                 mem.push(&stream, entry, tombstone);
@@ -431,7 +437,7 @@ impl Writer {
     }
 
     fn sync_active(&mut self) -> Result<()> {
-        if let Err(source) = self.active.file.sync_data() {
+        if let Err(source) = self.active_file.sync_data() {
             return Err(self.poison_with(Error::io("fdatasync", &self.active.path, source)));
         }
         self.unsynced = false;

@@ -3,12 +3,12 @@
 use std::sync::Arc;
 
 use super::Writer;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::segment_header::SEGMENT_HEADER_BYTES;
 use crate::index::SegmentIndex;
-use crate::index::file::{self, MappedIndex};
+use crate::index::file;
 use crate::segment::{Segment, naming};
-use crate::storage::{OpenMode, Storage};
+use crate::storage::Storage;
 
 /// Rolls between two stream-table checkpoints. Writing one costs about 30 bytes per stream
 /// (3 MB and a few milliseconds of the writer's time for 100 000 streams), against the
@@ -23,15 +23,24 @@ impl Writer {
         }
         write_index(&*self.shared.storage, &self.active, self.write_offset);
         let segment = Segment::create(
-            &self.shared.storage,
+            &self.shared.cache,
             &self.shared.dir,
             self.shared.options.segment_bytes,
             self.shared.allocate_segment_id(),
             self.group.next_position,
         )
         .map_err(|error| self.poison_with(error))?;
+        let Some(file) = segment.append_file() else {
+            return Err(self.poison_with(Error::io(
+                "open segment",
+                &segment.path,
+                std::io::Error::other("a new segment has no open file"),
+            )));
+        };
         self.shared.update_segments(|segments| segments.push(Arc::clone(&segment)));
-        self.active = segment;
+        // The old segment's descriptor closes here: sealed segments are read through maps.
+        std::mem::replace(&mut self.active, segment).seal();
+        self.active_file = file;
         self.write_offset = SEGMENT_HEADER_BYTES as u64;
         // Segment::create fsynced the header.
         self.durable_len = self.write_offset;
@@ -50,18 +59,15 @@ impl Writer {
 /// the segment to the mapped index. Failures are logged, not returned: the index is derived
 /// data and the next open rebuilds what is missing.
 pub(crate) fn write_index(storage: &dyn Storage, segment: &Segment, covered_bytes: u64) {
-    let index = segment.index();
+    let Some(index) = segment.loaded_index() else { return };
     let SegmentIndex::Active(mem) = &*index else { return };
     let bytes = {
         let mem = mem.read().unwrap_or_else(|poison| poison.into_inner());
         file::encode(&mem, segment.id(), covered_bytes)
     };
     let path = naming::index_path_for(&segment.path);
-    let mapped = file::write(storage, &path, &bytes)
-        .and_then(|()| storage.open(&path, OpenMode::Read))
-        .and_then(|file| file.map(bytes.len() as u64));
-    match mapped {
-        Ok(view) => match MappedIndex::parse(view, segment.id()) {
+    match file::write(storage, &path, &bytes).and_then(|()| file::load(storage, &path, segment.id())) {
+        Ok(loaded) => match loaded {
             Ok(mapped) => segment.set_index(SegmentIndex::Sealed(mapped)),
             Err(reason) => {
                 tracing::warn!(path = %path.display(), reason, "index file reads back invalid; keeping the in-memory index")
