@@ -44,6 +44,7 @@ mod index;
 #[cfg(feature = "__internal")]
 #[doc(hidden)]
 pub mod internal;
+mod layout;
 mod options;
 mod read;
 mod recovery;
@@ -53,6 +54,7 @@ mod shared;
 mod snapshot;
 pub mod storage;
 mod store;
+mod sync;
 mod validate;
 mod writer;
 

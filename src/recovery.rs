@@ -13,11 +13,13 @@ use crate::index::checkpoint::{self, SegmentKey};
 use crate::index::file::{IndexSummary, MappedIndex, read_summary};
 use crate::index::streams::{StreamState, StreamTable};
 use crate::index::{MemIndex, SegmentIndex};
+use crate::layout;
 use crate::options::Options;
+use crate::segment::Segment;
 use crate::segment::cache::MapCache;
 use crate::segment::scan::{find_durable_proof, index_sealed, scan};
-use crate::segment::{Segment, naming};
 use crate::storage::{OpenMode, Storage, StorageFile};
+use crate::sync;
 
 /// What recovery hands to the store.
 pub(crate) struct Recovered {
@@ -46,7 +48,7 @@ pub(crate) fn recover(cache: &Arc<MapCache>, dir: &Path, options: &Options) -> R
     found.sort_by_key(|f| (f.header.base_position, f.header.segment_id));
     let next_segment_id = found.iter().map(|f| f.header.segment_id).max().map_or(1, |id| id + 1);
     let mut segments = Vec::with_capacity(found.len() + 1);
-    let keys: Vec<SegmentKey> = found.iter().map(|f| segment_key(&f.header, f.len)).collect();
+    let keys: Vec<SegmentKey> = found.iter().map(|f| SegmentKey::of(&f.header, f.len)).collect();
     // With a checkpoint of the stream table, only the segments from its last one on are
     // merged; its last one must not have lost bytes it counted (else the full merge runs).
     let checkpoint = checkpoint::load(&**storage, dir).and_then(|c| Some((c.covers(&keys)?, c.streams)));
@@ -116,10 +118,10 @@ fn find_segments(storage: &Arc<dyn Storage>, dir: &Path) -> Result<Vec<Found>> {
     let mut found = Vec::new();
     let mut candidates = Vec::new();
     let segment_names: std::collections::HashSet<&str> =
-        names.iter().map(String::as_str).filter(|name| naming::parse_segment_file_name(name).is_some()).collect();
+        names.iter().map(String::as_str).filter(|name| layout::parse_segment_file_name(name).is_some()).collect();
     for name in &names {
         let path = dir.join(name);
-        if let Some(segment_name) = naming::segment_name_of_index(name)
+        if let Some(segment_name) = layout::segment_name_of_index(name)
             && !segment_names.contains(segment_name.as_str())
         {
             // The index of a segment whose removal a crash interrupted (compaction removes the
@@ -130,13 +132,13 @@ fn find_segments(storage: &Arc<dyn Storage>, dir: &Path) -> Result<Vec<Found>> {
             removed_any = true;
             continue;
         }
-        if name.ends_with(naming::TMP_SUFFIX) {
+        if name.ends_with(layout::TMP_SUFFIX) {
             tracing::info!(path = %path.display(), "removing leftover temporary file");
             storage.remove_file(&path).map_err(|e| Error::io("remove temporary file", &path, e))?;
             removed_any = true;
             continue;
         }
-        let Some(segment_id) = naming::parse_segment_file_name(name) else { continue };
+        let Some(segment_id) = layout::parse_segment_file_name(name) else { continue };
         let file = storage.open(&path, OpenMode::Read).map_err(|e| Error::io("open segment", &path, e))?;
         let len = file.len().map_err(|e| Error::io("stat segment", &path, e))?;
         let mut head = [0u8; SEGMENT_HEADER_BYTES];
@@ -182,7 +184,7 @@ fn find_segments(storage: &Arc<dyn Storage>, dir: &Path) -> Result<Vec<Found>> {
             continue;
         }
         tracing::info!(path = %segment.path.display(), "removing a segment that compaction replaced");
-        for path in [segment.path.clone(), naming::index_path_for(&segment.path)] {
+        for path in [segment.path.clone(), layout::index_path_for(&segment.path)] {
             match storage.remove_file(&path) {
                 Ok(()) => {}
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
@@ -197,19 +199,9 @@ fn find_segments(storage: &Arc<dyn Storage>, dir: &Path) -> Result<Vec<Found>> {
     Ok(live)
 }
 
-/// What identifies `header`'s segment at `len` bytes, for the stream-table checkpoint.
-pub(crate) fn segment_key(header: &SegmentHeader, len: u64) -> SegmentKey {
-    SegmentKey {
-        id: header.segment_id,
-        base_position: header.base_position,
-        created_unix_ms: header.created_unix_ms,
-        len,
-    }
-}
-
 /// Loads an index file if it is valid for this segment.
 fn load_index(storage: &Arc<dyn Storage>, segment_path: &Path, segment_id: u64) -> Option<MappedIndex> {
-    let path = naming::index_path_for(segment_path);
+    let path = layout::index_path_for(segment_path);
     match crate::index::file::load(&**storage, &path, segment_id).ok()? {
         Ok(index) => Some(index),
         Err(reason) => {
@@ -233,7 +225,7 @@ fn open_sealed(cache: &Arc<MapCache>, found: Found, min_position: u64, merge: bo
         summary.covered_bytes == len && (summary.record_count == 0 || summary.next_position > min_position)
     };
     let end_position = |summary: IndexSummary| if summary.record_count > 0 { summary.next_position } else { 0 };
-    let index_path = naming::index_path_for(&path);
+    let index_path = layout::index_path_for(&path);
     if !merge
         && let Ok(Ok(summary)) = read_summary(&**storage, &index_path, header.segment_id)
         && usable(summary)
@@ -257,7 +249,7 @@ fn open_sealed(cache: &Arc<MapCache>, found: Found, min_position: u64, merge: bo
     drop(bytes);
     let end = mem.positions.last().map_or(0, |&(p, _)| p + 1);
     let segment = Segment::new(cache, path, None, header, len, len, Some(SegmentIndex::Active(RwLock::new(mem))))?;
-    crate::writer::roll::write_index(&**storage, &segment, len);
+    segment.write_index_file(&**storage, len);
     Ok((segment, end))
 }
 
@@ -357,7 +349,7 @@ fn merge_streams(storage: &dyn Storage, segment: &Segment, streams: &mut StreamT
                 }
             }
             SegmentIndex::Active(mem) => {
-                let mem = mem.read().unwrap_or_else(|poison| poison.into_inner());
+                let mem = sync::read(mem);
                 for (name, slot) in &mem.streams {
                     merge_stream(streams, name, slot.entries.last().map(|e| e.version), slot.tombstone.is_some());
                 }
@@ -383,7 +375,7 @@ fn segment_end_position(index: &SegmentIndex) -> u64 {
         SegmentIndex::Sealed(mapped) if mapped.record_count > 0 => mapped.next_position,
         SegmentIndex::Sealed(_) => 0,
         SegmentIndex::Active(mem) => {
-            let mem = mem.read().unwrap_or_else(|poison| poison.into_inner());
+            let mem = sync::read(mem);
             mem.positions.last().map_or(0, |&(p, _)| p + 1)
         }
     }

@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::format::bytes_reader::LeBytes;
 use crate::format::crc32_salted;
 use crate::storage::{OpenMode, Storage, read_whole};
+use crate::sync;
 
 /// Which events of a stream compaction may discard. A stream's last event is always kept, so
 /// its version (and expected-version checks) survive any retention.
@@ -85,7 +86,7 @@ impl RetentionTable {
     }
 
     fn rules(&self) -> std::sync::MutexGuard<'_, HashMap<String, Retention>> {
-        self.rules.lock().unwrap_or_else(|poison| poison.into_inner())
+        sync::lock(&self.rules)
     }
 
     pub(crate) fn get(&self, stream: &str) -> Option<Retention> {
@@ -109,7 +110,7 @@ impl RetentionTable {
     fn persist(&self, rules: &HashMap<String, Retention>) -> Result<()> {
         let bytes = encode(rules);
         let path = self.dir.join(RETENTION_FILE);
-        let tmp = self.dir.join(format!("{RETENTION_FILE}{}", crate::segment::naming::TMP_SUFFIX));
+        let tmp = self.dir.join(format!("{RETENTION_FILE}{}", crate::layout::TMP_SUFFIX));
         let storage = &*self.storage;
         match storage.remove_file(&tmp) {
             Err(error) if error.kind() != std::io::ErrorKind::NotFound => {

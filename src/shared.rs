@@ -14,6 +14,7 @@ use crate::segment::Segment;
 use crate::segment::cache::MapCache;
 use crate::snapshot::Snapshots;
 use crate::storage::Storage;
+use crate::sync;
 
 /// The segments in position order; replaced as a whole (copy on write) on roll and
 /// compaction, so a reader's snapshot never changes under it.
@@ -89,14 +90,14 @@ impl Shared {
     }
 
     pub(crate) fn segments(&self) -> SegmentList {
-        Arc::clone(&self.segments.read().unwrap_or_else(|poison| poison.into_inner()))
+        Arc::clone(&sync::read(&self.segments))
     }
 
     /// Replaces the segment list with `change` applied to a copy of it. The write lock is
     /// held throughout, so the writer's roll and compaction's swap never lose each other's
     /// change.
     pub(crate) fn update_segments(&self, change: impl FnOnce(&mut Vec<Arc<Segment>>)) {
-        let mut guard = self.segments.write().unwrap_or_else(|poison| poison.into_inner());
+        let mut guard = sync::write(&self.segments);
         let mut segments: Vec<Arc<Segment>> = guard.iter().cloned().collect();
         change(&mut segments);
         *guard = Arc::new(segments);
@@ -109,13 +110,13 @@ impl Shared {
     /// The deleted streams (shared, copied only when a stream is deleted): `read_all` skips
     /// their events without scanning the stream table each time an iterator is created.
     pub(crate) fn deleted_streams(&self) -> Arc<HashSet<Arc<str>>> {
-        Arc::clone(&self.deleted.read().unwrap_or_else(|poison| poison.into_inner()))
+        Arc::clone(&sync::read(&self.deleted))
     }
 
     /// Publishes a commit group's stream changes (writer thread only).
     pub(crate) fn publish_streams(&self, changes: impl Iterator<Item = (Arc<str>, StreamState)>) {
         let mut newly_deleted = Vec::new();
-        let mut streams = self.streams.write().unwrap_or_else(|poison| poison.into_inner());
+        let mut streams = sync::write(&self.streams);
         for (stream, state) in changes {
             if state.deleted {
                 newly_deleted.push(Arc::clone(&stream));
@@ -124,7 +125,7 @@ impl Shared {
         }
         drop(streams);
         if !newly_deleted.is_empty() {
-            let mut deleted = self.deleted.write().unwrap_or_else(|poison| poison.into_inner());
+            let mut deleted = sync::write(&self.deleted);
             let mut copy: HashSet<Arc<str>> = (**deleted).clone();
             copy.extend(newly_deleted);
             *deleted = Arc::new(copy);
@@ -132,7 +133,7 @@ impl Shared {
     }
 
     pub(crate) fn streams(&self) -> RwLockReadGuard<'_, StreamTable> {
-        self.streams.read().unwrap_or_else(|poison| poison.into_inner())
+        sync::read(&self.streams)
     }
 
     pub(crate) fn stream_state(&self, stream: &str) -> Option<StreamState> {

@@ -10,15 +10,16 @@ use crossbeam_channel::{Sender, bounded};
 use crate::compaction::{self, CompactionReport, CompactorRequest};
 use crate::error::{Error, Result};
 use crate::event::{AppendResult, EventView, ExpectedVersion, NewEvent, StreamAppend, StreamInfo};
+use crate::layout::LOCK_FILE;
 use crate::options::{BATCH_STREAMS_MAX, Durability, Options};
 use crate::read::{AllIter, Direction, StreamIter};
 use crate::recovery::recover;
 use crate::retention::{Retention, RetentionTable};
 use crate::segment::cache::MapCache;
-use crate::segment::naming::LOCK_FILE;
 use crate::shared::Shared;
 use crate::snapshot::{Snapshot, Snapshots};
 use crate::storage::{FileSystem, LockError, LockGuard, Storage};
+use crate::sync;
 use crate::validate::{self, WritePart};
 use crate::writer::{self, Request, Writer, WriterFront};
 
@@ -88,14 +89,14 @@ impl StoreInner {
         self.shared.mark_closing();
         // Wait for snapshot and retention writes that passed their closed check; later ones
         // see the flag and write nothing.
-        drop(self.direct_writes.write().unwrap_or_else(|poison| poison.into_inner()));
-        if let Some((sender, thread)) = self.compactor.lock().unwrap_or_else(|poison| poison.into_inner()).take() {
+        drop(sync::write(&self.direct_writes));
+        if let Some((sender, thread)) = sync::lock(&self.compactor).take() {
             drop(sender);
             if thread.join().is_err() {
                 tracing::error!("compaction thread panicked");
             }
         }
-        let Some(thread) = self.writer_thread.lock().unwrap_or_else(|poison| poison.into_inner()).take() else {
+        let Some(thread) = sync::lock(&self.writer_thread).take() else {
             return Ok(());
         };
         let result = self.writer.call(&self.shared, |reply| Request::Shutdown { reply });
@@ -208,7 +209,7 @@ impl Store {
         };
         // From here on, dropping `inner` shuts the writer down cleanly.
         let compactor_thread = compaction::spawn(shared, compactor_requests)?;
-        *inner.compactor.lock().unwrap_or_else(|poison| poison.into_inner()) = Some((compactor, compactor_thread));
+        *sync::lock(&inner.compactor) = Some((compactor, compactor_thread));
         Ok(Store { inner: Arc::new(inner) })
     }
 
@@ -580,7 +581,7 @@ impl Store {
     }
 
     fn nudge_compactor(&self) {
-        if let Some((sender, _)) = &*self.inner.compactor.lock().unwrap_or_else(|poison| poison.into_inner()) {
+        if let Some((sender, _)) = &*sync::lock(&self.inner.compactor) {
             // A full queue already holds a nudge or a compaction: dropping this one loses nothing.
             let _ = sender.try_send(CompactorRequest::Nudge);
         }
@@ -608,7 +609,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn save_snapshot(&self, stream: &str, version: u64, state: &[u8]) -> Result<()> {
-        let _writing = self.inner.direct_writes.read().unwrap_or_else(|poison| poison.into_inner());
+        let _writing = sync::read(&self.inner.direct_writes);
         self.ensure_open()?;
         validate::stream_id(stream)?;
         match self.shared().stream_state(stream) {
@@ -723,7 +724,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn set_stream_retention(&self, stream: &str, retention: Retention) -> Result<()> {
-        let _writing = self.inner.direct_writes.read().unwrap_or_else(|poison| poison.into_inner());
+        let _writing = sync::read(&self.inner.direct_writes);
         self.ensure_open()?;
         validate::stream_id(stream)?;
         if self.shared().stream_state(stream).is_some_and(|s| s.deleted) {
@@ -762,7 +763,7 @@ impl Store {
         self.ensure_open()?;
         self.seal()?;
         let (reply, answer) = bounded(1);
-        let sent = match &*self.inner.compactor.lock().unwrap_or_else(|poison| poison.into_inner()) {
+        let sent = match &*sync::lock(&self.inner.compactor) {
             Some((sender, _)) => sender.send(CompactorRequest::Compact { reply }).is_ok(),
             None => false,
         };

@@ -8,10 +8,10 @@ use crate::error::{Error, Result};
 use crate::format::record::{self, RecordKind, text};
 use crate::format::segment_header::{SEGMENT_HEADER_BYTES, SegmentHeader};
 use crate::index::{IndexEntry, MemIndex, SegmentIndex};
-use crate::segment::{Segment, naming};
+use crate::layout;
+use crate::segment::Segment;
 use crate::shared::Shared;
 use crate::storage::OpenMode;
-use crate::writer::roll::write_index;
 
 /// Bytes buffered before each write (and fdatasync) of the new segment. Syncing in small
 /// steps keeps compaction's share of the device queue small: an appender's fdatasync that
@@ -31,8 +31,8 @@ pub(crate) fn apply(shared: &Shared, run: &[SegmentPlan]) -> Result<u64> {
     let (Some(first), Some(last)) = (run.first(), run.last()) else { return Ok(0) };
     let storage = &shared.storage;
     let new_id = shared.allocate_segment_id();
-    let path = shared.dir.join(naming::segment_file_name(new_id));
-    let tmp = path.with_extension(format!("log{}", naming::TMP_SUFFIX));
+    let path = shared.dir.join(layout::segment_file_name(new_id));
+    let tmp = path.with_extension(format!("log{}", layout::TMP_SUFFIX));
     let header = SegmentHeader {
         segment_id: new_id,
         base_position: first.segment.header.base_position,
@@ -58,7 +58,7 @@ pub(crate) fn apply(shared: &Shared, run: &[SegmentPlan]) -> Result<u64> {
     drop(file);
     let replacement =
         Segment::new(&shared.cache, path, None, header, len, len, Some(SegmentIndex::Active(RwLock::new(mem))))?;
-    write_index(&**storage, &replacement, len);
+    replacement.write_index_file(&**storage, len);
     // Readers that hold an old segment keep reading it through its maps: map it (and its
     // index) now, for good, before its files go; maps outlive the unlink.
     for plan in run {
@@ -72,7 +72,7 @@ pub(crate) fn apply(shared: &Shared, run: &[SegmentPlan]) -> Result<u64> {
         }
     });
     for plan in run {
-        for file in [plan.segment.path.clone(), naming::index_path_for(&plan.segment.path)] {
+        for file in [plan.segment.path.clone(), layout::index_path_for(&plan.segment.path)] {
             match storage.remove_file(&file) {
                 Ok(()) => {}
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}

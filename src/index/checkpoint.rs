@@ -24,7 +24,8 @@ use std::sync::Arc;
 use super::streams::{StreamState, StreamTable};
 use crate::format::bytes_reader::LeBytes;
 use crate::format::crc32_salted;
-use crate::segment::naming::TMP_SUFFIX;
+use crate::format::segment_header::SegmentHeader;
+use crate::layout::TMP_SUFFIX;
 use crate::storage::{Storage, read_whole};
 
 /// File name of the checkpoint in the store directory.
@@ -48,6 +49,18 @@ pub(crate) struct SegmentKey {
     pub(crate) base_position: u64,
     pub(crate) created_unix_ms: u64,
     pub(crate) len: u64,
+}
+
+impl SegmentKey {
+    /// What identifies `header`'s segment at `len` bytes, for the stream-table checkpoint.
+    pub(crate) fn of(header: &SegmentHeader, len: u64) -> SegmentKey {
+        SegmentKey {
+            id: header.segment_id,
+            base_position: header.base_position,
+            created_unix_ms: header.created_unix_ms,
+            len,
+        }
+    }
 }
 
 /// A loaded checkpoint.

@@ -10,6 +10,7 @@ pub(crate) mod checkpoint;
 pub(crate) mod file;
 pub(crate) mod streams;
 
+use crate::sync;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -89,9 +90,7 @@ impl SegmentIndex {
     /// Appends to `out` the entries of `stream` with `from <= version <= to`, in version order.
     ///
     /// # Errors
-    /// The damage found in a mapped index file (see [`Segment::lookup`], which rebuilds it).
-    ///
-    /// [`Segment::lookup`]: crate::segment::Segment::lookup
+    /// The damage found in a mapped index file (see `Segment::lookup`, which rebuilds it).
     pub(crate) fn stream_entries(
         &self,
         stream: &str,
@@ -101,7 +100,7 @@ impl SegmentIndex {
     ) -> Result<(), file::Damage> {
         match self {
             SegmentIndex::Active(mem) => {
-                let mem = mem.read().unwrap_or_else(|poison| poison.into_inner());
+                let mem = sync::read(mem);
                 if let Some(slot) = mem.streams.get(stream) {
                     let start = slot.entries.partition_point(|e| e.version < from);
                     out.extend(slot.entries.iter().skip(start).take_while(|e| e.version <= to));
@@ -121,7 +120,7 @@ impl SegmentIndex {
     pub(crate) fn scan_start(&self, position: u64) -> Result<Option<u32>, file::Damage> {
         match self {
             SegmentIndex::Active(mem) => {
-                let mem = mem.read().unwrap_or_else(|poison| poison.into_inner());
+                let mem = sync::read(mem);
                 let at = mem.positions.partition_point(|&(p, _)| p <= position);
                 Ok(at.checked_sub(1).and_then(|i| mem.positions.get(i)).map(|&(_, offset)| offset))
             }
@@ -142,7 +141,7 @@ impl SegmentIndex {
     pub(crate) fn all_streams(&self) -> Result<Vec<StreamEntries>, file::Damage> {
         match self {
             SegmentIndex::Active(mem) => {
-                let mem = mem.read().unwrap_or_else(|poison| poison.into_inner());
+                let mem = sync::read(mem);
                 Ok(mem
                     .streams
                     .iter()

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use crate::format::record::{self, RECORD_BYTES_MAX, RecordFields, RecordKind};
 use crate::index::file::{self, MappedIndex};
 use crate::index::{IndexEntry, MemIndex, SegmentIndex};
+use crate::sync;
 
 /// The fields of one event record to encode.
 #[derive(Debug, Clone, Copy)]
@@ -109,7 +110,7 @@ impl Index {
     pub fn encode_file(&self, segment_id: u64, covered_bytes: u64) -> Option<Vec<u8>> {
         match &self.0 {
             SegmentIndex::Active(mem) => {
-                let mem = mem.read().unwrap_or_else(|poison| poison.into_inner());
+                let mem = sync::read(mem);
                 Some(file::encode(&mem, segment_id, covered_bytes))
             }
             SegmentIndex::Sealed(_) => None,

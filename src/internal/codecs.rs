@@ -365,7 +365,7 @@ pub fn directory_files(data: &[u8]) -> Vec<DirectoryFile> {
         let take = len.min(body.len()).min(DIRECTORY_FILE_BYTES_MAX);
         let mut bytes = body[..take].to_vec();
         rest = &body[take..];
-        let stem = crate::segment::naming::segment_file_name(id);
+        let stem = crate::layout::segment_file_name(id);
         let stem = stem.trim_end_matches(".log");
         let name = match kind & 7 {
             ENTRY_SEGMENT => format!("{stem}.log"),
@@ -509,7 +509,7 @@ pub fn open_directory_target(data: &[u8], dir: &Path) -> Verdict {
 }
 
 fn segment_id_of(name: &str) -> Option<u64> {
-    crate::segment::naming::parse_segment_file_name(name)
+    crate::layout::parse_segment_file_name(name)
 }
 
 fn allowed(error: Error) -> Result<(), String> {

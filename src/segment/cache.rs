@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use super::Segment;
 use crate::storage::Storage;
+use crate::sync;
 
 /// The maps of a store's sealed segments: which are mapped, and which to unmap next.
 #[derive(Debug)]
@@ -75,7 +76,7 @@ impl MapCache {
     /// `mapped_segments_max` are listed. Called without any of the segment's locks held:
     /// unmapping a victim takes the victim's.
     pub(crate) fn admit(&self, segment: &Segment) {
-        let mut clock = self.clock.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut clock = sync::lock(&self.clock);
         segment.residency.referenced.store(true, Ordering::Relaxed);
         if segment.residency.listed.swap(true, Ordering::AcqRel) {
             return;

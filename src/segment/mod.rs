@@ -8,8 +8,8 @@
 //! mapped ([`cache`]). Descriptors and maps thus stay bounded whatever the store's size.
 
 pub(crate) mod cache;
-pub(crate) mod naming;
 pub(crate) mod scan;
+mod seal;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +23,9 @@ use crate::format::record::{self, DecodedRecord};
 use crate::format::segment_header::SegmentHeader;
 use crate::index::file::Damage;
 use crate::index::{MemIndex, SegmentIndex};
+use crate::layout;
 use crate::storage::{OpenMode, Storage, StorageFile};
+use crate::sync;
 
 /// One segment file, readable (and appendable while it is the active one).
 pub(crate) struct Segment {
@@ -123,32 +125,32 @@ impl Segment {
     }
 
     fn is_active(&self) -> bool {
-        self.file.read().unwrap_or_else(|poison| poison.into_inner()).is_some()
+        sync::read(&self.file).is_some()
     }
 
     /// The file the writer appends through; `None` once sealed.
     pub(crate) fn append_file(&self) -> Option<Arc<dyn StorageFile>> {
-        self.file.read().unwrap_or_else(|poison| poison.into_inner()).clone()
+        sync::read(&self.file).clone()
     }
 
     /// Seals the segment (its last bytes are synced and its index written): its descriptor
     /// is closed once the writer drops its own handle, and from now on its maps count
     /// against the cache's bound.
     pub(crate) fn seal(&self) {
-        *self.file.write().unwrap_or_else(|poison| poison.into_inner()) = None;
+        *sync::write(&self.file) = None;
         self.cache.admit(self);
     }
 
     /// The index if it is in memory or mapped now (`None`: a sealed segment's index file is
     /// not mapped; [`Segment::lookup`] maps it again).
     pub(crate) fn loaded_index(&self) -> Option<Arc<SegmentIndex>> {
-        self.index.read().unwrap_or_else(|poison| poison.into_inner()).clone()
+        sync::read(&self.index).clone()
     }
 
     /// Replaces the index; a mapped index of a sealed segment counts against the cache's bound.
     pub(crate) fn set_index(&self, index: SegmentIndex) {
         let mapped = matches!(index, SegmentIndex::Sealed(_));
-        *self.index.write().unwrap_or_else(|poison| poison.into_inner()) = Some(Arc::new(index));
+        *sync::write(&self.index) = Some(Arc::new(index));
         if mapped && !self.is_active() {
             self.cache.admit(self);
         }
@@ -162,11 +164,11 @@ impl Segment {
             return Ok(index);
         }
         let loaded = {
-            let mut slot = self.index.write().unwrap_or_else(|poison| poison.into_inner());
+            let mut slot = sync::write(&self.index);
             if let Some(index) = &*slot {
                 return Ok(Arc::clone(index));
             }
-            let path = naming::index_path_for(&self.path);
+            let path = layout::index_path_for(&self.path);
             let mapped = match crate::index::file::load(&*self.cache.storage, &path, self.id()) {
                 Ok(Ok(mapped)) if mapped.covered_bytes == self.committed_len() => mapped,
                 Ok(Ok(_)) => return Err("index file does not cover the segment"),
@@ -187,8 +189,8 @@ impl Segment {
     /// Unmaps a sealed segment (the cache chose it): the segment's own references go, a
     /// reader's stay valid until it drops them. An index held only in memory stays.
     fn unmap(&self) {
-        let mut view = self.view.write().unwrap_or_else(|poison| poison.into_inner());
-        let mut index = self.index.write().unwrap_or_else(|poison| poison.into_inner());
+        let mut view = sync::write(&self.view);
+        let mut index = sync::write(&self.index);
         if self.residency.is_pinned() || self.is_active() {
             return;
         }
@@ -217,10 +219,10 @@ impl Segment {
             },
             Err(damage) => (None, damage),
         };
-        let index_path = naming::index_path_for(&self.path);
+        let index_path = layout::index_path_for(&self.path);
         tracing::warn!(path = %index_path.display(), damage, "damaged index file; rebuilding it from the segment");
         {
-            let _rebuilding = self.rebuilding.lock().unwrap_or_else(|poison| poison.into_inner());
+            let _rebuilding = sync::lock(&self.rebuilding);
             // Another reader may have rebuilt it while this one waited.
             let current = self.loaded_index();
             let rebuilt = match (&seen, &current) {
@@ -231,7 +233,7 @@ impl Segment {
             if !rebuilt {
                 let mem = self.scan_committed()?;
                 self.set_index(SegmentIndex::Active(RwLock::new(mem)));
-                crate::writer::roll::write_index(storage, self, self.committed_len());
+                self.write_index_file(storage, self.committed_len());
             }
         }
         let index = self.index().map_err(|damage| Error::corruption(&index_path, 0, damage))?;
@@ -253,8 +255,8 @@ impl Segment {
         self.committed_bytes(committed, committed)?;
         self.lookup(storage, |_| Ok(()))?;
         // Under both locks, so the cache cannot unmap between the loads and the pin.
-        let view = self.view.write().unwrap_or_else(|poison| poison.into_inner());
-        let index = self.index.write().unwrap_or_else(|poison| poison.into_inner());
+        let view = sync::write(&self.view);
+        let index = sync::write(&self.index);
         self.residency.pin();
         let whole = view.as_ref().is_some_and(|view| view.len() as u64 >= committed) && index.is_some();
         drop((view, index));
@@ -278,7 +280,7 @@ impl Segment {
         }
         let range = offset as usize..end as usize;
         {
-            let view = self.view.read().unwrap_or_else(|poison| poison.into_inner());
+            let view = sync::read(&self.view);
             if let Some(view) = &*view
                 && view.len() >= range.end
             {
@@ -287,7 +289,7 @@ impl Segment {
             }
         }
         let (fresh, sealed) = {
-            let mut view = self.view.write().unwrap_or_else(|poison| poison.into_inner());
+            let mut view = sync::write(&self.view);
             // Another reader may have mapped it while this one waited.
             if let Some(view) = &*view
                 && view.len() >= range.end
@@ -348,7 +350,7 @@ impl Segment {
         base_position: u64,
     ) -> Result<Arc<Segment>> {
         let storage = &cache.storage;
-        let path = dir.join(naming::segment_file_name(segment_id));
+        let path = dir.join(layout::segment_file_name(segment_id));
         let file = storage.open(&path, OpenMode::CreateNew).map_err(|e| Error::io("create segment", &path, e))?;
         let header = SegmentHeader {
             segment_id,

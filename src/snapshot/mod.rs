@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::format::snapshot_file;
 use crate::index::stream_hash;
 use crate::storage::{OpenMode, Storage, read_whole};
+use crate::sync;
 
 /// Snapshots kept per stream; older ones are removed when a newer one is saved.
 pub const SNAPSHOTS_KEPT: usize = 2;
@@ -94,7 +95,7 @@ impl Snapshots {
     }
 
     fn catalog(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Vec<u64>>> {
-        self.catalog.lock().unwrap_or_else(|poison| poison.into_inner())
+        sync::lock(&self.catalog)
     }
 
     /// Writes a snapshot atomically and prunes the stream's older ones. The caller has
@@ -113,7 +114,7 @@ impl Snapshots {
             "{}.{}{}",
             file_name(hash, version),
             self.tmp_counter.fetch_add(1, Ordering::Relaxed),
-            crate::segment::naming::TMP_SUFFIX
+            crate::layout::TMP_SUFFIX
         ));
         let storage = &*self.storage;
         let file = storage.open(&tmp, OpenMode::CreateNew).map_err(|e| Error::io("create snapshot", &tmp, e))?;

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use super::AppendAnswer;
 use crate::error::Error;
 use crate::shared::Shared;
+use crate::sync;
 
 /// Where the writer puts one append's answer for the thread that waits for it.
 #[derive(Debug)]
@@ -52,7 +53,7 @@ impl Waiters {
         for shard in &self.shards {
             // Taking the lock orders this wake-up after any waiter's check of its slot: a
             // waiter either saw its answer or is counted and asleep on the condition variable.
-            let sleeping = *shard.sleeping.lock().unwrap_or_else(|poison| poison.into_inner());
+            let sleeping = *sync::lock(&shard.sleeping);
             if sleeping > 0 {
                 shard.answered.notify_all();
             }
@@ -85,7 +86,7 @@ impl AnswerSlot {
     /// Delivers `answer`; the waiter wakes at the next [`Waiters::notify_all`]. Always
     /// `true` (the slot outlives the wait), a value for the call shape of a channel's send.
     pub(crate) fn send(&self, answer: AppendAnswer) -> bool {
-        *self.answer.lock().unwrap_or_else(|poison| poison.into_inner()) = Some(answer);
+        *sync::lock(&self.answer) = Some(answer);
         self.ready.store(true, Ordering::Release);
         true
     }
@@ -95,7 +96,7 @@ impl AnswerSlot {
         if !self.ready.swap(false, Ordering::Acquire) {
             return None;
         }
-        self.answer.lock().unwrap_or_else(|poison| poison.into_inner()).take()
+        sync::lock(&self.answer).take()
     }
 
     /// Waits for the answer: polls for up to `spin` (when it is expected within
@@ -118,7 +119,7 @@ impl AnswerSlot {
             }
         }
         let shard = waiters.shards.get(self.shard).unwrap_or(&waiters.shards[0]);
-        let mut sleeping = shard.sleeping.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut sleeping = sync::lock(&shard.sleeping);
         loop {
             if let Some(answer) = self.take() {
                 return answer;

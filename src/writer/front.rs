@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::event::AppendResult;
 use crate::options::{Durability, WRITER_QUEUE_DEPTH_MAX};
 use crate::shared::Shared;
+use crate::sync;
 use crate::validate::WritePart;
 
 /// How long the writer polls for the next request before it sleeps: a caller that appends
@@ -67,7 +68,7 @@ impl WriterFront {
     fn lock(&self) -> MutexGuard<'_, Writer> {
         // A panic while holding the lock leaves the writer as consistent as any error would
         // (the group is rebuilt from scratch on each flush); keep serving.
-        self.writer.lock().unwrap_or_else(|poison| poison.into_inner())
+        sync::lock(&self.writer)
     }
 
     fn try_lock(&self) -> Option<MutexGuard<'_, Writer>> {

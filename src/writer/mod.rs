@@ -35,8 +35,9 @@ use crate::index::{IndexEntry, SegmentIndex};
 use crate::options::{Durability, GROUP_BYTES_MAX};
 use crate::segment::Segment;
 use crate::shared::Shared;
-use crate::validate::WritePart;
 use crate::storage::StorageFile;
+use crate::sync;
+use crate::validate::WritePart;
 
 /// A message to the writer thread.
 pub(crate) enum Request {
@@ -425,7 +426,7 @@ impl Writer {
         if let Some(index) = self.active.loaded_index()
             && let SegmentIndex::Active(mem) = &*index
         {
-            let mut mem = mem.write().unwrap_or_else(|poison| poison.into_inner());
+            let mut mem = sync::write(mem);
             for GroupEntry { stream, entry, tombstone } in group.entries.drain(..) {
                 mem.push(&stream, entry, tombstone);
             }
@@ -462,7 +463,7 @@ impl Writer {
         if self.unsynced {
             self.sync_active()?;
         }
-        roll::write_index(&*self.shared.storage, &self.active, self.write_offset);
+        self.active.write_index_file(&*self.shared.storage, self.write_offset);
         self.write_stream_checkpoint();
         Ok(())
     }
@@ -475,7 +476,7 @@ impl Writer {
             .shared
             .segments()
             .iter()
-            .map(|segment| crate::recovery::segment_key(&segment.header, segment.committed_len()))
+            .map(|segment| crate::index::checkpoint::SegmentKey::of(&segment.header, segment.committed_len()))
             .collect();
         let bytes = checkpoint::encode(&keys, &self.shared.streams());
         if let Err(error) = checkpoint::write(&*self.shared.storage, &self.shared.dir, &bytes) {

@@ -5,10 +5,7 @@ use std::sync::Arc;
 use super::Writer;
 use crate::error::{Error, Result};
 use crate::format::segment_header::SEGMENT_HEADER_BYTES;
-use crate::index::SegmentIndex;
-use crate::index::file;
-use crate::segment::{Segment, naming};
-use crate::storage::Storage;
+use crate::segment::Segment;
 
 /// Rolls between two stream-table checkpoints. Writing one costs about 30 bytes per stream
 /// (3 MB and a few milliseconds of the writer's time for 100 000 streams), against the
@@ -21,7 +18,7 @@ impl Writer {
         if self.unsynced {
             self.sync_active()?;
         }
-        write_index(&*self.shared.storage, &self.active, self.write_offset);
+        self.active.write_index_file(&*self.shared.storage, self.write_offset);
         let segment = Segment::create(
             &self.shared.cache,
             &self.shared.dir,
@@ -53,31 +50,4 @@ impl Writer {
         }
         Ok(())
     }
-}
-
-/// Writes the index file of `segment` covering its first `covered_bytes` bytes and switches
-/// the segment to the mapped index. Failures are logged, not returned: the index is derived
-/// data and the next open rebuilds what is missing.
-pub(crate) fn write_index(storage: &dyn Storage, segment: &Segment, covered_bytes: u64) {
-    let Some(index) = segment.loaded_index() else { return };
-    let SegmentIndex::Active(mem) = &*index else { return };
-    let bytes = {
-        let mem = mem.read().unwrap_or_else(|poison| poison.into_inner());
-        file::encode(&mem, segment.id(), covered_bytes)
-    };
-    let path = naming::index_path_for(&segment.path);
-    match file::write(storage, &path, &bytes).and_then(|()| file::load(storage, &path, segment.id())) {
-        Ok(loaded) => match loaded {
-            Ok(mapped) => segment.set_index(SegmentIndex::Sealed(mapped)),
-            Err(reason) => {
-                tracing::warn!(path = %path.display(), reason, "index file reads back invalid; keeping the in-memory index")
-            }
-        },
-        Err(error) => {
-            tracing::warn!(path = %path.display(), %error, "could not write index file; it will be rebuilt on open")
-        }
-    }
-    // Only the active segment's checkpoint may cover less than the segment; SEGMENT_HEADER_BYTES
-    // is the smallest valid covered length.
-    debug_assert!(covered_bytes >= SEGMENT_HEADER_BYTES as u64);
 }
