@@ -5,7 +5,7 @@
 //! memory-mapped once a segment is sealed, finds any stream's events without scanning.
 //!
 //! **Write path** ([`Store::append`]): the caller validates its events
-//! (`writer::validate`), sends them over a bounded queue to the writer thread (`writer`),
+//! (`validate`), sends them over a bounded queue to the writer thread (`writer`),
 //! which gathers every pending request into one commit group, checks expected versions in
 //! order, assigns versions and positions, encodes (`format::record`), writes the group with
 //! one write and one `fdatasync`, updates the index, publishes the new end of the log and
@@ -16,6 +16,8 @@
 //! the index (`index`) gives the record offsets, the segment's memory map (`segment`) gives
 //! the bytes, the record's CRC is verified, and the event's data comes back as zero-copy
 //! [`bytes::Bytes`] (or, with `read_all_with`, borrowed without any copy).
+//!
+//! The architecture (crates, module tree, threads, invariants) is `docs/design.md`.
 //!
 //! **Open** (`recovery`): lock, list segments, read index file headers (each part of an
 //! index is verified when first used), start from the stream-table checkpoint of the last
