@@ -18,6 +18,9 @@ pub const BATCH_STREAMS_MAX: usize = 1 << 16;
 /// Depth of the bounded queue in front of the writer thread (callers block when it is full).
 pub const WRITER_QUEUE_DEPTH_MAX: usize = 4096;
 /// Most bytes the writer gathers into one write + fdatasync before it starts another.
+/// A tuning constant of the writer, not a limit on input: hidden from the docs, exported only
+/// so that code written against earlier versions compiles.
+#[doc(hidden)]
 pub const GROUP_BYTES_MAX: usize = 8 << 20;
 /// Smallest accepted `segment_bytes`.
 pub const SEGMENT_BYTES_MIN: u64 = 4096;

@@ -23,7 +23,10 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crate::error::{Error, Result};
 use crate::shared::Shared;
 
-/// How often automatic compaction re-checks discardable bytes without a nudge.
+/// How often automatic compaction re-checks discardable bytes without a nudge (documented
+/// on `Options::compaction_threshold`). A tuning constant, not API: hidden from the docs,
+/// exported only so that code written against earlier versions compiles.
+#[doc(hidden)]
 pub const AUTO_COMPACTION_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 
 /// What one compaction did.

@@ -8,7 +8,7 @@
 //! segments, with the same lengths, except that the last of them may have grown (appends
 //! after the close that wrote it, and then possibly a crash). Segments are append-only and
 //! never reuse an id for other content, so equal (id, base position, creation time, length)
-//! means equal records. Layout (little-endian; `segment-format.md` §6.4):
+//! means equal records. Layout (little-endian; `segment-format.md` §4.4):
 //!
 //! ```text
 //! header   0 8 magic "CHRNSTB\0"  8 4 format_version (1)  12 4 segment_count  16 4 stream_count

@@ -122,7 +122,7 @@ pub trait StorageFile: Send + Sync + Debug {
     /// 3. No byte is written while it may be read through the view: a `&[u8]` must not
     ///    change under its reader. Appending past the bytes being read is allowed.
     ///
-    /// Implementations that return copies (like [`SimStorage`]) do not rely on these rules,
+    /// Implementations that return copies (like `SimStorage` in chronicle-testkit) do not rely on these rules,
     /// but a caller cannot know which kind it holds, so it upholds them for every storage.
     /// The engine does so as `segment-format.md` §5 and §8 describe: segments are
     /// append-only and read only below their committed length, recovery truncates a torn
