@@ -1,7 +1,7 @@
 //! Opening a store directory: find the segments, validate the tail of the last one and cut
 //! a torn trailing commit group, load each sealed segment's index file (or rebuild it), and
 //! rebuild the stream table. A cleanly closed store is opened from its index files alone;
-//! after a crash only the part of the last segment past its index checkpoint is scanned.
+//! after a crash only the part of the last segment past what its index file covers is scanned.
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -253,7 +253,7 @@ fn open_sealed(cache: &Arc<MapCache>, found: Found, min_position: u64, merge: bo
     Ok((segment, end))
 }
 
-/// The last segment: start from its index checkpoint, scan the rest, cut a torn tail.
+/// The last segment: start from its index file (written at close, covering a prefix), scan the rest, cut a torn tail.
 fn open_active(cache: &Arc<MapCache>, found: Found, min_position: u64, options: &Options) -> Result<Arc<Segment>> {
     let storage = &cache.storage;
     let Found { header, path, len } = found;
@@ -261,17 +261,17 @@ fn open_active(cache: &Arc<MapCache>, found: Found, min_position: u64, options: 
     if len > u64::from(u32::MAX) {
         return Err(Error::corruption(&path, 0, "segment is larger than 4 GiB"));
     }
-    let checkpoint = load_index(storage, &path, header.segment_id)
+    let index_file = load_index(storage, &path, header.segment_id)
         .filter(|index| index.covered_bytes <= len && index.covered_bytes >= SEGMENT_HEADER_BYTES as u64)
         .and_then(|index| match index.to_mem() {
             Ok(mem) => Some((index.covered_bytes, mem)),
             Err(damage) => {
-                tracing::warn!(path = %path.display(), damage, "ignoring a damaged index checkpoint; rescanning");
+                tracing::warn!(path = %path.display(), damage, "ignoring a damaged index file of the active segment; rescanning");
                 None
             }
         });
-    let checkpointed = checkpoint.is_some();
-    let (start, mut mem) = checkpoint.unwrap_or((SEGMENT_HEADER_BYTES as u64, MemIndex::default()));
+    let indexed = index_file.is_some();
+    let (start, mut mem) = index_file.unwrap_or((SEGMENT_HEADER_BYTES as u64, MemIndex::default()));
     let last = mem.positions.last().map(|&(p, _)| p).or(min_position.checked_sub(1));
     // SAFETY: the map covers the file's length as found (1); nothing writes or truncates the
     // file while it lives (open holds the directory lock, the writer does not exist yet),
@@ -316,7 +316,7 @@ fn open_active(cache: &Arc<MapCache>, found: Found, min_position: u64, options: 
     // clean, so no later fdatasync writes them. Write what no checkpoint covers (the header
     // too without a checkpoint) again and sync it: the writer takes all of it as durable
     // (its durable marks rely on it), so it must be.
-    let rewrite_from = if checkpointed { start } else { 0 };
+    let rewrite_from = if indexed { start } else { 0 };
     rewrite(&*file, &path, rewrite_from, outcome.valid_len)?;
     file.sync_data().map_err(|e| Error::io("fdatasync", &path, e))?;
     let capacity = options.segment_bytes.max(outcome.valid_len);

@@ -38,7 +38,7 @@ pub(crate) fn plan(shared: &Shared) -> Result<Vec<SegmentPlan>> {
     // Streams are judged by durable state only: a crash must never bring back fewer events
     // (or no tombstone) than the ones that made durable events discardable. Under Sync every
     // published event is durable, so the published state is used; otherwise only what the
-    // sealed segments hold (they are synced when sealed). One snapshot of the state (and
+    // sealed segments hold (they are synced when sealed). One view of the state (and
     // rules) serves every segment, so appends and rule changes during planning cannot make
     // it judge segments inconsistently.
     let sealed: Vec<(Arc<Segment>, u64, Vec<StreamEntries>)> = segments

@@ -239,7 +239,7 @@ pub fn parse_index_file(bytes: &[u8]) -> Verdict {
     for position in [0, 1, index.next_position.saturating_sub(1), index.next_position, u64::MAX] {
         let _ = index.scan_start(position);
     }
-    // What recovery does with the active segment's checkpoint.
+    // What recovery does with the active segment's index file.
     if let Ok(mem) = index.to_mem() {
         if mem.positions.len() as u64 != index.record_count {
             return Err("checkpoint converted to a different number of records".to_owned());

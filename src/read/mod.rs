@@ -1,5 +1,5 @@
 //! The read path: index lookup, then the record from the segment's memory map, checksum
-//! verified, returned as zero-copy `Bytes`. Iterators hold a snapshot of the segment list
+//! verified, returned as zero-copy `Bytes`. Iterators hold the segment list as it was when they were created
 //! (reference-counted handles) and the log's end at creation, so they never see part of a
 //! commit group, never block the writer, and keep working while compaction swaps segments.
 

@@ -1,4 +1,4 @@
-//! Writing a segment's index file when it is sealed (or checkpointed at close), and switching
+//! Writing a segment's index file when it is sealed (or, for the active segment, at close), and switching
 //! the segment to the mapped index.
 
 use crate::format::segment_header::SEGMENT_HEADER_BYTES;
@@ -33,7 +33,7 @@ impl Segment {
                 tracing::warn!(path = %path.display(), %error, "could not write index file; it will be rebuilt on open")
             }
         }
-        // Only the active segment's checkpoint may cover less than the segment; SEGMENT_HEADER_BYTES
+        // Only the active segment's index file may cover less than the segment; SEGMENT_HEADER_BYTES
         // is the smallest valid covered length.
         debug_assert!(covered_bytes >= SEGMENT_HEADER_BYTES as u64);
     }

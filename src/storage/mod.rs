@@ -104,7 +104,7 @@ pub trait StorageFile: Send + Sync + Debug {
     fn sync_data(&self) -> io::Result<()>;
     /// A read-only view of the file's first `capacity` bytes. The real file system maps the
     /// file (bytes written later below `capacity` become visible through the same map).
-    /// Other implementations may return a snapshot no longer than the file; callers map
+    /// Other implementations may return a copy no longer than the file; callers map
     /// again when they need more. The view does not keep the file open: it stays readable
     /// after this handle is dropped and after the file is unlinked.
     ///

@@ -453,7 +453,7 @@ impl Writer {
         Error::Poisoned { cause }
     }
 
-    /// Final sync and index checkpoint; the writer is closed afterwards, whatever the outcome.
+    /// Final sync, the active segment's index file and the stream checkpoint; the writer is closed afterwards, whatever the outcome.
     fn shutdown(&mut self) -> Result<()> {
         self.flush();
         self.closed = true;
