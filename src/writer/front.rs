@@ -1,45 +1,19 @@
-//! The writer as callers see it: the queue and doorbell of the writer thread, the thread's
-//! loop, and the append entry point (inline commit or queue and wait).
+//! The writer as callers see it: the queue and doorbell of the writer thread, the lock an
+//! inline commit takes, and the append entry point (inline commit or queue and wait). The
+//! thread itself is `thread.rs`.
 
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, never, select, tick};
+use crossbeam_channel::{RecvTimeoutError, Sender};
 
 use super::answer::{AnswerSlot, STOPPED_CHECK, Waiters};
 use super::{Request, Writer};
 use crate::error::{Error, Result};
 use crate::event::AppendResult;
-use crate::options::{Durability, WRITER_QUEUE_DEPTH_MAX};
 use crate::shared::Shared;
 use crate::sync;
 use crate::validate::WritePart;
-
-/// How long the writer polls for the next request before it sleeps: a caller that appends
-/// again right after its answer then finds the writer awake (no wake-up system call and
-/// scheduling delay on either side).
-const WRITER_SPIN: Duration = Duration::from_micros(50);
-
-/// Polls `receiver` for up to `spin` before giving up; yields the CPU between polls after
-/// a short busy phase so a spinning thread never starves the thread it waits for.
-fn spin_recv<T>(receiver: &Receiver<T>, spin: Duration) -> Option<T> {
-    let started = Instant::now();
-    let mut polls = 0u32;
-    loop {
-        if let Ok(message) = receiver.try_recv() {
-            return Some(message);
-        }
-        polls += 1;
-        if polls.is_multiple_of(64) {
-            if started.elapsed() >= spin {
-                return None;
-            }
-            std::thread::yield_now();
-        } else {
-            std::hint::spin_loop();
-        }
-    }
-}
 
 /// The writer as callers see it: the [`Writer`] behind a lock, its request queue, and the
 /// doorbell that wakes the writer thread.
@@ -51,11 +25,11 @@ fn spin_recv<T>(receiver: &Receiver<T>, spin: Duration) -> Option<T> {
 /// would otherwise cost more than the write itself. With `Sync` every append queues, so that
 /// concurrent appends share fsyncs rather than each taking the lock for one.
 pub(crate) struct WriterFront {
-    writer: Mutex<Writer>,
-    waiters: Arc<Waiters>,
-    requests: Sender<Request>,
-    doorbell: Sender<()>,
-    inline_appends: bool,
+    pub(super) writer: Mutex<Writer>,
+    pub(super) waiters: Arc<Waiters>,
+    pub(super) requests: Sender<Request>,
+    pub(super) doorbell: Sender<()>,
+    pub(super) inline_appends: bool,
 }
 
 impl std::fmt::Debug for WriterFront {
@@ -65,7 +39,7 @@ impl std::fmt::Debug for WriterFront {
 }
 
 impl WriterFront {
-    fn lock(&self) -> MutexGuard<'_, Writer> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Writer> {
         // A panic while holding the lock leaves the writer as consistent as any error would
         // (the group is rebuilt from scratch on each flush); keep serving.
         sync::lock(&self.writer)
@@ -111,83 +85,6 @@ impl WriterFront {
                 }
                 Err(RecvTimeoutError::Timeout) => {}
             }
-        }
-    }
-}
-
-/// Answers every request still queued when the writer thread stops with [`Error::Closed`]:
-/// the queue's senders live as long as any `Store` clone, so without this a request queued
-/// behind `Shutdown` would keep its reply channel open and its caller waiting forever.
-fn refuse_queued(queue: &Receiver<Request>, waiters: &Waiters) {
-    let mut refused_appends = false;
-    while let Ok(request) = queue.try_recv() {
-        match request {
-            Request::Append { reply, .. } => refused_appends |= reply.send(Err(Error::Closed)),
-            Request::Sync { reply } | Request::Seal { reply } | Request::Shutdown { reply } => {
-                let _ = reply.send(Err(Error::Closed));
-            }
-        }
-    }
-    if refused_appends {
-        waiters.notify_all();
-    }
-}
-
-/// Starts the writer thread.
-pub(crate) fn spawn(writer: Writer) -> Result<(Arc<WriterFront>, std::thread::JoinHandle<()>)> {
-    let shared = Arc::clone(&writer.shared);
-    let dir = shared.dir.clone();
-    let (requests, queue) = crossbeam_channel::bounded(WRITER_QUEUE_DEPTH_MAX);
-    let (doorbell, rings) = crossbeam_channel::bounded(1);
-    let inline_appends = shared.options.durability != Durability::Sync;
-    let waiters = Arc::clone(&writer.waiters);
-    let front = Arc::new(WriterFront { writer: Mutex::new(writer), waiters, requests, doorbell, inline_appends });
-    let thread_front = Arc::clone(&front);
-    let thread = std::thread::Builder::new()
-        .name("chronicle-writer".into())
-        .spawn(move || {
-            // Marks the writer stopped however the thread ends (a panic included), then refuses
-            // whatever is still queued, so every caller waiting for an answer stops waiting:
-            // one that queued before the flag was set is refused here, one that queued after
-            // it sees the flag.
-            struct Stopped<'a> {
-                shared: Arc<Shared>,
-                queue: &'a Receiver<Request>,
-                waiters: &'a Waiters,
-            }
-            impl Drop for Stopped<'_> {
-                fn drop(&mut self) {
-                    self.shared.mark_writer_stopped();
-                    refuse_queued(self.queue, self.waiters);
-                }
-            }
-            let queue = queue;
-            let _stopped = Stopped { shared, queue: &queue, waiters: &thread_front.waiters };
-            run(&thread_front, &queue, &rings);
-        })
-        .map_err(|e| Error::io("spawn writer thread", dir, e))?;
-    Ok((front, thread))
-}
-
-/// The writer thread's loop; returns once shut down. The thread owns the queue's receiver,
-/// so requests sent after it stops fail with [`Error::Closed`] instead of waiting forever.
-fn run(front: &WriterFront, queue: &Receiver<Request>, rings: &Receiver<()>) {
-    let ticker = match front.lock().shared.options.durability {
-        Durability::Periodic(interval) => tick(interval),
-        _ => never(),
-    };
-    loop {
-        if spin_recv(rings, WRITER_SPIN).is_none() {
-            select! {
-                recv(rings) -> ring => if ring.is_err() { return },
-                recv(ticker) -> _ => {
-                    front.lock().periodic_sync();
-                    continue;
-                }
-            }
-        }
-        if front.lock().drain(queue) {
-            return;
         }
     }
 }

@@ -4,7 +4,7 @@
 //! fdatasync (as the durability mode asks), publishes it to readers, then answers callers.
 //! Batch size thus follows disk latency: while one fsync runs, the next group queues.
 //!
-//! `front` is the callers' side (the queue, the thread's loop, inline commits), `answer`
+//! `front` is the callers' side (the queue, inline commits), `thread` the thread's loop, `answer`
 //! the slots callers wait on, `check` the expected-version checks, `roll` sealing a
 //! segment, `validate` the checks a caller makes before sending anything.
 
@@ -12,8 +12,10 @@ mod answer;
 mod check;
 mod front;
 mod ids;
+mod thread;
 
-pub(crate) use self::front::{AppendAnswer, WriterFront, append, spawn};
+pub(crate) use self::front::{AppendAnswer, WriterFront, append};
+pub(crate) use self::thread::spawn;
 pub(crate) mod roll;
 
 use std::collections::HashMap;
