@@ -40,6 +40,7 @@ mod compaction;
 mod error;
 mod event;
 mod format;
+mod in_memory;
 mod index;
 #[cfg(feature = "__internal")]
 #[doc(hidden)]
@@ -59,6 +60,7 @@ mod writer;
 pub use crate::compaction::{AUTO_COMPACTION_CHECK_INTERVAL, CompactionReport};
 pub use crate::error::{Error, Result};
 pub use crate::event::{AppendResult, EventView, ExpectedVersion, NewEvent, RecordedEvent, StreamAppend, StreamInfo};
+pub use crate::in_memory::IN_MEMORY_DIR;
 pub use crate::options::{
     BATCH_BYTES_MAX_DEFAULT, BATCH_EVENTS_MAX, BATCH_STREAMS_MAX, Durability, EVENT_BYTES_MAX_DEFAULT,
     EVENT_TYPE_BYTES_MAX, GROUP_BYTES_MAX, Options, SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN,

@@ -5,14 +5,19 @@
 //! `SimStorage` (crate `chronicle-testkit`), which keeps written and durable bytes apart and
 //! can lose power.
 //!
+//! [`MemoryStorage`] keeps every file in memory: the backend of
+//! [`Store::open_in_memory`](crate::Store::open_in_memory).
+//!
 //! The real file system ([`fs::FileSystem`]) is the default. Tests plug in implementations
 //! that separate written from durable bytes, inject errors and "lose power". The seam is a
 //! trait object; its calls are per write group, per file open or per mapping, never per event,
 //! so dynamic dispatch costs nothing measurable on the hot paths.
 
 mod fs;
+mod memory;
 
 pub use self::fs::FileSystem;
+pub use self::memory::{MEMORY_FILE_BYTES_MAX, MemoryStorage};
 
 use std::any::Any;
 use std::fmt::Debug;
