@@ -35,6 +35,7 @@
 #![deny(clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod backend;
 mod clock;
 mod compaction;
 mod error;
@@ -54,9 +55,12 @@ mod shared;
 mod snapshot;
 pub mod storage;
 mod store;
+#[cfg(feature = "typed")]
+pub mod typed;
 mod validate;
 mod writer;
 
+pub use crate::backend::EventStore;
 pub use crate::compaction::{AUTO_COMPACTION_CHECK_INTERVAL, CompactionReport};
 pub use crate::error::{Error, Result};
 pub use crate::event::{AppendResult, EventView, ExpectedVersion, NewEvent, RecordedEvent, StreamAppend, StreamInfo};
