@@ -9,6 +9,12 @@ use crate::store::Store;
 
 /// The directory an in-memory store reports as its [`Store::path`]. It is virtual: nothing
 /// is created at this path on the real file system.
+///
+/// ```
+/// let store = chronicle::Store::open_in_memory()?;
+/// assert_eq!(store.path(), std::path::Path::new(chronicle::IN_MEMORY_DIR));
+/// # Ok::<(), chronicle::Error>(())
+/// ```
 pub const IN_MEMORY_DIR: &str = "/chronicle-in-memory";
 
 impl Store {

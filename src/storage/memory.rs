@@ -24,6 +24,10 @@ use super::{LockError, LockGuard, OpenMode, Storage, StorageFile};
 /// Largest in-memory file: a write or `set_len` beyond it fails with
 /// [`io::ErrorKind::StorageFull`] instead of allocating without bound (a segment is at most
 /// [`SEGMENT_BYTES_MAX`](crate::SEGMENT_BYTES_MAX) = 4 GiB, plus one group written past it).
+///
+/// ```
+/// assert!(chronicle::storage::MEMORY_FILE_BYTES_MAX > chronicle::SEGMENT_BYTES_MAX);
+/// ```
 pub const MEMORY_FILE_BYTES_MAX: u64 = 5 << 30;
 
 /// A file system held in memory. Clones share the same files.

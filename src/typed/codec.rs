@@ -13,8 +13,16 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// First byte of every typed payload: rejects data that the typed layer did not write.
+///
+/// ```
+/// assert_eq!(chronicle::typed::TYPED_HEADER_MAGIC, 0xCE);
+/// ```
 pub const TYPED_HEADER_MAGIC: u8 = 0xCE;
 /// Bytes of the header in front of a typed payload.
+///
+/// ```
+/// assert_eq!(chronicle::typed::TYPED_HEADER_BYTES, 6);
+/// ```
 pub const TYPED_HEADER_BYTES: usize = 6;
 
 /// How a typed payload is encoded. Every store reads both: the header names the codec.

@@ -14,9 +14,19 @@ use crate::store::Store;
 
 /// How many times [`Repository::execute`] reloads and re-handles after a concurrent write,
 /// by default.
+///
+/// ```
+/// assert_eq!(chronicle::typed::EXECUTE_RETRIES_DEFAULT, 8);
+/// ```
 pub const EXECUTE_RETRIES_DEFAULT: u32 = 8;
 
 /// Where a loaded state came from.
+///
+/// ```
+/// use chronicle::typed::LoadSource;
+/// let source = LoadSource::Snapshot { version: 99, events_after: 3 };
+/// assert!(matches!(source, LoadSource::Snapshot { version: 99, .. }));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoadSource {
     /// The stream has no event: the default state.
@@ -36,6 +46,12 @@ pub enum LoadSource {
 }
 
 /// An aggregate's state and the version it was loaded at.
+///
+/// ```
+/// use chronicle::typed::{LoadSource, Loaded};
+/// let fresh = Loaded { state: 0u32, version: None, source: LoadSource::New, snapshot_version: None };
+/// assert_eq!(fresh.version, None);
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Loaded<A> {
     /// The state.
@@ -49,6 +65,8 @@ pub struct Loaded<A> {
 }
 
 /// The outcome of [`Repository::execute`].
+///
+/// See [`Repository::execute`] for an example.
 #[derive(Debug)]
 pub struct Executed<A: Aggregate> {
     /// The state after the command's events.
@@ -65,6 +83,12 @@ pub struct Executed<A: Aggregate> {
 }
 
 /// What can go wrong in the repository. `E` is the aggregate's domain error.
+///
+/// ```
+/// use chronicle::typed::RepositoryError;
+/// let error: RepositoryError<std::io::Error> = RepositoryError::Conflict { stream: "order-1".into(), attempts: 9 };
+/// assert_eq!(error.to_string(), "stream \"order-1\" changed under each of 9 attempts");
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RepositoryError<E: std::error::Error + 'static> {
@@ -171,8 +195,30 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// A repository on `store` with the default [`Schema`], [`SnapshotPolicy::default`] and
     /// [`EXECUTE_RETRIES_DEFAULT`] retries.
     ///
-    /// ```ignore
-    /// let orders = chronicle::typed::Repository::<Order>::new(store);
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use chronicle::typed::{Aggregate, Event};
+    /// # #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    /// # enum CounterEvent { Incremented { by: u32 } }
+    /// # impl Event for CounterEvent {
+    /// #     const EVENT_TYPES: &'static [(&'static str, u32)] = &[("Incremented", 1)];
+    /// #     fn event_type(&self) -> &'static str { "Incremented" }
+    /// # }
+    /// # #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+    /// # struct Counter { value: u64 }
+    /// # #[derive(Debug, thiserror::Error)] #[error("zero")] struct Zero;
+    /// # impl Aggregate for Counter {
+    /// #     type Event = CounterEvent; type Command = u32; type Error = Zero;
+    /// #     const AGGREGATE_TYPE: &'static str = "counter";
+    /// #     fn apply(&mut self, CounterEvent::Incremented { by }: &CounterEvent) { self.value += u64::from(*by); }
+    /// #     fn handle(&self, by: u32) -> Result<Vec<CounterEvent>, Zero> {
+    /// #         if by == 0 { Err(Zero) } else { Ok(vec![CounterEvent::Incremented { by }]) }
+    /// #     }
+    /// # }
+    /// use chronicle::typed::Repository;
+    /// let counters = Repository::<Counter>::new(chronicle::Store::open_in_memory()?);
+    /// assert_eq!(counters.load("c")?.version, None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn new(store: S) -> Self {
         Repository {
@@ -186,34 +232,192 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
 
     /// Uses `schema` (codec, upcasters, unknown types) for the aggregate's events; its codec
     /// also encodes snapshots.
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use chronicle::typed::{Aggregate, Event};
+    /// # #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    /// # enum CounterEvent { Incremented { by: u32 } }
+    /// # impl Event for CounterEvent {
+    /// #     const EVENT_TYPES: &'static [(&'static str, u32)] = &[("Incremented", 1)];
+    /// #     fn event_type(&self) -> &'static str { "Incremented" }
+    /// # }
+    /// # #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+    /// # struct Counter { value: u64 }
+    /// # #[derive(Debug, thiserror::Error)] #[error("zero")] struct Zero;
+    /// # impl Aggregate for Counter {
+    /// #     type Event = CounterEvent; type Command = u32; type Error = Zero;
+    /// #     const AGGREGATE_TYPE: &'static str = "counter";
+    /// #     fn apply(&mut self, CounterEvent::Incremented { by }: &CounterEvent) { self.value += u64::from(*by); }
+    /// #     fn handle(&self, by: u32) -> Result<Vec<CounterEvent>, Zero> {
+    /// #         if by == 0 { Err(Zero) } else { Ok(vec![CounterEvent::Incremented { by }]) }
+    /// #     }
+    /// # }
+    /// use chronicle::typed::{Codec, Repository, Schema};
+    /// let counters = Repository::<Counter>::new(chronicle::Store::open_in_memory()?).schema(Schema::new().codec(Codec::Json));
+    /// counters.execute("c", 1)?;
+    /// let stored = counters.store().read_stream("counter-c", 0)?.next().expect("event")?;
+    /// assert_eq!(&stored.data[6..], br#"{"by":1}"#);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn schema(mut self, schema: Schema<A::Event>) -> Self {
         self.schema = schema;
         self
     }
 
     /// Uses `policy` to decide when to snapshot.
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use chronicle::typed::{Aggregate, Event};
+    /// # #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    /// # enum CounterEvent { Incremented { by: u32 } }
+    /// # impl Event for CounterEvent {
+    /// #     const EVENT_TYPES: &'static [(&'static str, u32)] = &[("Incremented", 1)];
+    /// #     fn event_type(&self) -> &'static str { "Incremented" }
+    /// # }
+    /// # #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+    /// # struct Counter { value: u64 }
+    /// # #[derive(Debug, thiserror::Error)] #[error("zero")] struct Zero;
+    /// # impl Aggregate for Counter {
+    /// #     type Event = CounterEvent; type Command = u32; type Error = Zero;
+    /// #     const AGGREGATE_TYPE: &'static str = "counter";
+    /// #     fn apply(&mut self, CounterEvent::Incremented { by }: &CounterEvent) { self.value += u64::from(*by); }
+    /// #     fn handle(&self, by: u32) -> Result<Vec<CounterEvent>, Zero> {
+    /// #         if by == 0 { Err(Zero) } else { Ok(vec![CounterEvent::Incremented { by }]) }
+    /// #     }
+    /// # }
+    /// use chronicle::typed::{LoadSource, Repository, SnapshotPolicy};
+    /// let counters = Repository::<Counter>::new(chronicle::Store::open_in_memory()?).snapshot_policy(SnapshotPolicy::Never);
+    /// counters.execute("c", 1)?;
+    /// assert_eq!(counters.load("c")?.source, LoadSource::Replay { events: 1 });
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn snapshot_policy(mut self, policy: SnapshotPolicy) -> Self {
         self.policy = policy;
         self
     }
 
     /// [`Repository::execute`] retries at most `retries_max` times after a conflict.
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use chronicle::typed::{Aggregate, Event};
+    /// # #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    /// # enum CounterEvent { Incremented { by: u32 } }
+    /// # impl Event for CounterEvent {
+    /// #     const EVENT_TYPES: &'static [(&'static str, u32)] = &[("Incremented", 1)];
+    /// #     fn event_type(&self) -> &'static str { "Incremented" }
+    /// # }
+    /// # #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+    /// # struct Counter { value: u64 }
+    /// # #[derive(Debug, thiserror::Error)] #[error("zero")] struct Zero;
+    /// # impl Aggregate for Counter {
+    /// #     type Event = CounterEvent; type Command = u32; type Error = Zero;
+    /// #     const AGGREGATE_TYPE: &'static str = "counter";
+    /// #     fn apply(&mut self, CounterEvent::Incremented { by }: &CounterEvent) { self.value += u64::from(*by); }
+    /// #     fn handle(&self, by: u32) -> Result<Vec<CounterEvent>, Zero> {
+    /// #         if by == 0 { Err(Zero) } else { Ok(vec![CounterEvent::Incremented { by }]) }
+    /// #     }
+    /// # }
+    /// use chronicle::typed::Repository;
+    /// let counters = Repository::<Counter>::new(chronicle::Store::open_in_memory()?).retries_max(0);
+    /// assert_eq!(counters.execute("c", 1)?.attempts, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn retries_max(mut self, retries_max: u32) -> Self {
         self.retries_max = retries_max;
         self
     }
 
     /// The underlying store.
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use chronicle::typed::{Aggregate, Event};
+    /// # #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    /// # enum CounterEvent { Incremented { by: u32 } }
+    /// # impl Event for CounterEvent {
+    /// #     const EVENT_TYPES: &'static [(&'static str, u32)] = &[("Incremented", 1)];
+    /// #     fn event_type(&self) -> &'static str { "Incremented" }
+    /// # }
+    /// # #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+    /// # struct Counter { value: u64 }
+    /// # #[derive(Debug, thiserror::Error)] #[error("zero")] struct Zero;
+    /// # impl Aggregate for Counter {
+    /// #     type Event = CounterEvent; type Command = u32; type Error = Zero;
+    /// #     const AGGREGATE_TYPE: &'static str = "counter";
+    /// #     fn apply(&mut self, CounterEvent::Incremented { by }: &CounterEvent) { self.value += u64::from(*by); }
+    /// #     fn handle(&self, by: u32) -> Result<Vec<CounterEvent>, Zero> {
+    /// #         if by == 0 { Err(Zero) } else { Ok(vec![CounterEvent::Incremented { by }]) }
+    /// #     }
+    /// # }
+    /// use chronicle::typed::Repository;
+    /// let counters = Repository::<Counter>::new(chronicle::Store::open_in_memory()?);
+    /// counters.execute("c", 1)?;
+    /// assert_eq!(counters.store().stream_version("counter-c")?, Some(0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn store(&self) -> &S {
         &self.store
     }
 
     /// The schema used for events.
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use chronicle::typed::{Aggregate, Event};
+    /// # #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    /// # enum CounterEvent { Incremented { by: u32 } }
+    /// # impl Event for CounterEvent {
+    /// #     const EVENT_TYPES: &'static [(&'static str, u32)] = &[("Incremented", 1)];
+    /// #     fn event_type(&self) -> &'static str { "Incremented" }
+    /// # }
+    /// # #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+    /// # struct Counter { value: u64 }
+    /// # #[derive(Debug, thiserror::Error)] #[error("zero")] struct Zero;
+    /// # impl Aggregate for Counter {
+    /// #     type Event = CounterEvent; type Command = u32; type Error = Zero;
+    /// #     const AGGREGATE_TYPE: &'static str = "counter";
+    /// #     fn apply(&mut self, CounterEvent::Incremented { by }: &CounterEvent) { self.value += u64::from(*by); }
+    /// #     fn handle(&self, by: u32) -> Result<Vec<CounterEvent>, Zero> {
+    /// #         if by == 0 { Err(Zero) } else { Ok(vec![CounterEvent::Incremented { by }]) }
+    /// #     }
+    /// # }
+    /// use chronicle::typed::{Codec, Repository};
+    /// let counters = Repository::<Counter>::new(chronicle::Store::open_in_memory()?);
+    /// assert_eq!(counters.event_schema().codec_used(), Codec::Postcard);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn event_schema(&self) -> &Schema<A::Event> {
         &self.schema
     }
 
     /// The stream holding aggregate `id`: `"{AGGREGATE_TYPE}-{id}"`.
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use chronicle::typed::{Aggregate, Event};
+    /// # #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    /// # enum CounterEvent { Incremented { by: u32 } }
+    /// # impl Event for CounterEvent {
+    /// #     const EVENT_TYPES: &'static [(&'static str, u32)] = &[("Incremented", 1)];
+    /// #     fn event_type(&self) -> &'static str { "Incremented" }
+    /// # }
+    /// # #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+    /// # struct Counter { value: u64 }
+    /// # #[derive(Debug, thiserror::Error)] #[error("zero")] struct Zero;
+    /// # impl Aggregate for Counter {
+    /// #     type Event = CounterEvent; type Command = u32; type Error = Zero;
+    /// #     const AGGREGATE_TYPE: &'static str = "counter";
+    /// #     fn apply(&mut self, CounterEvent::Incremented { by }: &CounterEvent) { self.value += u64::from(*by); }
+    /// #     fn handle(&self, by: u32) -> Result<Vec<CounterEvent>, Zero> {
+    /// #         if by == 0 { Err(Zero) } else { Ok(vec![CounterEvent::Incremented { by }]) }
+    /// #     }
+    /// # }
+    /// assert_eq!(chronicle::typed::Repository::<Counter>::stream_id("7"), "counter-7");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn stream_id(id: &str) -> String {
         format!("{}-{id}", A::AGGREGATE_TYPE)
     }
@@ -226,6 +430,34 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// [`RepositoryError::Store`] (e.g. [`Error::StreamDeleted`]),
     /// [`RepositoryError::Decode`] for an event that does not decode,
     /// [`RepositoryError::MissingEvents`] if the events the state needs were discarded.
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use chronicle::typed::{Aggregate, Event};
+    /// # #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    /// # enum CounterEvent { Incremented { by: u32 } }
+    /// # impl Event for CounterEvent {
+    /// #     const EVENT_TYPES: &'static [(&'static str, u32)] = &[("Incremented", 1)];
+    /// #     fn event_type(&self) -> &'static str { "Incremented" }
+    /// # }
+    /// # #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+    /// # struct Counter { value: u64 }
+    /// # #[derive(Debug, thiserror::Error)] #[error("zero")] struct Zero;
+    /// # impl Aggregate for Counter {
+    /// #     type Event = CounterEvent; type Command = u32; type Error = Zero;
+    /// #     const AGGREGATE_TYPE: &'static str = "counter";
+    /// #     fn apply(&mut self, CounterEvent::Incremented { by }: &CounterEvent) { self.value += u64::from(*by); }
+    /// #     fn handle(&self, by: u32) -> Result<Vec<CounterEvent>, Zero> {
+    /// #         if by == 0 { Err(Zero) } else { Ok(vec![CounterEvent::Incremented { by }]) }
+    /// #     }
+    /// # }
+    /// use chronicle::typed::{LoadSource, Repository};
+    /// let counters = Repository::<Counter>::new(chronicle::Store::open_in_memory()?);
+    /// counters.execute("c", 4)?;
+    /// let loaded = counters.load("c")?;
+    /// assert_eq!((loaded.state.value, loaded.version, loaded.source), (4, Some(0), LoadSource::Replay { events: 1 }));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn load(&self, id: &str) -> RepoResult<Loaded<A>, A> {
         let stream = Self::stream_id(id);
         let snapshot =
@@ -270,6 +502,37 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// [`RepositoryError::Store`] with [`Error::WrongExpectedVersion`] if the stream moved
     /// since `loaded` (nothing written; reload and decide again), other store errors,
     /// [`RepositoryError::Encode`].
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use chronicle::typed::{Aggregate, Event};
+    /// # #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    /// # enum CounterEvent { Incremented { by: u32 } }
+    /// # impl Event for CounterEvent {
+    /// #     const EVENT_TYPES: &'static [(&'static str, u32)] = &[("Incremented", 1)];
+    /// #     fn event_type(&self) -> &'static str { "Incremented" }
+    /// # }
+    /// # #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+    /// # struct Counter { value: u64 }
+    /// # #[derive(Debug, thiserror::Error)] #[error("zero")] struct Zero;
+    /// # impl Aggregate for Counter {
+    /// #     type Event = CounterEvent; type Command = u32; type Error = Zero;
+    /// #     const AGGREGATE_TYPE: &'static str = "counter";
+    /// #     fn apply(&mut self, CounterEvent::Incremented { by }: &CounterEvent) { self.value += u64::from(*by); }
+    /// #     fn handle(&self, by: u32) -> Result<Vec<CounterEvent>, Zero> {
+    /// #         if by == 0 { Err(Zero) } else { Ok(vec![CounterEvent::Incremented { by }]) }
+    /// #     }
+    /// # }
+    /// use chronicle::typed::{Repository, RepositoryError};
+    /// let counters = Repository::<Counter>::new(chronicle::Store::open_in_memory()?);
+    /// let mut stale = counters.load("c")?;
+    /// let mut fresh = counters.load("c")?;
+    /// counters.save("c", &mut fresh, &[CounterEvent::Incremented { by: 2 }])?;
+    /// assert_eq!(fresh.state.value, 2);
+    /// let conflict = counters.save("c", &mut stale, &[CounterEvent::Incremented { by: 9 }]);
+    /// assert!(matches!(conflict, Err(RepositoryError::Store(chronicle::Error::WrongExpectedVersion { .. }))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn save(&self, id: &str, loaded: &mut Loaded<A>, events: &[A::Event]) -> RepoResult<Option<AppendResult>, A> {
         if events.is_empty() {
             return Ok(None);
@@ -307,6 +570,34 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// [`RepositoryError::Domain`] if the aggregate refuses (nothing written),
     /// [`RepositoryError::Conflict`] when every attempt conflicted, and the errors of
     /// [`Repository::load`] and [`Repository::save`].
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use chronicle::typed::{Aggregate, Event};
+    /// # #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    /// # enum CounterEvent { Incremented { by: u32 } }
+    /// # impl Event for CounterEvent {
+    /// #     const EVENT_TYPES: &'static [(&'static str, u32)] = &[("Incremented", 1)];
+    /// #     fn event_type(&self) -> &'static str { "Incremented" }
+    /// # }
+    /// # #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+    /// # struct Counter { value: u64 }
+    /// # #[derive(Debug, thiserror::Error)] #[error("zero")] struct Zero;
+    /// # impl Aggregate for Counter {
+    /// #     type Event = CounterEvent; type Command = u32; type Error = Zero;
+    /// #     const AGGREGATE_TYPE: &'static str = "counter";
+    /// #     fn apply(&mut self, CounterEvent::Incremented { by }: &CounterEvent) { self.value += u64::from(*by); }
+    /// #     fn handle(&self, by: u32) -> Result<Vec<CounterEvent>, Zero> {
+    /// #         if by == 0 { Err(Zero) } else { Ok(vec![CounterEvent::Incremented { by }]) }
+    /// #     }
+    /// # }
+    /// use chronicle::typed::{Repository, RepositoryError};
+    /// let counters = Repository::<Counter>::new(chronicle::Store::open_in_memory()?);
+    /// let done = counters.execute("c", 3)?;
+    /// assert_eq!((done.state.value, done.version, done.attempts), (3, Some(0), 1));
+    /// assert!(matches!(counters.execute("c", 0), Err(RepositoryError::Domain(Zero))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn execute(&self, id: &str, command: A::Command) -> RepoResult<Executed<A>, A>
     where
         A::Command: Clone,

@@ -77,6 +77,11 @@ fn current(types: &'static [(&'static str, u32)], event_type: &str) -> Option<(&
 }
 
 /// Why a typed event could not be encoded; nothing was written.
+///
+/// ```
+/// let error = chronicle::typed::EncodeError::UnlistedType { event_type: "X".into() };
+/// assert!(error.to_string().contains("not listed"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum EncodeError {
@@ -108,6 +113,18 @@ pub enum EncodeError {
 
 /// A stored event that could not be turned into the current event type: names the stream,
 /// version, global position and event type.
+///
+/// ```
+/// use chronicle::typed::{DecodeError, DecodeFailure};
+/// let error = DecodeError {
+///     stream: "order-1".into(), version: 3, position: 17, event_type: "Refunded".into(),
+///     reason: DecodeFailure::UnknownType,
+/// };
+/// assert_eq!(
+///     error.to_string(),
+///     "cannot decode event \"Refunded\" at version 3 of stream \"order-1\" (position 17): unknown event type"
+/// );
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cannot decode event {event_type:?} at version {version} of stream {stream:?} (position {position}): {reason}")]
 pub struct DecodeError {
@@ -124,6 +141,11 @@ pub struct DecodeError {
 }
 
 /// What went wrong in a [`DecodeError`].
+///
+/// ```
+/// let failure = chronicle::typed::DecodeFailure::NewerSchema { stored: 4, current: 3 };
+/// assert_eq!(failure.to_string(), "stored schema version 4 is newer than the current version 3");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DecodeFailure {

@@ -22,8 +22,11 @@ pub type MakeStore<'a> = &'a dyn Fn() -> Store;
 /// A check's verdict: `Err` describes the first deviation.
 pub type Check = Result<(), String>;
 
+/// One check of the suite.
+pub type CheckFn = fn(MakeStore<'_>) -> Check;
+
 /// Every check, with its name.
-pub const CHECKS: &[(&str, fn(MakeStore<'_>) -> Check)] = &[
+pub const CHECKS: &[(&str, CheckFn)] = &[
     ("expected_versions", expected_versions),
     ("idempotent_retries", idempotent_retries),
     ("multi_stream_appends", multi_stream_appends),
