@@ -37,11 +37,13 @@
 #![deny(clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod backend;
 mod clock;
 mod compaction;
 mod error;
 mod event;
 mod format;
+mod in_memory;
 mod index;
 #[cfg(feature = "__internal")]
 #[doc(hidden)]
@@ -57,12 +59,16 @@ mod snapshot;
 pub mod storage;
 mod store;
 mod sync;
+#[cfg(feature = "typed")]
+pub mod typed;
 mod validate;
 mod writer;
 
+pub use crate::backend::EventStore;
 pub use crate::compaction::{AUTO_COMPACTION_CHECK_INTERVAL, CompactionReport};
 pub use crate::error::{Error, Result};
 pub use crate::event::{AppendResult, EventView, ExpectedVersion, NewEvent, RecordedEvent, StreamAppend, StreamInfo};
+pub use crate::in_memory::IN_MEMORY_DIR;
 pub use crate::options::{
     BATCH_BYTES_MAX_DEFAULT, BATCH_EVENTS_MAX, BATCH_STREAMS_MAX, Durability, EVENT_BYTES_MAX_DEFAULT,
     EVENT_TYPE_BYTES_MAX, GROUP_BYTES_MAX, MAPPED_SEGMENTS_DEFAULT, Options, SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX,

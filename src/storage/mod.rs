@@ -5,14 +5,19 @@
 //! `SimStorage` (crate `chronicle-testkit`), which keeps written and durable bytes apart and
 //! can lose power.
 //!
+//! [`MemoryStorage`] keeps every file in memory: the backend of
+//! [`Store::open_in_memory`](crate::Store::open_in_memory).
+//!
 //! The real file system ([`fs::FileSystem`]) is the default. Tests plug in implementations
 //! that separate written from durable bytes, inject errors and "lose power". The seam is a
 //! trait object; its calls are per write group, per file open or per mapping, never per event,
 //! so dynamic dispatch costs nothing measurable on the hot paths.
 
 mod fs;
+mod memory;
 
 pub use self::fs::FileSystem;
+pub use self::memory::{MEMORY_FILE_BYTES_MAX, MemoryStorage};
 
 use std::any::Any;
 use std::fmt::Debug;
@@ -122,7 +127,7 @@ pub trait StorageFile: Send + Sync + Debug {
     /// 3. No byte is written while it may be read through the view: a `&[u8]` must not
     ///    change under its reader. Appending past the bytes being read is allowed.
     ///
-    /// Implementations that return copies (like `SimStorage` in chronicle-testkit) do not rely on these rules,
+    /// Implementations that return copies (`MemoryStorage`, and `SimStorage` in chronicle-testkit) do not rely on these rules,
     /// but a caller cannot know which kind it holds, so it upholds them for every storage.
     /// The engine does so as `segment-format.md` §5 and §8 describe: segments are
     /// append-only and read only below their committed length, recovery truncates a torn

@@ -4,6 +4,7 @@
 //!
 //! - [`SimStorage`]: an in-memory implementation of the storage seam that keeps written and
 //!   durable bytes apart, injects I/O errors at the Nth call and can lose power;
+//! - [`conformance`]: the behaviour suite every store passes (on disk, in memory);
 //! - [`model`]: the model of the store's observable behaviour (which answers and which
 //!   logs after a crash are allowed);
 //! - [`operations`]: operation sequences run against a real store on [`SimStorage`] and
@@ -24,6 +25,7 @@
 #![deny(clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod conformance;
 pub mod model;
 pub mod operations;
 mod sim;

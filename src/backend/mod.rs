@@ -1,0 +1,187 @@
+//! The backend-neutral event-store interface: what the typed layer
+//! ([`typed`](crate::typed), with the `typed` feature) needs from a store. [`Store`]
+//! implements it; a PostgreSQL backend will implement the same trait and pass the same
+//! conformance suite. `docs/backend-trait.md` explains why it is blocking and how async
+//! applications use it.
+//!
+//! Subscriptions (`Store::subscribe`) are being built separately and are not part of the
+//! trait yet.
+
+use crate::error::Result;
+use crate::event::{AppendResult, ExpectedVersion, NewEvent, RecordedEvent, StreamAppend};
+use crate::read::{AllIter, StreamIter};
+use crate::snapshot::Snapshot;
+use crate::store::Store;
+
+/// The operations an event-sourcing layer needs from an event store, with the semantics of
+/// the same-named [`Store`] methods (expected versions, idempotent retries by event id,
+/// newest valid snapshot, permanent deletion). Blocking: every method may wait for I/O.
+///
+/// ```
+/// use chronicle::{EventStore, ExpectedVersion, NewEvent, Store};
+/// fn count_events(store: &impl EventStore, stream: &str) -> chronicle::Result<usize> {
+///     let mut n = 0;
+///     for event in store.read_stream(stream, 0)? {
+///         event?;
+///         n += 1;
+///     }
+///     Ok(n)
+/// }
+/// let store = Store::open_in_memory()?;
+/// EventStore::append(&store, "s", ExpectedVersion::NoStream, vec![NewEvent::new("T", "")])?;
+/// assert_eq!(count_events(&store, "s")?, 1);
+/// # Ok::<(), chronicle::Error>(())
+/// ```
+pub trait EventStore: Send + Sync {
+    /// Events of one stream in version order.
+    type StreamEvents: Iterator<Item = Result<RecordedEvent>>;
+    /// Events of every stream in global order.
+    type AllEvents: Iterator<Item = Result<RecordedEvent>>;
+
+    /// Appends `events` to `stream` atomically if its version satisfies `expected`.
+    ///
+    /// # Errors
+    /// As [`Store::append`]: [`Error::WrongExpectedVersion`](crate::Error::WrongExpectedVersion)
+    /// (nothing written), [`Error::StreamDeleted`](crate::Error::StreamDeleted), invalid input,
+    /// I/O.
+    ///
+    /// ```
+    /// # use chronicle::{EventStore, ExpectedVersion, NewEvent, Store};
+    /// let store = Store::open_in_memory()?;
+    /// let written = EventStore::append(&store, "s", ExpectedVersion::NoStream, vec![NewEvent::new("T", "")])?;
+    /// assert_eq!(written.last_version, 0);
+    /// # Ok::<(), chronicle::Error>(())
+    /// ```
+    fn append(&self, stream: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> Result<AppendResult>;
+
+    /// Appends to several streams atomically, each part with its own expected version.
+    ///
+    /// # Errors
+    /// As [`Store::append_multi`].
+    ///
+    /// ```
+    /// # use chronicle::{EventStore, ExpectedVersion, NewEvent, Store, StreamAppend};
+    /// let store = Store::open_in_memory()?;
+    /// let parts = vec![StreamAppend::new("a", ExpectedVersion::Any, [NewEvent::new("T", "")])];
+    /// assert_eq!(EventStore::append_multi(&store, parts)?.len(), 1);
+    /// # Ok::<(), chronicle::Error>(())
+    /// ```
+    fn append_multi(&self, parts: Vec<StreamAppend>) -> Result<Vec<AppendResult>>;
+
+    /// The events of `stream` from `from_version` on (none for a missing stream).
+    ///
+    /// # Errors
+    /// As [`Store::read_stream`]; items fail with corruption or I/O errors.
+    ///
+    /// ```
+    /// # use chronicle::{EventStore, Store};
+    /// let store = Store::open_in_memory()?;
+    /// assert_eq!(EventStore::read_stream(&store, "nothing", 0)?.count(), 0);
+    /// # Ok::<(), chronicle::Error>(())
+    /// ```
+    fn read_stream(&self, stream: &str, from_version: u64) -> Result<Self::StreamEvents>;
+
+    /// Every event from global position `from_position` on.
+    ///
+    /// # Errors
+    /// As [`Store::read_all`].
+    ///
+    /// ```
+    /// # use chronicle::{EventStore, Store};
+    /// let store = Store::open_in_memory()?;
+    /// assert_eq!(EventStore::read_all(&store, 0)?.count(), 0);
+    /// # Ok::<(), chronicle::Error>(())
+    /// ```
+    fn read_all(&self, from_position: u64) -> Result<Self::AllEvents>;
+
+    /// The stream's last version, `None` if it has no event.
+    ///
+    /// # Errors
+    /// As [`Store::stream_version`].
+    ///
+    /// ```
+    /// # use chronicle::{EventStore, Store};
+    /// let store = Store::open_in_memory()?;
+    /// assert_eq!(EventStore::stream_version(&store, "s")?, None);
+    /// # Ok::<(), chronicle::Error>(())
+    /// ```
+    fn stream_version(&self, stream: &str) -> Result<Option<u64>>;
+
+    /// Saves `state` as the snapshot of `stream` at `version`.
+    ///
+    /// # Errors
+    /// As [`Store::save_snapshot`].
+    ///
+    /// ```
+    /// # use chronicle::{EventStore, ExpectedVersion, NewEvent, Store};
+    /// let store = Store::open_in_memory()?;
+    /// EventStore::append(&store, "s", ExpectedVersion::Any, vec![NewEvent::new("T", "")])?;
+    /// EventStore::save_snapshot(&store, "s", 0, b"state")?;
+    /// # Ok::<(), chronicle::Error>(())
+    /// ```
+    fn save_snapshot(&self, stream: &str, version: u64, state: &[u8]) -> Result<()>;
+
+    /// The newest valid snapshot of `stream`.
+    ///
+    /// # Errors
+    /// As [`Store::load_snapshot`].
+    ///
+    /// ```
+    /// # use chronicle::{EventStore, Store};
+    /// let store = Store::open_in_memory()?;
+    /// assert!(EventStore::load_snapshot(&store, "s")?.is_none());
+    /// # Ok::<(), chronicle::Error>(())
+    /// ```
+    fn load_snapshot(&self, stream: &str) -> Result<Option<Snapshot>>;
+
+    /// Deletes `stream` for ever if its version satisfies `expected`.
+    ///
+    /// # Errors
+    /// As [`Store::delete_stream`].
+    ///
+    /// ```
+    /// # use chronicle::{EventStore, ExpectedVersion, NewEvent, Store};
+    /// let store = Store::open_in_memory()?;
+    /// EventStore::append(&store, "s", ExpectedVersion::Any, vec![NewEvent::new("T", "")])?;
+    /// EventStore::delete_stream(&store, "s", ExpectedVersion::Exact(0))?;
+    /// # Ok::<(), chronicle::Error>(())
+    /// ```
+    fn delete_stream(&self, stream: &str, expected: ExpectedVersion) -> Result<()>;
+}
+
+impl EventStore for Store {
+    type StreamEvents = StreamIter;
+    type AllEvents = AllIter;
+
+    fn append(&self, stream: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> Result<AppendResult> {
+        Store::append(self, stream, expected, events)
+    }
+
+    fn append_multi(&self, parts: Vec<StreamAppend>) -> Result<Vec<AppendResult>> {
+        Store::append_multi(self, parts)
+    }
+
+    fn read_stream(&self, stream: &str, from_version: u64) -> Result<StreamIter> {
+        Store::read_stream(self, stream, from_version)
+    }
+
+    fn read_all(&self, from_position: u64) -> Result<AllIter> {
+        Store::read_all(self, from_position)
+    }
+
+    fn stream_version(&self, stream: &str) -> Result<Option<u64>> {
+        Store::stream_version(self, stream)
+    }
+
+    fn save_snapshot(&self, stream: &str, version: u64, state: &[u8]) -> Result<()> {
+        Store::save_snapshot(self, stream, version, state)
+    }
+
+    fn load_snapshot(&self, stream: &str) -> Result<Option<Snapshot>> {
+        Store::load_snapshot(self, stream)
+    }
+
+    fn delete_stream(&self, stream: &str, expected: ExpectedVersion) -> Result<()> {
+        Store::delete_stream(self, stream, expected)
+    }
+}
