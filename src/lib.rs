@@ -47,6 +47,7 @@ pub mod internal;
 mod layout;
 mod options;
 mod read;
+mod readonly;
 mod recovery;
 mod retention;
 mod segment;
@@ -67,6 +68,7 @@ pub use crate::options::{
     SEGMENT_BYTES_MIN, STREAM_ID_BYTES_MAX, WRITER_QUEUE_DEPTH_MAX,
 };
 pub use crate::read::{AllIter, StreamIter};
+pub use crate::readonly::READ_ONLY_REFRESH_INTERVAL;
 pub use crate::retention::Retention;
 pub use crate::snapshot::{SNAPSHOT_BYTES_MAX, SNAPSHOTS_KEPT, Snapshot};
 pub use crate::store::Store;

@@ -13,11 +13,13 @@ use crate::event::{AppendResult, EventView, ExpectedVersion, NewEvent, StreamApp
 use crate::layout::LOCK_FILE;
 use crate::options::{BATCH_STREAMS_MAX, Durability, Options};
 use crate::read::{AllIter, Direction, StreamIter};
-use crate::recovery::recover;
+use crate::readonly::Follower;
+use crate::recovery::{Recovered, recover};
 use crate::retention::{Retention, RetentionTable};
 use crate::segment::cache::MapCache;
 use crate::shared::Shared;
 use crate::snapshot::{Snapshot, Snapshots};
+use crate::storage::read_only::ReadOnlyStorage;
 use crate::storage::{FileSystem, LockError, LockGuard, Storage};
 use crate::sync;
 use crate::validate::{self, WritePart};
@@ -62,7 +64,10 @@ pub struct Store {
 #[derive(Debug)]
 struct StoreInner {
     shared: Arc<Shared>,
-    writer: Arc<WriterFront>,
+    /// `None` for a read-only store.
+    writer: Option<Arc<WriterFront>>,
+    /// `Some` for a read-only store: how it follows the writer's files.
+    follower: Option<Follower>,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     /// Dropped at shutdown to stop the compaction thread.
     compactor: Mutex<Option<(Sender<CompactorRequest>, JoinHandle<()>)>>,
@@ -70,8 +75,9 @@ struct StoreInner {
     /// retention table) from their closed check to their last write; shutdown takes it
     /// exclusively once after marking the store closing, so no such write happens after it.
     direct_writes: RwLock<()>,
-    /// Declared last: released only after the writer thread has stopped.
-    _lock: LockGuardDebug,
+    /// Declared last: released only after the writer thread has stopped. A read-only store
+    /// takes no lock.
+    _lock: Option<LockGuardDebug>,
 }
 
 struct LockGuardDebug(#[allow(dead_code)] LockGuard);
@@ -99,7 +105,8 @@ impl StoreInner {
         let Some(thread) = sync::lock(&self.writer_thread).take() else {
             return Ok(());
         };
-        let result = self.writer.call(&self.shared, |reply| Request::Shutdown { reply });
+        let Some(writer) = &self.writer else { return Ok(()) };
+        let result = writer.call(&self.shared, |reply| Request::Shutdown { reply });
         if thread.join().is_err() {
             tracing::error!("writer thread panicked");
         }
@@ -201,11 +208,12 @@ impl Store {
         let (compactor, compactor_requests) = bounded(COMPACTOR_QUEUE_DEPTH_MAX);
         let inner = StoreInner {
             shared: Arc::clone(&shared),
-            writer,
+            writer: Some(writer),
+            follower: None,
             writer_thread: Mutex::new(Some(writer_thread)),
             compactor: Mutex::new(None),
             direct_writes: RwLock::new(()),
-            _lock: LockGuardDebug(lock),
+            _lock: Some(LockGuardDebug(lock)),
         };
         // From here on, dropping `inner` shuts the writer down cleanly.
         let compactor_thread = compaction::spawn(shared, compactor_requests)?;
@@ -213,7 +221,109 @@ impl Store {
         Ok(Store { inner: Arc::new(inner) })
     }
 
-    fn shared(&self) -> &Arc<Shared> {
+    /// Opens the store in `dir` for reading only, whether or not another process (or this
+    /// one) holds it open for writing.
+    ///
+    /// A read-only store never writes, truncates or removes anything in `dir`: it takes no
+    /// lock and creates no `LOCK` file, repairs nothing (a torn tail is ignored, not cut; a
+    /// damaged index file is rebuilt in memory only) and refuses every write with
+    /// [`Error::ReadOnly`]. It sees every event committed before it opened, and follows the
+    /// writer: each read call first reads what was committed since the last refresh when
+    /// that was [`READ_ONLY_REFRESH_INTERVAL`](crate::READ_ONLY_REFRESH_INTERVAL) or longer
+    /// ago ([`Store::refresh`] at once), publishing only whole commit groups whose records
+    /// verify. It survives the writer's rolls, compactions (segments it mapped stay
+    /// readable after their files are removed), crashes and restarts. `segment-format.md`
+    /// §11 says what it relies on.
+    ///
+    /// Every sealed segment it lists stays mapped (two maps, no descriptor each) until it
+    /// leaves the view: a reader in another process cannot delay the writer's removals.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if `dir` is missing or unreadable; [`Error::Corruption`] if a sealed
+    /// segment is damaged where its index cannot be rebuilt, or segments overlap or leave a
+    /// hole in the positions (after retrying a few listings, in case the writer was
+    /// mid-change).
+    ///
+    /// ```
+    /// use chronicle::{Error, ExpectedVersion, NewEvent, Store};
+    /// let dir = tempfile::tempdir()?;
+    /// let writer = Store::open(dir.path())?;
+    /// writer.append("s", ExpectedVersion::Any, [NewEvent::new("T", "1")])?;
+    /// let reader = Store::open_read_only(dir.path())?;
+    /// assert_eq!(reader.read_all(0)?.count(), 1);
+    /// writer.append("s", ExpectedVersion::Any, [NewEvent::new("T", "2")])?;
+    /// reader.refresh()?;
+    /// assert_eq!(reader.stream_version("s")?, Some(1));
+    /// assert!(matches!(reader.append("s", ExpectedVersion::Any, [NewEvent::new("T", "")]), Err(Error::ReadOnly { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Store> {
+        let dir: PathBuf = dir.as_ref().to_path_buf();
+        if dir.as_os_str().is_empty() {
+            return Err(Error::invalid("store directory path is empty"));
+        }
+        let options = Options::default();
+        let storage: Arc<dyn Storage> = Arc::new(ReadOnlyStorage::new(Arc::new(FileSystem)));
+        match std::fs::metadata(&dir) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => return Err(Error::invalid(format!("store path {} is not a directory", dir.display()))),
+            Err(error) => return Err(Error::io("open store directory", &dir, error)),
+        }
+        let cache = MapCache::new_read_only(Arc::clone(&storage), options.mapped_segments_max);
+        let snapshots = Snapshots::open(Arc::clone(&storage), &dir)?;
+        let retention = RetentionTable::open(Arc::clone(&storage), &dir)?;
+        let empty =
+            Recovered { segments: Vec::new(), streams: Default::default(), next_position: 0, next_segment_id: 0 };
+        let shared = Arc::new(Shared::new(dir, cache, options, empty, snapshots, retention));
+        let follower = Follower::new();
+        follower.refresh(&shared)?;
+        let inner = StoreInner {
+            shared,
+            writer: None,
+            follower: Some(follower),
+            writer_thread: Mutex::new(None),
+            compactor: Mutex::new(None),
+            direct_writes: RwLock::new(()),
+            _lock: None,
+        };
+        Ok(Store { inner: Arc::new(inner) })
+    }
+
+    /// Whether this store was opened with [`Store::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.inner.writer.is_none()
+    }
+
+    /// A read-only store: reads what the writer committed since the last refresh (new bytes
+    /// of the active segment, rolls, compaction swaps) now, rather than at the next read
+    /// call after [`READ_ONLY_REFRESH_INTERVAL`](crate::READ_ONLY_REFRESH_INTERVAL). A
+    /// writable store is always current: `Ok(())`.
+    ///
+    /// # Errors
+    /// As [`Store::open_read_only`]; [`Error::Closed`].
+    pub fn refresh(&self) -> Result<()> {
+        self.ensure_open()?;
+        match &self.inner.follower {
+            Some(follower) => follower.refresh(self.shared()),
+            None => Ok(()),
+        }
+    }
+
+    /// Before a read: a read-only store refreshes when due.
+    fn follow(&self) -> Result<()> {
+        self.ensure_open()?;
+        match &self.inner.follower {
+            Some(follower) => follower.refresh_if_due(self.shared()),
+            None => Ok(()),
+        }
+    }
+
+    /// The writer, or [`Error::ReadOnly`] naming `operation`.
+    fn writer(&self, operation: &'static str) -> Result<&Arc<WriterFront>> {
+        self.inner.writer.as_ref().ok_or_else(|| Error::ReadOnly { dir: self.shared().dir.clone(), operation })
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.inner.shared
     }
 
@@ -223,11 +333,12 @@ impl Store {
     }
 
     fn submit(&self, parts: Vec<WritePart>) -> Result<Vec<AppendResult>> {
+        let writer = self.writer("append")?;
         validate::batch(&self.shared().options, &parts)?;
         // Without an fsync to wait for, the answer comes within microseconds: poll for it
         // rather than sleep. With Sync the wait is a whole fsync, so sleep at once.
         let spin = (self.shared().options.durability != Durability::Sync).then_some(CALLER_SPIN);
-        writer::append(self.shared(), &self.inner.writer, parts, spin)
+        writer::append(self.shared(), writer, parts, spin)
     }
 
     /// Appends `events` to `stream` as one atomic batch, if the stream's version satisfies
@@ -293,6 +404,7 @@ impl Store {
         events: impl IntoIterator<Item = NewEvent>,
     ) -> Result<AppendResult> {
         self.ensure_open()?;
+        self.writer("append")?;
         let part = validate::events_part(&self.shared().options, stream, expected, events.into_iter().collect())?;
         let mut results = self.submit(vec![part])?;
         // The writer answers an append of n parts with n results.
@@ -323,6 +435,7 @@ impl Store {
     /// ```
     pub fn append_multi(&self, parts: impl IntoIterator<Item = StreamAppend>) -> Result<Vec<AppendResult>> {
         self.ensure_open()?;
+        self.writer("append_multi")?;
         let options = &self.shared().options;
         let mut validated = Vec::new();
         for part in parts {
@@ -355,7 +468,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn read_stream(&self, stream: &str, from_version: u64) -> Result<StreamIter> {
-        self.ensure_open()?;
+        self.follow()?;
         StreamIter::new(Arc::clone(self.shared()), stream, from_version, None, Direction::Forward)
     }
 
@@ -375,7 +488,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn read_stream_backward(&self, stream: &str, from_version: Option<u64>) -> Result<StreamIter> {
-        self.ensure_open()?;
+        self.follow()?;
         StreamIter::new(Arc::clone(self.shared()), stream, from_version.unwrap_or(u64::MAX), None, Direction::Backward)
     }
 
@@ -394,7 +507,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn read_all(&self, from_position: u64) -> Result<AllIter> {
-        self.ensure_open()?;
+        self.follow()?;
         Ok(AllIter::new(self.shared(), Some(from_position), Direction::Forward))
     }
 
@@ -430,7 +543,7 @@ impl Store {
         from_position: u64,
         visit: impl FnMut(&EventView<'_>) -> ControlFlow<()>,
     ) -> Result<()> {
-        self.ensure_open()?;
+        self.follow()?;
         AllIter::new(self.shared(), Some(from_position), Direction::Forward).visit(visit)
     }
 
@@ -449,7 +562,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn read_all_backward(&self, from_position: Option<u64>) -> Result<AllIter> {
-        self.ensure_open()?;
+        self.follow()?;
         Ok(AllIter::new(self.shared(), from_position, Direction::Backward))
     }
 
@@ -469,7 +582,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn stream_version(&self, stream: &str) -> Result<Option<u64>> {
-        self.ensure_open()?;
+        self.follow()?;
         validate::stream_id(stream)?;
         match self.shared().stream_state(stream) {
             Some(state) if state.deleted => Err(Error::StreamDeleted { stream: stream.to_owned() }),
@@ -532,7 +645,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn streams(&self) -> Result<Vec<String>> {
-        self.ensure_open()?;
+        self.follow()?;
         let mut names: Vec<String> = self
             .shared()
             .streams()
@@ -560,7 +673,7 @@ impl Store {
     /// ```
     pub fn sync(&self) -> Result<()> {
         self.ensure_open()?;
-        self.inner.writer.call(self.shared(), |reply| Request::Sync { reply })
+        self.writer("sync")?.call(self.shared(), |reply| Request::Sync { reply })
     }
 
     /// Seals the active segment (if it holds any event) so that everything appended so far
@@ -577,7 +690,7 @@ impl Store {
     /// ```
     pub fn seal(&self) -> Result<()> {
         self.ensure_open()?;
-        self.inner.writer.call(self.shared(), |reply| Request::Seal { reply })
+        self.writer("seal")?.call(self.shared(), |reply| Request::Seal { reply })
     }
 
     fn nudge_compactor(&self) {
@@ -611,6 +724,7 @@ impl Store {
     pub fn save_snapshot(&self, stream: &str, version: u64, state: &[u8]) -> Result<()> {
         let _writing = sync::read(&self.inner.direct_writes);
         self.ensure_open()?;
+        self.writer("save_snapshot")?;
         validate::stream_id(stream)?;
         match self.shared().stream_state(stream) {
             Some(s) if s.deleted => return Err(Error::StreamDeleted { stream: stream.to_owned() }),
@@ -660,8 +774,11 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn load_snapshot(&self, stream: &str) -> Result<Option<Snapshot>> {
-        self.ensure_open()?;
+        self.follow()?;
         validate::stream_id(stream)?;
+        if self.is_read_only() {
+            self.shared().snapshots.rescan()?;
+        }
         if self.shared().stream_state(stream).is_some_and(|s| s.deleted) {
             return Err(Error::StreamDeleted { stream: stream.to_owned() });
         }
@@ -702,6 +819,7 @@ impl Store {
     /// ```
     pub fn delete_stream(&self, stream: &str, expected: ExpectedVersion) -> Result<()> {
         self.ensure_open()?;
+        self.writer("delete_stream")?;
         let part = validate::tombstone_part(stream, expected)?;
         self.submit(vec![part])?;
         self.nudge_compactor();
@@ -726,6 +844,7 @@ impl Store {
     pub fn set_stream_retention(&self, stream: &str, retention: Retention) -> Result<()> {
         let _writing = sync::read(&self.inner.direct_writes);
         self.ensure_open()?;
+        self.writer("set_stream_retention")?;
         validate::stream_id(stream)?;
         if self.shared().stream_state(stream).is_some_and(|s| s.deleted) {
             return Err(Error::StreamDeleted { stream: stream.to_owned() });
@@ -761,6 +880,7 @@ impl Store {
     /// ```
     pub fn compact(&self) -> Result<CompactionReport> {
         self.ensure_open()?;
+        self.writer("compact")?;
         self.seal()?;
         let (reply, answer) = bounded(1);
         let sent = match &*sync::lock(&self.inner.compactor) {

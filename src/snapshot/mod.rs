@@ -82,6 +82,26 @@ fn parse_file_name(name: &str) -> Option<(u64, u64)> {
 impl Snapshots {
     /// Catalogues the snapshot files in `dir` (their contents are read on load).
     pub(crate) fn open(storage: Arc<dyn Storage>, dir: &Path) -> Result<Self> {
+        let catalog = Self::list(&*storage, dir)?;
+        Ok(Snapshots { dir: dir.to_path_buf(), storage, catalog: Mutex::new(catalog), tmp_counter: AtomicU64::new(0) })
+    }
+
+    /// Catalogues the directory again: a read-only store sees the snapshots its writer saved
+    /// (or pruned) since it opened.
+    pub(crate) fn rescan(&self) -> Result<()> {
+        let catalog = Self::list(&*self.storage, &self.dir)?;
+        *self.catalog() = catalog;
+        Ok(())
+    }
+
+    /// The names of every snapshot file in the directory.
+    #[allow(dead_code)] // used by backup (next step)
+    pub(crate) fn file_names(&self) -> Vec<String> {
+        let catalog = self.catalog();
+        catalog.iter().flat_map(|(hash, versions)| versions.iter().map(|v| file_name(*hash, *v))).collect()
+    }
+
+    fn list(storage: &dyn Storage, dir: &Path) -> Result<HashMap<u64, Vec<u64>>> {
         let mut catalog: HashMap<u64, Vec<u64>> = HashMap::new();
         for name in storage.list_dir(dir).map_err(|e| Error::io("list directory", dir, e))? {
             if let Some((hash, version)) = parse_file_name(&name) {
@@ -91,7 +111,7 @@ impl Snapshots {
         for versions in catalog.values_mut() {
             versions.sort_unstable();
         }
-        Ok(Snapshots { dir: dir.to_path_buf(), storage, catalog: Mutex::new(catalog), tmp_counter: AtomicU64::new(0) })
+        Ok(catalog)
     }
 
     fn catalog(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Vec<u64>>> {

@@ -11,6 +11,7 @@
 //! so dynamic dispatch costs nothing measurable on the hot paths.
 
 mod fs;
+pub(crate) mod read_only;
 
 pub use self::fs::FileSystem;
 
