@@ -45,6 +45,7 @@ mod index;
 #[doc(hidden)]
 pub mod internal;
 mod layout;
+mod ops;
 mod options;
 mod read;
 mod readonly;
@@ -62,6 +63,7 @@ mod writer;
 pub use crate::compaction::{AUTO_COMPACTION_CHECK_INTERVAL, CompactionReport};
 pub use crate::error::{Error, Result};
 pub use crate::event::{AppendResult, EventView, ExpectedVersion, NewEvent, RecordedEvent, StreamAppend, StreamInfo};
+pub use crate::ops::{BackupReport, Problem, RestoreReport, VERIFY_PROBLEMS_MAX, VerifyReport, restore};
 pub use crate::options::{
     BATCH_BYTES_MAX_DEFAULT, BATCH_EVENTS_MAX, BATCH_STREAMS_MAX, Durability, EVENT_BYTES_MAX_DEFAULT,
     EVENT_TYPE_BYTES_MAX, GROUP_BYTES_MAX, MAPPED_SEGMENTS_DEFAULT, Options, SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX,

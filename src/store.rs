@@ -11,6 +11,7 @@ use crate::compaction::{self, CompactionReport, CompactorRequest};
 use crate::error::{Error, Result};
 use crate::event::{AppendResult, EventView, ExpectedVersion, NewEvent, StreamAppend, StreamInfo};
 use crate::layout::LOCK_FILE;
+use crate::ops::{BackupReport, VerifyReport};
 use crate::options::{BATCH_STREAMS_MAX, Durability, Options};
 use crate::read::{AllIter, Direction, StreamIter};
 use crate::readonly::Follower;
@@ -891,6 +892,64 @@ impl Store {
             return Err(Error::Closed);
         }
         answer.recv().map_err(|_| Error::Closed)?
+    }
+
+    /// Checks every byte of the store: every record's checksum and framing in every
+    /// segment, each index file against the index its segment's records give (byte for
+    /// byte), and every snapshot file. Problems are reported, not repaired; a read-only store
+    /// verifies what it sees after a refresh. Reads as fast as the disk allows (one pass).
+    ///
+    /// # Errors
+    /// [`Error::Closed`]; a read-only store's refresh errors. Damage is in the report, not
+    /// an error.
+    ///
+    /// ```
+    /// use chronicle::{ExpectedVersion, NewEvent, Store};
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// store.append("s", ExpectedVersion::Any, [NewEvent::new("T", "x")])?;
+    /// let report = store.verify()?;
+    /// assert!(report.is_clean() && report.records == 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn verify(&self) -> Result<VerifyReport> {
+        self.verify_with_progress(|_, _| {})
+    }
+
+    /// As [`Store::verify`], calling `progress(bytes_done, bytes_total)` after each segment.
+    ///
+    /// # Errors
+    /// As [`Store::verify`].
+    pub fn verify_with_progress(&self, progress: impl FnMut(u64, u64)) -> Result<VerifyReport> {
+        self.follow()?;
+        Ok(crate::ops::verify::verify(self.shared(), progress))
+    }
+
+    /// Writes a consistent copy of the store, at one position, to `dest` (which must not
+    /// exist) while appends go on; works on a read-only store too, so a backup can be taken
+    /// by another process while the writer runs. Sealed segments are hard-linked where the
+    /// file system allows, else copied; the active segment is copied up to a commit-group
+    /// boundary; snapshots, the retention table and the store's other files are copied. The
+    /// copy is fsynced, verified (every checksum), and renamed to `dest` only then: an
+    /// interrupted backup leaves a temporary `.NAME.backup-*.tmp` directory beside `dest`
+    /// (safe to delete), never a `dest` that looks whole. Restore with [`crate::restore`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] if `dest` exists; [`Error::Io`]; [`Error::Corruption`] if the
+    /// copy fails verification (a damaged store is not backed up silently); [`Error::Closed`].
+    ///
+    /// ```
+    /// use chronicle::{ExpectedVersion, NewEvent, Store};
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path().join("live"))?;
+    /// store.append("s", ExpectedVersion::Any, [NewEvent::new("T", "x")])?;
+    /// let report = store.backup(dir.path().join("backup"))?;
+    /// assert_eq!(report.end_position, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn backup(&self, dest: impl AsRef<Path>) -> Result<BackupReport> {
+        self.follow()?;
+        crate::ops::backup::backup(self.shared(), dest.as_ref())
     }
 
     /// The store's directory.

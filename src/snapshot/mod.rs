@@ -94,11 +94,27 @@ impl Snapshots {
         Ok(())
     }
 
-    /// The names of every snapshot file in the directory.
-    #[allow(dead_code)] // used by backup (next step)
-    pub(crate) fn file_names(&self) -> Vec<String> {
-        let catalog = self.catalog();
-        catalog.iter().flat_map(|(hash, versions)| versions.iter().map(|v| file_name(*hash, *v))).collect()
+    /// Reads and checks every catalogued snapshot file: how many were checked, and each
+    /// one that is damaged or cannot be read, with the reason.
+    pub(crate) fn verify_files(&self) -> (u64, Vec<(PathBuf, String)>) {
+        let files: Vec<(u64, u64)> =
+            self.catalog().iter().flat_map(|(hash, versions)| versions.iter().map(|v| (*hash, *v))).collect();
+        let mut problems = Vec::new();
+        let mut checked = 0u64;
+        for (hash, version) in files {
+            let path = self.dir.join(file_name(hash, version));
+            match self.read_file(hash, version) {
+                Ok(None) => continue,
+                Ok(Some((stream, _))) if stream_hash(&stream) != hash => {
+                    problems.push((path, "stream id in the file does not hash to its name".to_owned()));
+                }
+                Ok(Some(_)) => {}
+                Err(Unreadable::Io(error)) => problems.push((path, error.to_string())),
+                Err(Unreadable::Invalid(reason)) => problems.push((path, reason)),
+            }
+            checked += 1;
+        }
+        (checked, problems)
     }
 
     fn list(storage: &dyn Storage, dir: &Path) -> Result<HashMap<u64, Vec<u64>>> {
