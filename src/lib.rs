@@ -45,6 +45,7 @@ mod index;
 #[doc(hidden)]
 pub mod internal;
 mod layout;
+mod metrics;
 mod ops;
 mod options;
 mod read;
@@ -54,6 +55,7 @@ mod retention;
 mod segment;
 mod shared;
 mod snapshot;
+mod stats;
 pub mod storage;
 mod store;
 mod sync;
@@ -63,6 +65,7 @@ mod writer;
 pub use crate::compaction::{AUTO_COMPACTION_CHECK_INTERVAL, CompactionReport};
 pub use crate::error::{Error, Result};
 pub use crate::event::{AppendResult, EventView, ExpectedVersion, NewEvent, RecordedEvent, StreamAppend, StreamInfo};
+pub use crate::metrics::{HISTOGRAM_BUCKETS, HistogramSnapshot};
 pub use crate::ops::{BackupReport, Problem, RestoreReport, VERIFY_PROBLEMS_MAX, VerifyReport, restore};
 pub use crate::options::{
     BATCH_BYTES_MAX_DEFAULT, BATCH_EVENTS_MAX, BATCH_STREAMS_MAX, Durability, EVENT_BYTES_MAX_DEFAULT,
@@ -73,4 +76,5 @@ pub use crate::read::{AllIter, StreamIter};
 pub use crate::readonly::READ_ONLY_REFRESH_INTERVAL;
 pub use crate::retention::Retention;
 pub use crate::snapshot::{SNAPSHOT_BYTES_MAX, SNAPSHOTS_KEPT, Snapshot};
+pub use crate::stats::{Health, Stats};
 pub use crate::store::Store;

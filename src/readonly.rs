@@ -103,7 +103,6 @@ impl Follower {
     }
 
     /// Refreshes completed since open.
-    #[allow(dead_code)] // read by `Store::stats` (next step)
     pub(crate) fn refreshes(&self) -> u64 {
         self.refreshes.load(Ordering::Relaxed)
     }

@@ -20,6 +20,7 @@ use crate::retention::{Retention, RetentionTable};
 use crate::segment::cache::MapCache;
 use crate::shared::Shared;
 use crate::snapshot::{Snapshot, Snapshots};
+use crate::stats::{Health, Stats};
 use crate::storage::read_only::ReadOnlyStorage;
 use crate::storage::{FileSystem, LockError, LockGuard, Storage};
 use crate::sync;
@@ -175,6 +176,7 @@ impl Store {
     pub fn open_with_storage(dir: impl AsRef<Path>, options: Options, storage: Arc<dyn Storage>) -> Result<Store> {
         options.validate()?;
         let dir: PathBuf = dir.as_ref().to_path_buf();
+        let _span = tracing::info_span!("open", dir = %dir.display()).entered();
         if dir.as_os_str().is_empty() {
             // `create_dir_all("")` succeeds, and the LOCK file would land in the working
             // directory.
@@ -194,6 +196,12 @@ impl Store {
         };
         let cache = MapCache::new(Arc::clone(&storage), options.mapped_segments_max);
         let recovered = recover(&cache, &dir, &options)?;
+        tracing::info!(
+            segments = recovered.segments.len(),
+            streams = recovered.streams.len(),
+            end_position = recovered.next_position,
+            "recovered"
+        );
         let snapshots = Snapshots::open(Arc::clone(&storage), &dir)?;
         let retention = RetentionTable::open(Arc::clone(&storage), &dir)?;
         let active = recovered
@@ -950,6 +958,66 @@ impl Store {
     pub fn backup(&self, dest: impl AsRef<Path>) -> Result<BackupReport> {
         self.follow()?;
         crate::ops::backup::backup(self.shared(), dest.as_ref())
+    }
+
+    /// The store's counters now (see [`Stats`]): atomics and the segment list, no I/O.
+    /// Works after close too.
+    ///
+    /// ```
+    /// use chronicle::{ExpectedVersion, NewEvent, Store};
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// store.append("s", ExpectedVersion::Any, [NewEvent::new("T", "x")])?;
+    /// let stats = store.stats();
+    /// assert_eq!((stats.end_position, stats.streams), (1, 1));
+    /// assert!(stats.fsyncs >= 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn stats(&self) -> Stats {
+        use std::sync::atomic::Ordering::Relaxed;
+        let shared = self.shared();
+        let metrics = &shared.metrics;
+        let segments = shared.segments();
+        let fsync_micros = metrics.fsync_micros.snapshot();
+        Stats {
+            read_only: self.is_read_only(),
+            end_position: shared.next_position(),
+            streams: shared.stream_count() as u64,
+            segments: segments.len() as u64,
+            bytes: segments.iter().map(|s| s.committed_len()).sum(),
+            fsyncs: metrics.fsyncs.load(Relaxed),
+            fsync_p50_micros: fsync_micros.quantile_upper_bound(0.5),
+            fsync_p99_micros: fsync_micros.quantile_upper_bound(0.99),
+            fsync_micros,
+            commit_groups: metrics.groups.load(Relaxed),
+            commit_group_records: metrics.group_records.snapshot(),
+            writer_queue_depth: self.inner.writer.as_ref().map_or(0, |w| w.queue_depth()),
+            compactions: metrics.compactions.load(Relaxed),
+            compaction_running: metrics.compaction_running.load(Relaxed),
+            compaction_runs_done: metrics.compaction_runs_done.load(Relaxed),
+            compaction_runs_total: metrics.compaction_runs_total.load(Relaxed),
+            subscribers: 0,
+            refreshes: self.inner.follower.as_ref().map_or(0, Follower::refreshes),
+        }
+    }
+
+    /// Whether the store serves: [`Health::Ok`], [`Health::Poisoned`] with the failure that
+    /// poisoned it (reopen to recover), or [`Health::Closed`].
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = chronicle::Store::open(dir.path())?;
+    /// assert_eq!(store.health(), chronicle::Health::Ok);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn health(&self) -> Health {
+        if self.shared().closing() {
+            return Health::Closed;
+        }
+        match self.shared().metrics.poisoned() {
+            Some(cause) => Health::Poisoned { cause: cause.to_string() },
+            None => Health::Ok,
+        }
     }
 
     /// The store's directory.

@@ -137,6 +137,7 @@ impl Snapshots {
     /// Writes a snapshot atomically and prunes the stream's older ones. The caller has
     /// checked the stream and version.
     pub(crate) fn save(&self, stream: &str, version: u64, state: &[u8]) -> Result<()> {
+        let _span = tracing::info_span!("snapshot", stream, version, bytes = state.len()).entered();
         if state.len() > SNAPSHOT_BYTES_MAX {
             return Err(Error::invalid(format!(
                 "snapshot of stream {stream:?} is {} bytes, above the limit of {SNAPSHOT_BYTES_MAX}",
