@@ -76,5 +76,20 @@ pub use crate::read::{AllIter, StreamIter};
 pub use crate::readonly::READ_ONLY_REFRESH_INTERVAL;
 pub use crate::retention::Retention;
 pub use crate::snapshot::{SNAPSHOT_BYTES_MAX, SNAPSHOTS_KEPT, Snapshot};
-pub use crate::stats::{Health, Stats};
+pub use crate::stats::{Health, SegmentInfo, Stats};
+
+/// The on-disk format versions this build reads and writes, one per kind of file
+/// (`segment-format.md` §9).
+pub mod format_versions {
+    /// Segment headers and records (`segment-*.log`).
+    pub const SEGMENT: u32 = crate::format::SEGMENT_FORMAT_VERSION;
+    /// Index files (`segment-*.idx`, derived).
+    pub const INDEX: u32 = crate::index::file::INDEX_FORMAT_VERSION;
+    /// The stream-table checkpoint (`streams.chk`, derived).
+    pub const STREAM_CHECKPOINT: u32 = crate::index::checkpoint::CHECKPOINT_FORMAT_VERSION;
+    /// Snapshot files (`snapshot-*.snap`).
+    pub const SNAPSHOT: u32 = crate::format::snapshot_file::SNAPSHOT_FORMAT_VERSION;
+    /// The retention table (`retention.tbl`).
+    pub const RETENTION: u32 = crate::retention::RETENTION_FORMAT_VERSION;
+}
 pub use crate::store::Store;

@@ -47,6 +47,26 @@ pub struct Stats {
     pub refreshes: u64,
 }
 
+/// One segment file, as [`Store::segment_files`](crate::Store::segment_files) lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SegmentInfo {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// Its id (in its name and header).
+    pub id: u64,
+    /// Position of its first record (or of the range it covers).
+    pub base_position: u64,
+    /// For a segment written by compaction, the end of the position range it replaced.
+    pub compacted_end_position: Option<u64>,
+    /// Committed bytes (the whole file once sealed).
+    pub bytes: u64,
+    /// The last segment, which appends go to.
+    pub active: bool,
+    /// When the segment was created, in milliseconds since the Unix epoch.
+    pub created_unix_ms: u64,
+}
+
 /// Whether a store can serve, and if not, why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

@@ -20,7 +20,7 @@ use crate::retention::{Retention, RetentionTable};
 use crate::segment::cache::MapCache;
 use crate::shared::Shared;
 use crate::snapshot::{Snapshot, Snapshots};
-use crate::stats::{Health, Stats};
+use crate::stats::{Health, SegmentInfo, Stats};
 use crate::storage::read_only::ReadOnlyStorage;
 use crate::storage::{FileSystem, LockError, LockGuard, Storage};
 use crate::sync;
@@ -999,6 +999,30 @@ impl Store {
             subscribers: 0,
             refreshes: self.inner.follower.as_ref().map_or(0, Follower::refreshes),
         }
+    }
+
+    /// Every segment file in position order, with its header fields and committed bytes.
+    ///
+    /// # Errors
+    /// [`Error::Closed`]; a read-only store's refresh errors.
+    pub fn segment_files(&self) -> Result<Vec<SegmentInfo>> {
+        self.follow()?;
+        let segments = self.shared().segments();
+        let count = segments.len();
+        Ok(segments
+            .iter()
+            .enumerate()
+            .map(|(i, s)| SegmentInfo {
+                path: s.path.clone(),
+                id: s.id(),
+                base_position: s.header.base_position,
+                compacted_end_position: (s.header.compacted_end_position != 0)
+                    .then_some(s.header.compacted_end_position),
+                bytes: s.committed_len(),
+                active: i + 1 == count,
+                created_unix_ms: s.header.created_unix_ms,
+            })
+            .collect())
     }
 
     /// Whether the store serves: [`Health::Ok`], [`Health::Poisoned`] with the failure that

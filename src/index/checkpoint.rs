@@ -199,6 +199,7 @@ pub(crate) fn write(storage: &dyn Storage, dir: &Path, bytes: &[u8]) -> std::io:
 }
 
 /// Recomputes the checkpoint's checksum in place (for the fuzz targets).
+#[cfg(feature = "__internal")]
 pub(crate) fn reseal(bytes: &mut [u8]) {
     let Some(body_len) = bytes.len().checked_sub(4) else { return };
     let crc = crc32_salted(0, bytes.get(..body_len).unwrap_or_default());
