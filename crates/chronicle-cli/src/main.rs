@@ -129,8 +129,10 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(failure) => {
-            // One line, whatever the message holds.
-            eprintln!("chronicle: {}", failure.message.replace('\n', " "));
+            // One line, whatever the message holds; none when stdout was closed (`| head`).
+            if !failure.message.is_empty() {
+                eprintln!("chronicle: {}", failure.message.replace('\n', " "));
+            }
             ExitCode::from(failure.code)
         }
     }
