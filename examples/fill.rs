@@ -13,8 +13,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut written = 0u64;
     while written < events {
         let n = (events - written).min(100);
-        let stream = format!("{}-{}", ["order", "account", "cart", "user"][(written / 100 % 4) as usize], written / 100 % 1000);
-        let batch = (0..n).map(|i| NewEvent::new("Filled", format!(r#"{{"n":{},"pad":"{}"}}"#, written + i, "x".repeat(70))));
+        let stream =
+            format!("{}-{}", ["order", "account", "cart", "user"][(written / 100 % 4) as usize], written / 100 % 1000);
+        let batch =
+            (0..n).map(|i| NewEvent::new("Filled", format!(r#"{{"n":{},"pad":"{}"}}"#, written + i, "x".repeat(70))));
         store.append(&stream, ExpectedVersion::Any, batch)?;
         written += n;
     }
