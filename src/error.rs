@@ -89,6 +89,16 @@ pub enum Error {
     /// The store was closed.
     #[error("store is closed")]
     Closed,
+    /// The store was opened with [`Store::open_read_only`](crate::Store::open_read_only):
+    /// it refuses every call that would write (append, delete, snapshot, retention, sync,
+    /// seal, compact). Nothing was written.
+    #[error("store {dir:?} is open read-only: {operation} refused")]
+    ReadOnly {
+        /// The store directory.
+        dir: PathBuf,
+        /// The refused call.
+        operation: &'static str,
+    },
     /// An internal invariant did not hold: a bug in chronicle, never caused by the caller's
     /// input or the directory's bytes (those are `InvalidInput` and `Corruption`). Nothing
     /// was written by the call that reports it.

@@ -49,13 +49,17 @@ mod index;
 #[doc(hidden)]
 pub mod internal;
 mod layout;
+mod metrics;
+mod ops;
 mod options;
 mod read;
+mod readonly;
 mod recovery;
 mod retention;
 mod segment;
 mod shared;
 mod snapshot;
+mod stats;
 pub mod storage;
 mod store;
 mod sync;
@@ -69,12 +73,31 @@ pub use crate::compaction::{AUTO_COMPACTION_CHECK_INTERVAL, CompactionReport};
 pub use crate::error::{Error, Result};
 pub use crate::event::{AppendResult, EventView, ExpectedVersion, NewEvent, RecordedEvent, StreamAppend, StreamInfo};
 pub use crate::in_memory::IN_MEMORY_DIR;
+pub use crate::metrics::{HISTOGRAM_BUCKETS, HistogramSnapshot};
+pub use crate::ops::{BackupReport, Problem, RestoreReport, VERIFY_PROBLEMS_MAX, VerifyReport, restore};
 pub use crate::options::{
     BATCH_BYTES_MAX_DEFAULT, BATCH_EVENTS_MAX, BATCH_STREAMS_MAX, Durability, EVENT_BYTES_MAX_DEFAULT,
     EVENT_TYPE_BYTES_MAX, GROUP_BYTES_MAX, MAPPED_SEGMENTS_DEFAULT, Options, SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX,
     SEGMENT_BYTES_MIN, STREAM_ID_BYTES_MAX, WRITER_QUEUE_DEPTH_MAX,
 };
 pub use crate::read::{AllIter, StreamIter};
+pub use crate::readonly::READ_ONLY_REFRESH_INTERVAL;
 pub use crate::retention::Retention;
 pub use crate::snapshot::{SNAPSHOT_BYTES_MAX, SNAPSHOTS_KEPT, Snapshot};
+pub use crate::stats::{Health, SegmentInfo, Stats};
+
+/// The on-disk format versions this build reads and writes, one per kind of file
+/// (`segment-format.md` §9).
+pub mod format_versions {
+    /// Segment headers and records (`segment-*.log`).
+    pub const SEGMENT: u32 = crate::format::SEGMENT_FORMAT_VERSION;
+    /// Index files (`segment-*.idx`, derived).
+    pub const INDEX: u32 = crate::index::file::INDEX_FORMAT_VERSION;
+    /// The stream-table checkpoint (`streams.chk`, derived).
+    pub const STREAM_CHECKPOINT: u32 = crate::index::checkpoint::CHECKPOINT_FORMAT_VERSION;
+    /// Snapshot files (`snapshot-*.snap`).
+    pub const SNAPSHOT: u32 = crate::format::snapshot_file::SNAPSHOT_FORMAT_VERSION;
+    /// The retention table (`retention.tbl`).
+    pub const RETENTION: u32 = crate::retention::RETENTION_FORMAT_VERSION;
+}
 pub use crate::store::Store;

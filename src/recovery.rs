@@ -340,7 +340,7 @@ fn rewrite(file: &dyn StorageFile, path: &Path, from: u64, to: u64) -> Result<()
 }
 
 /// Folds the streams of `segment` into `streams`.
-fn merge_streams(storage: &dyn Storage, segment: &Segment, streams: &mut StreamTable) -> Result<()> {
+pub(crate) fn merge_streams(storage: &dyn Storage, segment: &Segment, streams: &mut StreamTable) -> Result<()> {
     segment.lookup(storage, |index| {
         match index {
             SegmentIndex::Sealed(mapped) => {
@@ -370,7 +370,7 @@ fn merge_stream(streams: &mut StreamTable, name: &str, last_version: Option<u64>
     }
 }
 
-fn segment_end_position(index: &SegmentIndex) -> u64 {
+pub(crate) fn segment_end_position(index: &SegmentIndex) -> u64 {
     match index {
         SegmentIndex::Sealed(mapped) if mapped.record_count > 0 => mapped.next_position,
         SegmentIndex::Sealed(_) => 0,

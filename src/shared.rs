@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use crate::index::streams::{StreamState, StreamTable};
+use crate::metrics::Metrics;
 use crate::options::Options;
 use crate::recovery::Recovered;
 use crate::retention::RetentionTable;
@@ -39,6 +40,8 @@ pub(crate) struct Shared {
     writer_stopped: AtomicBool,
     /// Set when the store starts to close: a running compaction stops at its next chunk.
     closing: AtomicBool,
+    /// Counters for `Store::stats` and `Store::health`.
+    pub(crate) metrics: Metrics,
 }
 
 impl Shared {
@@ -66,6 +69,7 @@ impl Shared {
             retention,
             writer_stopped: AtomicBool::new(false),
             closing: AtomicBool::new(false),
+            metrics: Metrics::default(),
         }
     }
 
@@ -134,6 +138,11 @@ impl Shared {
 
     pub(crate) fn streams(&self) -> RwLockReadGuard<'_, StreamTable> {
         sync::read(&self.streams)
+    }
+
+    /// Streams in the stream table (deleted ones included).
+    pub(crate) fn stream_count(&self) -> usize {
+        self.streams().len()
     }
 
     pub(crate) fn stream_state(&self, stream: &str) -> Option<StreamState> {

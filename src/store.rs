@@ -11,13 +11,17 @@ use crate::compaction::{self, CompactionReport, CompactorRequest};
 use crate::error::{Error, Result};
 use crate::event::{AppendResult, EventView, ExpectedVersion, NewEvent, StreamAppend, StreamInfo};
 use crate::layout::LOCK_FILE;
+use crate::ops::{BackupReport, VerifyReport};
 use crate::options::{BATCH_STREAMS_MAX, Durability, Options};
 use crate::read::{AllIter, Direction, StreamIter};
-use crate::recovery::recover;
+use crate::readonly::Follower;
+use crate::recovery::{Recovered, recover};
 use crate::retention::{Retention, RetentionTable};
 use crate::segment::cache::MapCache;
 use crate::shared::Shared;
 use crate::snapshot::{Snapshot, Snapshots};
+use crate::stats::{Health, SegmentInfo, Stats};
+use crate::storage::read_only::ReadOnlyStorage;
 use crate::storage::{FileSystem, LockError, LockGuard, Storage};
 use crate::sync;
 use crate::validate::{self, WritePart};
@@ -62,7 +66,10 @@ pub struct Store {
 #[derive(Debug)]
 struct StoreInner {
     shared: Arc<Shared>,
-    writer: Arc<WriterFront>,
+    /// `None` for a read-only store.
+    writer: Option<Arc<WriterFront>>,
+    /// `Some` for a read-only store: how it follows the writer's files.
+    follower: Option<Follower>,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     /// Dropped at shutdown to stop the compaction thread.
     compactor: Mutex<Option<(Sender<CompactorRequest>, JoinHandle<()>)>>,
@@ -70,8 +77,9 @@ struct StoreInner {
     /// retention table) from their closed check to their last write; shutdown takes it
     /// exclusively once after marking the store closing, so no such write happens after it.
     direct_writes: RwLock<()>,
-    /// Declared last: released only after the writer thread has stopped.
-    _lock: LockGuardDebug,
+    /// Declared last: released only after the writer thread has stopped. A read-only store
+    /// takes no lock.
+    _lock: Option<LockGuardDebug>,
 }
 
 struct LockGuardDebug(#[allow(dead_code)] LockGuard);
@@ -99,7 +107,8 @@ impl StoreInner {
         let Some(thread) = sync::lock(&self.writer_thread).take() else {
             return Ok(());
         };
-        let result = self.writer.call(&self.shared, |reply| Request::Shutdown { reply });
+        let Some(writer) = &self.writer else { return Ok(()) };
+        let result = writer.call(&self.shared, |reply| Request::Shutdown { reply });
         if thread.join().is_err() {
             tracing::error!("writer thread panicked");
         }
@@ -167,6 +176,7 @@ impl Store {
     pub fn open_with_storage(dir: impl AsRef<Path>, options: Options, storage: Arc<dyn Storage>) -> Result<Store> {
         options.validate()?;
         let dir: PathBuf = dir.as_ref().to_path_buf();
+        let _span = tracing::info_span!("open", dir = %dir.display()).entered();
         if dir.as_os_str().is_empty() {
             // `create_dir_all("")` succeeds, and the LOCK file would land in the working
             // directory.
@@ -186,6 +196,12 @@ impl Store {
         };
         let cache = MapCache::new(Arc::clone(&storage), options.mapped_segments_max);
         let recovered = recover(&cache, &dir, &options)?;
+        tracing::info!(
+            segments = recovered.segments.len(),
+            streams = recovered.streams.len(),
+            end_position = recovered.next_position,
+            "recovered"
+        );
         let snapshots = Snapshots::open(Arc::clone(&storage), &dir)?;
         let retention = RetentionTable::open(Arc::clone(&storage), &dir)?;
         let active = recovered
@@ -201,11 +217,12 @@ impl Store {
         let (compactor, compactor_requests) = bounded(COMPACTOR_QUEUE_DEPTH_MAX);
         let inner = StoreInner {
             shared: Arc::clone(&shared),
-            writer,
+            writer: Some(writer),
+            follower: None,
             writer_thread: Mutex::new(Some(writer_thread)),
             compactor: Mutex::new(None),
             direct_writes: RwLock::new(()),
-            _lock: LockGuardDebug(lock),
+            _lock: Some(LockGuardDebug(lock)),
         };
         // From here on, dropping `inner` shuts the writer down cleanly.
         let compactor_thread = compaction::spawn(shared, compactor_requests)?;
@@ -213,7 +230,109 @@ impl Store {
         Ok(Store { inner: Arc::new(inner) })
     }
 
-    fn shared(&self) -> &Arc<Shared> {
+    /// Opens the store in `dir` for reading only, whether or not another process (or this
+    /// one) holds it open for writing.
+    ///
+    /// A read-only store never writes, truncates or removes anything in `dir`: it takes no
+    /// lock and creates no `LOCK` file, repairs nothing (a torn tail is ignored, not cut; a
+    /// damaged index file is rebuilt in memory only) and refuses every write with
+    /// [`Error::ReadOnly`]. It sees every event committed before it opened, and follows the
+    /// writer: each read call first reads what was committed since the last refresh when
+    /// that was [`READ_ONLY_REFRESH_INTERVAL`](crate::READ_ONLY_REFRESH_INTERVAL) or longer
+    /// ago ([`Store::refresh`] at once), publishing only whole commit groups whose records
+    /// verify. It survives the writer's rolls, compactions (segments it mapped stay
+    /// readable after their files are removed), crashes and restarts. `segment-format.md`
+    /// §11 says what it relies on.
+    ///
+    /// Every sealed segment it lists stays mapped (two maps, no descriptor each) until it
+    /// leaves the view: a reader in another process cannot delay the writer's removals.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if `dir` is missing or unreadable; [`Error::Corruption`] if a sealed
+    /// segment is damaged where its index cannot be rebuilt, or segments overlap or leave a
+    /// hole in the positions (after retrying a few listings, in case the writer was
+    /// mid-change).
+    ///
+    /// ```
+    /// use chronicle::{Error, ExpectedVersion, NewEvent, Store};
+    /// let dir = tempfile::tempdir()?;
+    /// let writer = Store::open(dir.path())?;
+    /// writer.append("s", ExpectedVersion::Any, [NewEvent::new("T", "1")])?;
+    /// let reader = Store::open_read_only(dir.path())?;
+    /// assert_eq!(reader.read_all(0)?.count(), 1);
+    /// writer.append("s", ExpectedVersion::Any, [NewEvent::new("T", "2")])?;
+    /// reader.refresh()?;
+    /// assert_eq!(reader.stream_version("s")?, Some(1));
+    /// assert!(matches!(reader.append("s", ExpectedVersion::Any, [NewEvent::new("T", "")]), Err(Error::ReadOnly { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Store> {
+        let dir: PathBuf = dir.as_ref().to_path_buf();
+        if dir.as_os_str().is_empty() {
+            return Err(Error::invalid("store directory path is empty"));
+        }
+        let options = Options::default();
+        let storage: Arc<dyn Storage> = Arc::new(ReadOnlyStorage::new(Arc::new(FileSystem)));
+        match std::fs::metadata(&dir) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => return Err(Error::invalid(format!("store path {} is not a directory", dir.display()))),
+            Err(error) => return Err(Error::io("open store directory", &dir, error)),
+        }
+        let cache = MapCache::new_read_only(Arc::clone(&storage), options.mapped_segments_max);
+        let snapshots = Snapshots::open(Arc::clone(&storage), &dir)?;
+        let retention = RetentionTable::open(Arc::clone(&storage), &dir)?;
+        let empty =
+            Recovered { segments: Vec::new(), streams: Default::default(), next_position: 0, next_segment_id: 0 };
+        let shared = Arc::new(Shared::new(dir, cache, options, empty, snapshots, retention));
+        let follower = Follower::new();
+        follower.refresh(&shared)?;
+        let inner = StoreInner {
+            shared,
+            writer: None,
+            follower: Some(follower),
+            writer_thread: Mutex::new(None),
+            compactor: Mutex::new(None),
+            direct_writes: RwLock::new(()),
+            _lock: None,
+        };
+        Ok(Store { inner: Arc::new(inner) })
+    }
+
+    /// Whether this store was opened with [`Store::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.inner.writer.is_none()
+    }
+
+    /// A read-only store: reads what the writer committed since the last refresh (new bytes
+    /// of the active segment, rolls, compaction swaps) now, rather than at the next read
+    /// call after [`READ_ONLY_REFRESH_INTERVAL`](crate::READ_ONLY_REFRESH_INTERVAL). A
+    /// writable store is always current: `Ok(())`.
+    ///
+    /// # Errors
+    /// As [`Store::open_read_only`]; [`Error::Closed`].
+    pub fn refresh(&self) -> Result<()> {
+        self.ensure_open()?;
+        match &self.inner.follower {
+            Some(follower) => follower.refresh(self.shared()),
+            None => Ok(()),
+        }
+    }
+
+    /// Before a read: a read-only store refreshes when due.
+    fn follow(&self) -> Result<()> {
+        self.ensure_open()?;
+        match &self.inner.follower {
+            Some(follower) => follower.refresh_if_due(self.shared()),
+            None => Ok(()),
+        }
+    }
+
+    /// The writer, or [`Error::ReadOnly`] naming `operation`.
+    fn writer(&self, operation: &'static str) -> Result<&Arc<WriterFront>> {
+        self.inner.writer.as_ref().ok_or_else(|| Error::ReadOnly { dir: self.shared().dir.clone(), operation })
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.inner.shared
     }
 
@@ -223,11 +342,12 @@ impl Store {
     }
 
     fn submit(&self, parts: Vec<WritePart>) -> Result<Vec<AppendResult>> {
+        let writer = self.writer("append")?;
         validate::batch(&self.shared().options, &parts)?;
         // Without an fsync to wait for, the answer comes within microseconds: poll for it
         // rather than sleep. With Sync the wait is a whole fsync, so sleep at once.
         let spin = (self.shared().options.durability != Durability::Sync).then_some(CALLER_SPIN);
-        writer::append(self.shared(), &self.inner.writer, parts, spin)
+        writer::append(self.shared(), writer, parts, spin)
     }
 
     /// Appends `events` to `stream` as one atomic batch, if the stream's version satisfies
@@ -293,6 +413,7 @@ impl Store {
         events: impl IntoIterator<Item = NewEvent>,
     ) -> Result<AppendResult> {
         self.ensure_open()?;
+        self.writer("append")?;
         let part = validate::events_part(&self.shared().options, stream, expected, events.into_iter().collect())?;
         let mut results = self.submit(vec![part])?;
         // The writer answers an append of n parts with n results.
@@ -323,6 +444,7 @@ impl Store {
     /// ```
     pub fn append_multi(&self, parts: impl IntoIterator<Item = StreamAppend>) -> Result<Vec<AppendResult>> {
         self.ensure_open()?;
+        self.writer("append_multi")?;
         let options = &self.shared().options;
         let mut validated = Vec::new();
         for part in parts {
@@ -355,7 +477,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn read_stream(&self, stream: &str, from_version: u64) -> Result<StreamIter> {
-        self.ensure_open()?;
+        self.follow()?;
         StreamIter::new(Arc::clone(self.shared()), stream, from_version, None, Direction::Forward)
     }
 
@@ -375,7 +497,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn read_stream_backward(&self, stream: &str, from_version: Option<u64>) -> Result<StreamIter> {
-        self.ensure_open()?;
+        self.follow()?;
         StreamIter::new(Arc::clone(self.shared()), stream, from_version.unwrap_or(u64::MAX), None, Direction::Backward)
     }
 
@@ -394,7 +516,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn read_all(&self, from_position: u64) -> Result<AllIter> {
-        self.ensure_open()?;
+        self.follow()?;
         Ok(AllIter::new(self.shared(), Some(from_position), Direction::Forward))
     }
 
@@ -430,7 +552,7 @@ impl Store {
         from_position: u64,
         visit: impl FnMut(&EventView<'_>) -> ControlFlow<()>,
     ) -> Result<()> {
-        self.ensure_open()?;
+        self.follow()?;
         AllIter::new(self.shared(), Some(from_position), Direction::Forward).visit(visit)
     }
 
@@ -449,7 +571,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn read_all_backward(&self, from_position: Option<u64>) -> Result<AllIter> {
-        self.ensure_open()?;
+        self.follow()?;
         Ok(AllIter::new(self.shared(), from_position, Direction::Backward))
     }
 
@@ -469,7 +591,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn stream_version(&self, stream: &str) -> Result<Option<u64>> {
-        self.ensure_open()?;
+        self.follow()?;
         validate::stream_id(stream)?;
         match self.shared().stream_state(stream) {
             Some(state) if state.deleted => Err(Error::StreamDeleted { stream: stream.to_owned() }),
@@ -532,7 +654,7 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn streams(&self) -> Result<Vec<String>> {
-        self.ensure_open()?;
+        self.follow()?;
         let mut names: Vec<String> = self
             .shared()
             .streams()
@@ -560,7 +682,7 @@ impl Store {
     /// ```
     pub fn sync(&self) -> Result<()> {
         self.ensure_open()?;
-        self.inner.writer.call(self.shared(), |reply| Request::Sync { reply })
+        self.writer("sync")?.call(self.shared(), |reply| Request::Sync { reply })
     }
 
     /// Seals the active segment (if it holds any event) so that everything appended so far
@@ -577,7 +699,7 @@ impl Store {
     /// ```
     pub fn seal(&self) -> Result<()> {
         self.ensure_open()?;
-        self.inner.writer.call(self.shared(), |reply| Request::Seal { reply })
+        self.writer("seal")?.call(self.shared(), |reply| Request::Seal { reply })
     }
 
     fn nudge_compactor(&self) {
@@ -611,6 +733,7 @@ impl Store {
     pub fn save_snapshot(&self, stream: &str, version: u64, state: &[u8]) -> Result<()> {
         let _writing = sync::read(&self.inner.direct_writes);
         self.ensure_open()?;
+        self.writer("save_snapshot")?;
         validate::stream_id(stream)?;
         match self.shared().stream_state(stream) {
             Some(s) if s.deleted => return Err(Error::StreamDeleted { stream: stream.to_owned() }),
@@ -660,8 +783,11 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn load_snapshot(&self, stream: &str) -> Result<Option<Snapshot>> {
-        self.ensure_open()?;
+        self.follow()?;
         validate::stream_id(stream)?;
+        if self.is_read_only() {
+            self.shared().snapshots.rescan()?;
+        }
         if self.shared().stream_state(stream).is_some_and(|s| s.deleted) {
             return Err(Error::StreamDeleted { stream: stream.to_owned() });
         }
@@ -702,6 +828,7 @@ impl Store {
     /// ```
     pub fn delete_stream(&self, stream: &str, expected: ExpectedVersion) -> Result<()> {
         self.ensure_open()?;
+        self.writer("delete_stream")?;
         let part = validate::tombstone_part(stream, expected)?;
         self.submit(vec![part])?;
         self.nudge_compactor();
@@ -726,6 +853,7 @@ impl Store {
     pub fn set_stream_retention(&self, stream: &str, retention: Retention) -> Result<()> {
         let _writing = sync::read(&self.inner.direct_writes);
         self.ensure_open()?;
+        self.writer("set_stream_retention")?;
         validate::stream_id(stream)?;
         if self.shared().stream_state(stream).is_some_and(|s| s.deleted) {
             return Err(Error::StreamDeleted { stream: stream.to_owned() });
@@ -761,6 +889,7 @@ impl Store {
     /// ```
     pub fn compact(&self) -> Result<CompactionReport> {
         self.ensure_open()?;
+        self.writer("compact")?;
         self.seal()?;
         let (reply, answer) = bounded(1);
         let sent = match &*sync::lock(&self.inner.compactor) {
@@ -771,6 +900,148 @@ impl Store {
             return Err(Error::Closed);
         }
         answer.recv().map_err(|_| Error::Closed)?
+    }
+
+    /// Checks every byte of the store: every record's checksum and framing in every
+    /// segment, each index file against the index its segment's records give (byte for
+    /// byte), and every snapshot file. Problems are reported, not repaired; a read-only store
+    /// verifies what it sees after a refresh. Reads as fast as the disk allows (one pass).
+    ///
+    /// # Errors
+    /// [`Error::Closed`]; a read-only store's refresh errors. Damage is in the report, not
+    /// an error.
+    ///
+    /// ```
+    /// use chronicle::{ExpectedVersion, NewEvent, Store};
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// store.append("s", ExpectedVersion::Any, [NewEvent::new("T", "x")])?;
+    /// let report = store.verify()?;
+    /// assert!(report.is_clean() && report.records == 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn verify(&self) -> Result<VerifyReport> {
+        self.verify_with_progress(|_, _| {})
+    }
+
+    /// As [`Store::verify`], calling `progress(bytes_done, bytes_total)` after each segment.
+    ///
+    /// # Errors
+    /// As [`Store::verify`].
+    pub fn verify_with_progress(&self, progress: impl FnMut(u64, u64)) -> Result<VerifyReport> {
+        self.follow()?;
+        Ok(crate::ops::verify::verify(self.shared(), progress))
+    }
+
+    /// Writes a consistent copy of the store, at one position, to `dest` (which must not
+    /// exist) while appends go on; works on a read-only store too, so a backup can be taken
+    /// by another process while the writer runs. Sealed segments are hard-linked where the
+    /// file system allows, else copied; the active segment is copied up to a commit-group
+    /// boundary; snapshots, the retention table and the store's other files are copied. The
+    /// copy is fsynced, verified (every checksum), and renamed to `dest` only then: an
+    /// interrupted backup leaves a temporary `.NAME.backup-*.tmp` directory beside `dest`
+    /// (safe to delete), never a `dest` that looks whole. Restore with [`crate::restore`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] if `dest` exists; [`Error::Io`]; [`Error::Corruption`] if the
+    /// copy fails verification (a damaged store is not backed up silently); [`Error::Closed`].
+    ///
+    /// ```
+    /// use chronicle::{ExpectedVersion, NewEvent, Store};
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path().join("live"))?;
+    /// store.append("s", ExpectedVersion::Any, [NewEvent::new("T", "x")])?;
+    /// let report = store.backup(dir.path().join("backup"))?;
+    /// assert_eq!(report.end_position, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn backup(&self, dest: impl AsRef<Path>) -> Result<BackupReport> {
+        self.follow()?;
+        crate::ops::backup::backup(self.shared(), dest.as_ref())
+    }
+
+    /// The store's counters now (see [`Stats`]): atomics and the segment list, no I/O.
+    /// Works after close too.
+    ///
+    /// ```
+    /// use chronicle::{ExpectedVersion, NewEvent, Store};
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// store.append("s", ExpectedVersion::Any, [NewEvent::new("T", "x")])?;
+    /// let stats = store.stats();
+    /// assert_eq!((stats.end_position, stats.streams), (1, 1));
+    /// assert!(stats.fsyncs >= 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn stats(&self) -> Stats {
+        use std::sync::atomic::Ordering::Relaxed;
+        let shared = self.shared();
+        let metrics = &shared.metrics;
+        let segments = shared.segments();
+        let fsync_micros = metrics.fsync_micros.snapshot();
+        Stats {
+            read_only: self.is_read_only(),
+            end_position: shared.next_position(),
+            streams: shared.stream_count() as u64,
+            segments: segments.len() as u64,
+            bytes: segments.iter().map(|s| s.committed_len()).sum(),
+            fsyncs: metrics.fsyncs.load(Relaxed),
+            fsync_p50_micros: fsync_micros.quantile_upper_bound(0.5),
+            fsync_p99_micros: fsync_micros.quantile_upper_bound(0.99),
+            fsync_micros,
+            commit_groups: metrics.groups.load(Relaxed),
+            commit_group_records: metrics.group_records.snapshot(),
+            writer_queue_depth: self.inner.writer.as_ref().map_or(0, |w| w.queue_depth()),
+            compactions: metrics.compactions.load(Relaxed),
+            compaction_running: metrics.compaction_running.load(Relaxed),
+            compaction_runs_done: metrics.compaction_runs_done.load(Relaxed),
+            compaction_runs_total: metrics.compaction_runs_total.load(Relaxed),
+            subscribers: 0,
+            refreshes: self.inner.follower.as_ref().map_or(0, Follower::refreshes),
+        }
+    }
+
+    /// Every segment file in position order, with its header fields and committed bytes.
+    ///
+    /// # Errors
+    /// [`Error::Closed`]; a read-only store's refresh errors.
+    pub fn segment_files(&self) -> Result<Vec<SegmentInfo>> {
+        self.follow()?;
+        let segments = self.shared().segments();
+        let count = segments.len();
+        Ok(segments
+            .iter()
+            .enumerate()
+            .map(|(i, s)| SegmentInfo {
+                path: s.path.clone(),
+                id: s.id(),
+                base_position: s.header.base_position,
+                compacted_end_position: (s.header.compacted_end_position != 0)
+                    .then_some(s.header.compacted_end_position),
+                bytes: s.committed_len(),
+                active: i + 1 == count,
+                created_unix_ms: s.header.created_unix_ms,
+            })
+            .collect())
+    }
+
+    /// Whether the store serves: [`Health::Ok`], [`Health::Poisoned`] with the failure that
+    /// poisoned it (reopen to recover), or [`Health::Closed`].
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = chronicle::Store::open(dir.path())?;
+    /// assert_eq!(store.health(), chronicle::Health::Ok);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn health(&self) -> Health {
+        if self.shared().closing() {
+            return Health::Closed;
+        }
+        match self.shared().metrics.poisoned() {
+            Some(cause) => Health::Poisoned { cause: cause.to_string() },
+            None => Health::Ok,
+        }
     }
 
     /// The store's directory.

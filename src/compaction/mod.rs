@@ -116,9 +116,27 @@ fn segment_bytes(shared: &Shared) -> u64 {
 /// One compaction of every sealed segment.
 pub(crate) fn compact(shared: &Shared) -> Result<CompactionReport> {
     let started = Instant::now();
+    let _span = tracing::info_span!("compaction", dir = %shared.dir.display()).entered();
+    let metrics = &shared.metrics;
+    metrics.compaction_running.store(true, std::sync::atomic::Ordering::Relaxed);
+    let result = compact_runs(shared, started);
+    metrics.compaction_running.store(false, std::sync::atomic::Ordering::Relaxed);
+    if result.is_ok() {
+        metrics.compactions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    result
+}
+
+fn compact_runs(shared: &Shared, started: Instant) -> Result<CompactionReport> {
+    use std::sync::atomic::Ordering::Relaxed;
     let mut report = CompactionReport { bytes_before: segment_bytes(shared), ..CompactionReport::default() };
-    for run in plan::runs(plan::plan(shared)?, shared.options.segment_bytes) {
+    let runs = plan::runs(plan::plan(shared)?, shared.options.segment_bytes);
+    shared.metrics.compaction_runs_total.store(runs.len() as u64, Relaxed);
+    shared.metrics.compaction_runs_done.store(0, Relaxed);
+    for (done, run) in runs.into_iter().enumerate() {
+        tracing::info!(run = done + 1, segments = run.len(), "compacting a run of sealed segments");
         let events_removed = rewrite::apply(shared, &run)?;
+        shared.metrics.compaction_runs_done.store(done as u64 + 1, Relaxed);
         report.segments_rewritten += run.len();
         report.events_removed += events_removed;
         report.bytes_removed += run.iter().map(|p| p.discard_bytes).sum::<u64>();
@@ -128,6 +146,6 @@ pub(crate) fn compact(shared: &Shared) -> Result<CompactionReport> {
     }
     report.bytes_after = segment_bytes(shared);
     report.duration = started.elapsed();
-    tracing::debug!(?report, "compaction finished");
+    tracing::info!(?report, "compaction finished");
     Ok(report)
 }

@@ -25,6 +25,8 @@ pub(crate) struct MapCache {
     pub(crate) storage: Arc<dyn Storage>,
     mapped_segments_max: usize,
     clock: Mutex<Clock>,
+    /// A read-only store's: derived files (index files) are never written.
+    pub(crate) read_only: bool,
 }
 
 #[derive(Debug, Default)]
@@ -61,7 +63,13 @@ impl MapCache {
     pub(crate) fn new(storage: Arc<dyn Storage>, mapped_segments_max: usize) -> Arc<Self> {
         // Options::validate refuses 0; one keeps the sweep's arithmetic meaningful anyway.
         let mapped_segments_max = mapped_segments_max.max(1);
-        Arc::new(MapCache { storage, mapped_segments_max, clock: Mutex::new(Clock::default()) })
+        Arc::new(MapCache { storage, mapped_segments_max, clock: Mutex::new(Clock::default()), read_only: false })
+    }
+
+    /// The cache of a read-only store: it writes no index file.
+    pub(crate) fn new_read_only(storage: Arc<dyn Storage>, mapped_segments_max: usize) -> Arc<Self> {
+        let mapped_segments_max = mapped_segments_max.max(1);
+        Arc::new(MapCache { storage, mapped_segments_max, clock: Mutex::new(Clock::default()), read_only: true })
     }
 
     /// Marks a segment's maps as used (a hit): one relaxed load, and a store only on the

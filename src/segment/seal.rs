@@ -15,6 +15,10 @@ impl Segment {
     /// the segment to the mapped index. Failures are logged, not returned: the index is derived
     /// data and the next open rebuilds what is missing.
     pub(crate) fn write_index_file(&self, storage: &dyn Storage, covered_bytes: u64) {
+        if self.cache.read_only {
+            // A read-only store keeps the index it built in memory.
+            return;
+        }
         let Some(index) = self.loaded_index() else { return };
         let SegmentIndex::Active(mem) = &*index else { return };
         let bytes = {

@@ -82,6 +82,42 @@ fn parse_file_name(name: &str) -> Option<(u64, u64)> {
 impl Snapshots {
     /// Catalogues the snapshot files in `dir` (their contents are read on load).
     pub(crate) fn open(storage: Arc<dyn Storage>, dir: &Path) -> Result<Self> {
+        let catalog = Self::list(&*storage, dir)?;
+        Ok(Snapshots { dir: dir.to_path_buf(), storage, catalog: Mutex::new(catalog), tmp_counter: AtomicU64::new(0) })
+    }
+
+    /// Catalogues the directory again: a read-only store sees the snapshots its writer saved
+    /// (or pruned) since it opened.
+    pub(crate) fn rescan(&self) -> Result<()> {
+        let catalog = Self::list(&*self.storage, &self.dir)?;
+        *self.catalog() = catalog;
+        Ok(())
+    }
+
+    /// Reads and checks every catalogued snapshot file: how many were checked, and each
+    /// one that is damaged or cannot be read, with the reason.
+    pub(crate) fn verify_files(&self) -> (u64, Vec<(PathBuf, String)>) {
+        let files: Vec<(u64, u64)> =
+            self.catalog().iter().flat_map(|(hash, versions)| versions.iter().map(|v| (*hash, *v))).collect();
+        let mut problems = Vec::new();
+        let mut checked = 0u64;
+        for (hash, version) in files {
+            let path = self.dir.join(file_name(hash, version));
+            match self.read_file(hash, version) {
+                Ok(None) => continue,
+                Ok(Some((stream, _))) if stream_hash(&stream) != hash => {
+                    problems.push((path, "stream id in the file does not hash to its name".to_owned()));
+                }
+                Ok(Some(_)) => {}
+                Err(Unreadable::Io(error)) => problems.push((path, error.to_string())),
+                Err(Unreadable::Invalid(reason)) => problems.push((path, reason)),
+            }
+            checked += 1;
+        }
+        (checked, problems)
+    }
+
+    fn list(storage: &dyn Storage, dir: &Path) -> Result<HashMap<u64, Vec<u64>>> {
         let mut catalog: HashMap<u64, Vec<u64>> = HashMap::new();
         for name in storage.list_dir(dir).map_err(|e| Error::io("list directory", dir, e))? {
             if let Some((hash, version)) = parse_file_name(&name) {
@@ -91,7 +127,7 @@ impl Snapshots {
         for versions in catalog.values_mut() {
             versions.sort_unstable();
         }
-        Ok(Snapshots { dir: dir.to_path_buf(), storage, catalog: Mutex::new(catalog), tmp_counter: AtomicU64::new(0) })
+        Ok(catalog)
     }
 
     fn catalog(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Vec<u64>>> {
@@ -101,6 +137,7 @@ impl Snapshots {
     /// Writes a snapshot atomically and prunes the stream's older ones. The caller has
     /// checked the stream and version.
     pub(crate) fn save(&self, stream: &str, version: u64, state: &[u8]) -> Result<()> {
+        let _span = tracing::info_span!("snapshot", stream, version, bytes = state.len()).entered();
         if state.len() > SNAPSHOT_BYTES_MAX {
             return Err(Error::invalid(format!(
                 "snapshot of stream {stream:?} is {} bytes, above the limit of {SNAPSHOT_BYTES_MAX}",

@@ -15,6 +15,7 @@
 
 mod fs;
 mod memory;
+pub(crate) mod read_only;
 
 pub use self::fs::FileSystem;
 pub use self::memory::{MEMORY_FILE_BYTES_MAX, MemoryStorage};

@@ -39,6 +39,11 @@ impl std::fmt::Debug for WriterFront {
 }
 
 impl WriterFront {
+    /// Requests waiting in the queue.
+    pub(crate) fn queue_depth(&self) -> usize {
+        self.requests.len()
+    }
+
     pub(super) fn lock(&self) -> MutexGuard<'_, Writer> {
         // A panic while holding the lock leaves the writer as consistent as any error would
         // (the group is rebuilt from scratch on each flush); keep serving.

@@ -425,6 +425,7 @@ impl Writer {
         // Publish in the order readers rely on: index entries, then the segment's committed
         // length and the global position, then the stream table (a reader that sees a new
         // stream version finds its entries and bytes).
+        self.shared.metrics.record_group(group.entries.len());
         if let Some(index) = self.active.loaded_index()
             && let SegmentIndex::Active(mem) = &*index
         {
@@ -440,7 +441,12 @@ impl Writer {
     }
 
     fn sync_active(&mut self) -> Result<()> {
-        if let Err(source) = self.active_file.sync_data() {
+        let started = Instant::now();
+        let synced = self.active_file.sync_data();
+        let took = started.elapsed();
+        self.shared.metrics.record_fsync(took);
+        tracing::trace!(path = %self.active.path.display(), micros = took.as_micros() as u64, "fdatasync");
+        if let Err(source) = synced {
             return Err(self.poison_with(Error::io("fdatasync", &self.active.path, source)));
         }
         self.unsynced = false;
@@ -452,6 +458,7 @@ impl Writer {
     fn poison_with(&mut self, error: Error) -> Error {
         tracing::error!(%error, "write path failed; the store refuses writes until reopened");
         let cause = Arc::clone(self.poison.get_or_insert_with(|| Arc::new(error)));
+        self.shared.metrics.set_poisoned(&cause);
         Error::Poisoned { cause }
     }
 

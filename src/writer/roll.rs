@@ -15,6 +15,8 @@ const STREAM_CHECKPOINT_ROLLS: u32 = 8;
 impl Writer {
     /// Seals the active segment (synced, index written) and makes a new one active.
     pub(super) fn roll(&mut self) -> Result<()> {
+        let _span =
+            tracing::info_span!("roll", sealed = %self.active.path.display(), bytes = self.write_offset).entered();
         if self.unsynced {
             self.sync_active()?;
         }

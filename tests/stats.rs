@@ -1,0 +1,35 @@
+//! `Store::stats` and `Store::health`.
+
+use chronicle::{ExpectedVersion, Health, NewEvent, Options, Store};
+
+#[test]
+fn stats_count_what_the_writer_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), Options::default().segment_bytes(16 << 10)).unwrap();
+    for i in 0..200u32 {
+        store.append(&format!("s-{}", i % 4), ExpectedVersion::Any, [NewEvent::new("T", vec![0u8; 100])]).unwrap();
+    }
+    let stats = store.stats();
+    assert_eq!(stats.end_position, 200);
+    assert_eq!(stats.streams, 4);
+    assert!(stats.segments > 1);
+    assert!(stats.bytes > 200 * 100);
+    assert!(stats.fsyncs >= 200, "{stats:?}");
+    assert_eq!(stats.fsync_micros.total(), stats.fsyncs);
+    assert!(stats.fsync_p50_micros <= stats.fsync_p99_micros);
+    assert_eq!(stats.commit_group_records.total(), stats.commit_groups);
+    assert!(!stats.read_only);
+    store.compact().unwrap();
+    let after = store.stats();
+    assert_eq!(after.compactions, 1);
+    assert!(!after.compaction_running);
+    assert_eq!(store.health(), Health::Ok);
+    let reader = Store::open_read_only(dir.path()).unwrap();
+    let stats = reader.stats();
+    assert!(stats.read_only && stats.refreshes >= 1);
+    assert_eq!((stats.end_position, stats.streams), (200, 4));
+    assert_eq!(stats.fsyncs, 0);
+    store.clone().close().unwrap();
+    assert_eq!(store.health(), Health::Closed);
+    assert_eq!(store.health().status(), "closed");
+}
