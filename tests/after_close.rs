@@ -42,6 +42,11 @@ fn calls() -> Vec<(&'static str, Call)> {
         ("delete_stream", |s| s.delete_stream("s", ExpectedVersion::Any)),
         ("set_stream_retention", |s| s.set_stream_retention("s", Retention::MaxCount(1))),
         ("compact", |s| s.compact().map(drop)),
+        ("verify", |s| s.verify().map(drop)),
+        ("segment_files", |s| s.segment_files().map(drop)),
+        ("backup", |s| {
+            s.backup(std::env::temp_dir().join(format!("chronicle-after-close-{}", std::process::id()))).map(drop)
+        }),
     ]
 }
 
