@@ -33,3 +33,22 @@ fn stats_count_what_the_writer_did() {
     assert_eq!(store.health(), Health::Closed);
     assert_eq!(store.health().status(), "closed");
 }
+
+#[test]
+fn health_reports_a_failed_fsync_as_poisoned_with_its_cause() {
+    use chronicle_testkit::{InjectedError, SimStorage};
+    let sim = SimStorage::new();
+    let store = Store::open_with_storage("/db", Options::default(), std::sync::Arc::new(sim.clone())).unwrap();
+    store.append("s", ExpectedVersion::Any, [NewEvent::new("T", "ok")]).unwrap();
+    assert!(matches!(store.health(), Health::Ok), "{:?}", store.health());
+    // Every I/O call from the next one on fails: the append's write or fsync does.
+    sim.fail_from(sim.calls() + 1, InjectedError::Io);
+    assert!(store.append("s", ExpectedVersion::Any, [NewEvent::new("T", "lost")]).is_err());
+    match store.health() {
+        Health::Poisoned { cause } => assert!(!cause.is_empty(), "the cause is named"),
+        other => panic!("after a failed write: {other:?}"),
+    }
+    let other = store.clone();
+    drop(store.close());
+    assert!(matches!(other.health(), Health::Closed), "{:?}", other.health());
+}
