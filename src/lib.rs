@@ -45,6 +45,7 @@ mod index;
 #[doc(hidden)]
 pub mod internal;
 mod layout;
+mod notify;
 mod options;
 mod read;
 mod recovery;
@@ -54,6 +55,7 @@ mod shared;
 mod snapshot;
 pub mod storage;
 mod store;
+mod subscription;
 mod sync;
 mod validate;
 mod writer;
@@ -66,7 +68,8 @@ pub use crate::options::{
     EVENT_TYPE_BYTES_MAX, GROUP_BYTES_MAX, MAPPED_SEGMENTS_DEFAULT, Options, SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX,
     SEGMENT_BYTES_MIN, STREAM_ID_BYTES_MAX, WRITER_QUEUE_DEPTH_MAX,
 };
-pub use crate::read::{AllIter, StreamIter};
+pub use crate::read::{AllIter, FILTER_EVENT_TYPES_MAX, Filter, FilteredIter, StreamIter};
 pub use crate::retention::Retention;
 pub use crate::snapshot::{SNAPSHOT_BYTES_MAX, SNAPSHOTS_KEPT, Snapshot};
 pub use crate::store::Store;
+pub use crate::subscription::{CONSUMER_NAME_BYTES_MAX, StopHandle, Subscription};

@@ -12,13 +12,14 @@ use crate::error::{Error, Result};
 use crate::event::{AppendResult, EventView, ExpectedVersion, NewEvent, StreamAppend, StreamInfo};
 use crate::layout::LOCK_FILE;
 use crate::options::{BATCH_STREAMS_MAX, Durability, Options};
-use crate::read::{AllIter, Direction, StreamIter};
+use crate::read::{AllIter, Direction, Filter, FilteredIter, StreamIter};
 use crate::recovery::recover;
 use crate::retention::{Retention, RetentionTable};
 use crate::segment::cache::MapCache;
 use crate::shared::Shared;
 use crate::snapshot::{Snapshot, Snapshots};
 use crate::storage::{FileSystem, LockError, LockGuard, Storage};
+use crate::subscription::{Subscription, consumer};
 use crate::sync;
 use crate::validate::{self, WritePart};
 use crate::writer::{self, Request, Writer, WriterFront};
@@ -432,6 +433,134 @@ impl Store {
     ) -> Result<()> {
         self.ensure_open()?;
         AllIter::new(self.shared(), Some(from_position), Direction::Forward).visit(visit)
+    }
+
+    /// Reads the events matching `filter` in position order from `from_position` on.
+    /// Stream, category and prefix conditions are answered from the segments' stream
+    /// indexes (only matching records are read); event types are checked on each record
+    /// read. Events of deleted streams and events discarded by retention are skipped.
+    /// Sees the log as it was when called.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] if `filter` was built from bad input (an empty list of
+    /// event types, an empty category or prefix, an invalid stream id);
+    /// [`Error::Closed`] once [`Store::close`] has begun on any clone. Items are
+    /// [`Error::Corruption`] if a record fails its checksum.
+    ///
+    /// ```
+    /// use chronicle::{ExpectedVersion, Filter, NewEvent, Store};
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// store.append("order-1", ExpectedVersion::Any, [NewEvent::new("OrderPlaced", "{}")])?;
+    /// store.append("order-2", ExpectedVersion::Any, [NewEvent::new("OrderShipped", "{}")])?;
+    /// let shipped = store.read_all_filtered(0, Filter::event_types(["OrderShipped"]))?;
+    /// assert_eq!(shipped.map(|e| e.unwrap().stream_id).collect::<Vec<_>>(), ["order-2"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn read_all_filtered(&self, from_position: u64, filter: Filter) -> Result<FilteredIter> {
+        self.ensure_open()?;
+        filter.validate()?;
+        Ok(FilteredIter::new(self.shared(), from_position, None, filter))
+    }
+
+    /// Follows the log: the events matching `filter` from `from_position` on, first those
+    /// already committed, then each one as it commits, in position order, each exactly
+    /// once (see [`Subscription`]). Under [`Durability::Sync`] only durable events are
+    /// delivered. A position beyond the end waits for the log to reach it.
+    ///
+    /// The subscription does not keep the store open: closing it, or dropping its last
+    /// clone, ends every subscription (`next()` returns `None`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a filter built from bad input; [`Error::Closed`].
+    ///
+    /// ```
+    /// use chronicle::{ExpectedVersion, Filter, NewEvent, Store};
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// let mut orders = store.subscribe(0, Filter::category("order"))?;
+    /// store.append("order-7", ExpectedVersion::Any, [NewEvent::new("OrderPlaced", "{}")])?;
+    /// let event = orders.next().unwrap()?;
+    /// assert_eq!(event.stream_id, "order-7");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn subscribe(&self, from_position: u64, filter: Filter) -> Result<Subscription> {
+        self.ensure_open()?;
+        filter.validate()?;
+        Ok(Subscription::new(self.shared(), &self.inner.writer, from_position, filter))
+    }
+
+    /// A durable consumer: a subscription that starts just after the last position
+    /// acknowledged ([`Subscription::ack`]) under `name` (at 0 the first time) and keeps its
+    /// checkpoint in the store directory (`consumer-{name}.chk`). Delivery is
+    /// at-least-once: after a crash or restart the consumer resumes at or before its first
+    /// unacknowledged event. One live subscription per name.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a name that is empty, over
+    /// [`CONSUMER_NAME_BYTES_MAX`](crate::CONSUMER_NAME_BYTES_MAX) bytes, or holds anything
+    /// but ASCII letters, digits, `_`, `-`, `.` (or starts with `.`), and for a bad filter;
+    /// [`Error::ConsumerInUse`] if another live subscription has this name;
+    /// [`Error::Corruption`] if its checkpoint file is damaged; [`Error::Io`];
+    /// [`Error::Closed`].
+    ///
+    /// ```
+    /// use chronicle::{Error, Filter, Store};
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// let billing = store.subscribe_durable("billing", Filter::all())?;
+    /// assert!(matches!(store.subscribe_durable("billing", Filter::all()), Err(Error::ConsumerInUse { .. })));
+    /// drop(billing);
+    /// assert!(store.subscribe_durable("billing", Filter::all()).is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn subscribe_durable(&self, name: &str, filter: Filter) -> Result<Subscription> {
+        self.ensure_open()?;
+        consumer::validate_name(name)?;
+        filter.validate()?;
+        Subscription::durable(self.shared(), &self.inner.writer, name, filter)
+    }
+
+    /// The last position acknowledged by durable consumer `name`; `None` if it never
+    /// acknowledged one (or was deleted).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an invalid name (as [`Store::subscribe_durable`]);
+    /// [`Error::Corruption`] for a damaged checkpoint; [`Error::Io`]; [`Error::Closed`].
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = chronicle::Store::open(dir.path())?;
+    /// assert_eq!(store.consumer_position("billing")?, None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn consumer_position(&self, name: &str) -> Result<Option<u64>> {
+        self.ensure_open()?;
+        consumer::validate_name(name)?;
+        consumer::read(&*self.shared().storage, &self.shared().dir, name)
+    }
+
+    /// Deletes durable consumer `name`'s checkpoint: a later
+    /// [`Store::subscribe_durable`] with this name starts at 0. Deleting a consumer that
+    /// has no checkpoint is not an error.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an invalid name; [`Error::ConsumerInUse`] while a live
+    /// subscription holds the name (nothing deleted); [`Error::Io`]; [`Error::Closed`].
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = chronicle::Store::open(dir.path())?;
+    /// store.delete_consumer("billing")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn delete_consumer(&self, name: &str) -> Result<()> {
+        let _writing = sync::read(&self.inner.direct_writes);
+        self.ensure_open()?;
+        consumer::validate_name(name)?;
+        // Held while removing, so no subscription can claim the name meanwhile.
+        let _claim = consumer::ConsumerClaim::take(self.shared(), name)?;
+        consumer::remove(&*self.shared().storage, &self.shared().dir, name)
     }
 
     /// Reads every event in reverse position order from `from_position` (`None`: the last).

@@ -545,6 +545,29 @@ impl MappedIndex {
             .collect()
     }
 
+    /// See [`super::SegmentIndex::matching_entries`]: the entries `keep` accepts of every
+    /// stream whose name `matches`; stream records and entry runs verified as they are used.
+    pub(crate) fn matching_entries(
+        &self,
+        matches: &dyn Fn(&str) -> bool,
+        keep: &dyn Fn(&IndexEntry) -> bool,
+        out: &mut Vec<IndexEntry>,
+    ) -> Result<(), Damage> {
+        for stream in self.streams()? {
+            if !matches(stream.name) {
+                continue;
+            }
+            self.check_entries(&stream)?;
+            for k in stream.first_entry..stream.first_entry + stream.entry_count {
+                let entry = self.entry(k).ok_or("entry out of range")?;
+                if keep(&entry) {
+                    out.push(entry);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Every stream with its event entries and whether the segment holds its tombstone,
     /// all verified (compaction planning).
     pub(crate) fn all_streams(&self) -> Result<Vec<super::StreamEntries>, Damage> {

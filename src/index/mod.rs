@@ -129,6 +129,50 @@ impl SegmentIndex {
     }
 }
 
+impl SegmentIndex {
+    /// Appends to `out` the event entries with `low <= position < end` of the streams
+    /// whose id satisfies `matches` (only `exact`, looked up directly, when given), sorted
+    /// by position. Tombstones are not entries.
+    ///
+    /// # Errors
+    /// As [`SegmentIndex::stream_entries`].
+    pub(crate) fn matching_entries(
+        &self,
+        exact: Option<&str>,
+        matches: &dyn Fn(&str) -> bool,
+        low: u64,
+        end: u64,
+        out: &mut Vec<IndexEntry>,
+    ) -> Result<(), file::Damage> {
+        let in_range = |e: &IndexEntry| e.position >= low && e.position < end;
+        let start = out.len();
+        match (self, exact) {
+            (_, Some(stream)) => {
+                if matches(stream) {
+                    let mut entries = Vec::new();
+                    self.stream_entries(stream, 0, u64::MAX, &mut entries)?;
+                    out.extend(entries.into_iter().filter(in_range));
+                }
+            }
+            (SegmentIndex::Active(mem), None) => {
+                let mem = sync::read(mem);
+                for (name, slot) in &mem.streams {
+                    if matches(name) {
+                        // Entries are in version order, which is position order.
+                        let from = slot.entries.partition_point(|e| e.position < low);
+                        out.extend(slot.entries.iter().skip(from).take_while(|e| e.position < end));
+                    }
+                }
+            }
+            (SegmentIndex::Sealed(mapped), None) => mapped.matching_entries(matches, &in_range, out)?,
+        }
+        if let Some(added) = out.get_mut(start..) {
+            added.sort_unstable_by_key(|e| e.position);
+        }
+        Ok(())
+    }
+}
+
 /// A stream id, its event entries in one segment, and whether the segment holds its tombstone.
 pub(crate) type StreamEntries = (String, Vec<IndexEntry>, bool);
 

@@ -434,6 +434,8 @@ impl Writer {
         self.active.publish(self.write_offset);
         self.shared.publish_position(group.next_position);
         self.shared.publish_streams(group.overlay.drain());
+        // Subscriptions hook in here: the whole group is visible, wake whoever follows.
+        self.shared.notify_followers();
         Ok(())
     }
 
@@ -450,6 +452,7 @@ impl Writer {
     fn poison_with(&mut self, error: Error) -> Error {
         tracing::error!(%error, "write path failed; the store refuses writes until reopened");
         let cause = Arc::clone(self.poison.get_or_insert_with(|| Arc::new(error)));
+        self.shared.mark_poisoned(&cause);
         Error::Poisoned { cause }
     }
 

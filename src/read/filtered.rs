@@ -1,0 +1,243 @@
+//! Reading the events that match a [`Filter`] in position order, up to a fixed end.
+//!
+//! With a stream condition (stream, category, prefix), each segment's stream index gives
+//! the entries of the matching streams, merged in position order, and only those records
+//! are read (and checksum-verified). Without one (all events, or event types alone) the
+//! segment is scanned record by record like `read_all`, and only matching records become
+//! events. Either way the iterator tracks the position it has examined up to, which is
+//! what a subscription resumes from.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use super::filter::Filter;
+use crate::error::{Error, Result};
+use crate::event::RecordedEvent;
+use crate::format::record::{RecordKind, field};
+use crate::format::segment_header::SEGMENT_HEADER_BYTES;
+use crate::index::IndexEntry;
+use crate::segment::SegmentReader;
+use crate::shared::{SegmentList, Shared};
+use crate::storage::Storage;
+
+/// The events matching a [`Filter`], in position order, from
+/// [`Store::read_all_filtered`](crate::Store::read_all_filtered).
+///
+/// Sees the log as it was when created. Every event returned is checksum-verified; a
+/// failure yields `Error::Corruption` and ends the iteration.
+///
+/// ```
+/// use chronicle::{ExpectedVersion, Filter, NewEvent, Store};
+/// # let dir = tempfile::tempdir()?;
+/// let store = Store::open(dir.path())?;
+/// store.append("order-1", ExpectedVersion::Any, [NewEvent::new("OrderPlaced", "{}")])?;
+/// store.append("user-1", ExpectedVersion::Any, [NewEvent::new("Registered", "{}")])?;
+/// let orders = store.read_all_filtered(0, Filter::category("order"))?.count();
+/// assert_eq!(orders, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct FilteredIter {
+    storage: Arc<dyn Storage>,
+    segments: SegmentList,
+    segment_index: usize,
+    filter: Filter,
+    /// Next position to examine: every position below it has been returned or skipped.
+    low: u64,
+    /// One past the last position this iterator reads.
+    end: u64,
+    deleted: Arc<HashSet<Arc<str>>>,
+    reader: Option<SegmentReader>,
+    /// Index mode: the current segment's matching entries, and how many were taken.
+    pending: Vec<IndexEntry>,
+    taken: usize,
+    loaded: bool,
+    /// Scan mode: offset of the next record in the current segment (`None`: not started).
+    offset: Option<u64>,
+    done: bool,
+}
+
+impl FilteredIter {
+    /// Events matching `filter` with `from <= position < min(to, published end)`.
+    pub(crate) fn new(shared: &Arc<Shared>, from: u64, to: Option<u64>, filter: Filter) -> Self {
+        // The end first, then the segments: every position below the end lies in a segment
+        // already in the list (a new segment is listed before anything in it is published).
+        let published = shared.next_position();
+        let end = to.map_or(published, |to| to.min(published));
+        let segments = shared.segments();
+        let segment_index = segments.partition_point(|s| s.header.base_position <= from).saturating_sub(1);
+        FilteredIter {
+            storage: Arc::clone(&shared.storage),
+            segments,
+            segment_index,
+            filter,
+            low: from,
+            end,
+            deleted: shared.deleted_streams(),
+            reader: None,
+            pending: Vec::new(),
+            taken: 0,
+            loaded: false,
+            offset: None,
+            done: from >= end,
+        }
+    }
+
+    /// Every position below this one has been returned or skipped (as not matching,
+    /// deleted or discarded); after the iterator ends, its end.
+    pub(crate) fn examined(&self) -> u64 {
+        self.low
+    }
+
+    fn is_deleted(&self, stream: &str) -> bool {
+        !self.deleted.is_empty() && self.deleted.contains(stream)
+    }
+
+    /// Moves to the next segment; `false` past the last one or the end.
+    fn next_segment(&mut self) -> bool {
+        self.segment_index += 1;
+        self.loaded = false;
+        self.offset = None;
+        self.pending.clear();
+        self.taken = 0;
+        self.segments.get(self.segment_index).is_some_and(|s| s.header.base_position < self.end)
+    }
+
+    fn finish(&mut self) {
+        self.low = self.low.max(self.end);
+        self.done = true;
+    }
+
+    fn ensure_reader(&mut self) -> Option<Result<()>> {
+        let segment = self.segments.get(self.segment_index)?;
+        if self.reader.as_ref().is_none_or(|r| !Arc::ptr_eq(r.segment(), segment)) {
+            match segment.reader() {
+                Ok(reader) => self.reader = Some(reader),
+                Err(error) => return Some(Err(error)),
+            }
+        }
+        Some(Ok(()))
+    }
+
+    /// Index mode: the next matching event, segment by segment.
+    fn next_indexed(&mut self) -> Option<Result<RecordedEvent>> {
+        loop {
+            let segment = self.segments.get(self.segment_index)?;
+            if segment.header.base_position >= self.end {
+                return None;
+            }
+            if !self.loaded {
+                let (filter, deleted) = (&self.filter, &self.deleted);
+                let matches = |s: &str| filter.matches_stream(s) && (deleted.is_empty() || !deleted.contains(s));
+                let (low, end, pending) = (self.low, self.end, &mut self.pending);
+                let found = segment.lookup(&*self.storage, |index| {
+                    pending.clear();
+                    index.matching_entries(filter.exact_stream(), &matches, low, end, pending)
+                });
+                if let Err(error) = found {
+                    return Some(Err(error));
+                }
+                self.loaded = true;
+                self.taken = 0;
+            }
+            let Some(entry) = self.pending.get(self.taken).copied() else {
+                if !self.next_segment() {
+                    return None;
+                }
+                continue;
+            };
+            self.taken += 1;
+            if let Err(error) = self.ensure_reader()? {
+                return Some(Err(error));
+            }
+            let reader = self.reader.as_ref()?;
+            let offset = u64::from(entry.offset);
+            let path = &reader.segment().path;
+            let (decoded, record) = match reader.read_record(offset, Some(entry.record_bytes)) {
+                Ok(read) => read,
+                Err(error) => return Some(Err(error)),
+            };
+            if decoded.position != entry.position || decoded.kind != RecordKind::Event {
+                return Some(Err(Error::corruption(path, offset, "record differs from its index entry")));
+            }
+            self.low = decoded.position + 1;
+            if !self.filter.matches_type(field(record, decoded.event_type.clone())) {
+                continue;
+            }
+            let event = super::to_event(&decoded, record, reader, offset);
+            return Some(event.map_err(|reason| Error::corruption(path, offset, reason)));
+        }
+    }
+
+    /// Scan mode: every record of each segment in order; matching events are returned.
+    fn next_scanned(&mut self) -> Option<Result<RecordedEvent>> {
+        loop {
+            let segment = Arc::clone(self.segments.get(self.segment_index)?);
+            if segment.header.base_position >= self.end {
+                return None;
+            }
+            if let Err(error) = self.ensure_reader()? {
+                return Some(Err(error));
+            }
+            let offset = match self.offset {
+                Some(offset) => offset,
+                None => {
+                    let low = self.low;
+                    // Where to start is only a shortcut: an index that cannot say scans from the top.
+                    segment
+                        .lookup(&*self.storage, |index| index.scan_start(low))
+                        .ok()
+                        .flatten()
+                        .map_or(SEGMENT_HEADER_BYTES as u64, u64::from)
+                }
+            };
+            let reader = self.reader.as_ref()?;
+            if offset >= reader.len() {
+                if !self.next_segment() {
+                    return None;
+                }
+                continue;
+            }
+            let (decoded, record) = match reader.read_record(offset, None) {
+                Ok(read) => read,
+                Err(error) => return Some(Err(error)),
+            };
+            self.offset = Some(offset + decoded.record_bytes as u64);
+            if decoded.position >= self.end {
+                return None;
+            }
+            if decoded.position < self.low {
+                continue;
+            }
+            self.low = decoded.position + 1;
+            if decoded.kind != RecordKind::Event || !self.filter.matches_type(field(record, decoded.event_type.clone()))
+            {
+                continue;
+            }
+            let stream = field(record, decoded.stream_id.clone());
+            if !self.deleted.is_empty() && std::str::from_utf8(stream).is_ok_and(|s| self.is_deleted(s)) {
+                continue;
+            }
+            let path = &reader.segment().path;
+            let event = super::to_event(&decoded, record, reader, offset);
+            return Some(event.map_err(|reason| Error::corruption(path, offset, reason)));
+        }
+    }
+}
+
+impl Iterator for FilteredIter {
+    type Item = Result<RecordedEvent>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let item = if self.filter.has_stream_condition() { self.next_indexed() } else { self.next_scanned() };
+        match &item {
+            Some(Ok(_)) => {}
+            Some(Err(_)) => self.done = true,
+            None => self.finish(),
+        }
+        item
+    }
+}
