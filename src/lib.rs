@@ -73,3 +73,4 @@ pub use crate::retention::Retention;
 pub use crate::snapshot::{SNAPSHOT_BYTES_MAX, SNAPSHOTS_KEPT, Snapshot};
 pub use crate::store::Store;
 pub use crate::subscription::{CONSUMER_NAME_BYTES_MAX, StopHandle, Subscription};
+pub use crate::writer::AppendCondition;

@@ -22,7 +22,7 @@ use crate::storage::{FileSystem, LockError, LockGuard, Storage};
 use crate::subscription::{Subscription, consumer};
 use crate::sync;
 use crate::validate::{self, WritePart};
-use crate::writer::{self, Request, Writer, WriterFront};
+use crate::writer::{self, AppendCondition, Request, Writer, WriterFront};
 
 /// How long an append without fsync polls for its answer before sleeping.
 const CALLER_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
@@ -224,11 +224,15 @@ impl Store {
     }
 
     fn submit(&self, parts: Vec<WritePart>) -> Result<Vec<AppendResult>> {
+        self.submit_if(parts, None)
+    }
+
+    fn submit_if(&self, parts: Vec<WritePart>, condition: Option<AppendCondition>) -> Result<Vec<AppendResult>> {
         validate::batch(&self.shared().options, &parts)?;
         // Without an fsync to wait for, the answer comes within microseconds: poll for it
         // rather than sleep. With Sync the wait is a whole fsync, so sleep at once.
         let spin = (self.shared().options.durability != Durability::Sync).then_some(CALLER_SPIN);
-        writer::append(self.shared(), &self.inner.writer, parts, spin)
+        writer::append(self.shared(), &self.inner.writer, parts, condition, spin)
     }
 
     /// Appends `events` to `stream` as one atomic batch, if the stream's version satisfies
@@ -336,6 +340,54 @@ impl Store {
             return Err(Error::invalid("append_multi has no streams"));
         }
         self.submit(validated)
+    }
+
+    /// Appends to one or more streams atomically (as [`Store::append_multi`]) only if no
+    /// event matching `condition.filter` was committed after `condition.after_position`
+    /// (a "dynamic consistency boundary": decide on what a filtered read showed, then
+    /// append only if nothing relevant happened since). The condition is evaluated on the
+    /// writer inside its critical section, against committed events and the earlier
+    /// batches of the same commit group, so of two racing appends whose conditions each
+    /// exclude the other's events, at most one succeeds. Each part's expected version is
+    /// checked as well.
+    ///
+    /// # Errors
+    /// [`Error::ConditionFailed`] naming the first conflicting event's position (nothing
+    /// written); [`Error::InvalidInput`] for a filter built from bad input; otherwise as
+    /// [`Store::append_multi`].
+    ///
+    /// ```
+    /// use chronicle::{AppendCondition, Error, ExpectedVersion, Filter, NewEvent, Store, StreamAppend};
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// let seat = Filter::category("seat").with_event_types(["SeatBooked"]);
+    /// // Nothing booked yet (no matching event at all): book it.
+    /// let book = |who: &str| [StreamAppend::new("seat-12A", ExpectedVersion::Any, [NewEvent::new("SeatBooked", who.to_owned())])];
+    /// store.append_if(AppendCondition::new(seat.clone(), None), book("ann"))?;
+    /// // A second decision taken on the same (now stale) read fails.
+    /// let late = store.append_if(AppendCondition::new(seat, None), book("bob"));
+    /// assert!(matches!(late, Err(Error::ConditionFailed { position: 0, .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn append_if(
+        &self,
+        condition: AppendCondition,
+        parts: impl IntoIterator<Item = StreamAppend>,
+    ) -> Result<Vec<AppendResult>> {
+        self.ensure_open()?;
+        condition.filter.validate()?;
+        let options = &self.shared().options;
+        let mut validated = Vec::new();
+        for part in parts {
+            if validated.len() >= BATCH_STREAMS_MAX {
+                return Err(Error::invalid(format!("append_if has more than {BATCH_STREAMS_MAX} streams")));
+            }
+            validated.push(validate::events_part(options, &part.stream, part.expected, part.events)?);
+        }
+        if validated.is_empty() {
+            return Err(Error::invalid("append_if has no streams"));
+        }
+        self.submit_if(validated, Some(condition))
     }
 
     /// Reads `stream` from `from_version` on, in version order. A missing stream reads as

@@ -10,9 +10,11 @@
 
 mod answer;
 mod check;
+mod condition;
 mod front;
 mod ids;
 
+pub use self::condition::AppendCondition;
 pub(crate) use self::front::{AppendAnswer, WriterFront, append, spawn};
 pub(crate) mod roll;
 
@@ -42,7 +44,7 @@ use crate::validate::WritePart;
 /// A message to the writer thread.
 pub(crate) enum Request {
     /// Append these parts atomically.
-    Append { parts: Vec<WritePart>, reply: Arc<AnswerSlot> },
+    Append { parts: Vec<WritePart>, condition: Option<Box<AppendCondition>>, reply: Arc<AnswerSlot> },
     /// Make everything written so far durable.
     Sync { reply: Sender<Result<()>> },
     /// Seal the active segment (if it holds any record) and start a new one.
@@ -181,12 +183,17 @@ impl Writer {
     }
 
     /// Appends on the caller's thread: one group of one request, committed at once.
-    fn append_inline(&mut self, parts: Vec<WritePart>, reply: Arc<AnswerSlot>) {
+    fn append_inline(
+        &mut self,
+        parts: Vec<WritePart>,
+        condition: Option<Box<AppendCondition>>,
+        reply: Arc<AnswerSlot>,
+    ) {
         if self.closed {
             let _ = reply.send(Err(Error::Closed));
             return;
         }
-        self.handle_append(parts, reply);
+        self.handle_append(parts, condition, reply);
         self.flush();
         // Only this caller was answered, and it takes its answer without waiting.
         self.answered = false;
@@ -206,7 +213,7 @@ impl Writer {
     /// Adds one request to the group; returns the bytes it added.
     fn add_to_group(&mut self, request: Request) -> usize {
         match request {
-            Request::Append { parts, reply } => self.handle_append(parts, reply),
+            Request::Append { parts, condition, reply } => self.handle_append(parts, condition, reply),
             Request::Sync { reply } => {
                 self.group.needs_sync = true;
                 self.group.replies.push(Reply::Done(reply));
@@ -231,7 +238,12 @@ impl Writer {
         }
     }
 
-    fn handle_append(&mut self, parts: Vec<WritePart>, reply: Arc<AnswerSlot>) -> usize {
+    fn handle_append(
+        &mut self,
+        parts: Vec<WritePart>,
+        condition: Option<Box<AppendCondition>>,
+        reply: Arc<AnswerSlot>,
+    ) -> usize {
         if let Some(error) = self.poisoned() {
             self.answered |= reply.send(Err(error));
             return 0;
@@ -279,6 +291,12 @@ impl Writer {
                 self.answered |=
                     reply.send(Err(Error::WrongExpectedVersion { stream, expected: part.expected, actual }));
             }
+            return 0;
+        }
+        if let Some(condition) = &condition
+            && let Err(error) = self.check_condition(condition)
+        {
+            self.answered |= reply.send(Err(error));
             return 0;
         }
         let total: usize = parts.iter().map(|p| p.encoded_bytes).sum::<usize>() + record::DURABLE_MARK_BYTES;
