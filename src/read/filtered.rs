@@ -54,8 +54,28 @@ pub struct FilteredIter {
     loaded: bool,
     /// Scan mode: offset of the next record in the current segment (`None`: not started).
     offset: Option<u64>,
+    /// Whether the current segment is read through its index (decided per segment).
+    indexed: Option<bool>,
+    /// Where the scan of the last segment stopped at the end.
+    resume_at: Option<Resume>,
     done: bool,
 }
+
+/// Where a scan stopped: the next record of segment `segment_id` lies at `offset` and has a
+/// position of at least `position`. A subscription passes it to its next round, which then
+/// starts there without an index lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Resume {
+    segment_id: u64,
+    offset: u64,
+    position: u64,
+}
+
+/// A range of at most this many positions in the last segment is scanned record by record
+/// even with a stream condition: cheaper than walking the active segment's stream table,
+/// and it leaves the writer's index lock alone (a live subscriber reads a few new records
+/// per commit).
+const SCAN_POSITIONS_MAX: u64 = 4096;
 
 impl FilteredIter {
     /// Events matching `filter` with `from <= position < min(to, published end)`.
@@ -79,7 +99,38 @@ impl FilteredIter {
             taken: 0,
             loaded: false,
             offset: None,
+            indexed: None,
+            resume_at: None,
             done: from >= end,
+        }
+    }
+
+    /// As [`FilteredIter::new`], starting where a previous scan stopped if `resume` still
+    /// describes the segment and position this iterator starts at.
+    pub(crate) fn resuming(shared: &Arc<Shared>, from: u64, filter: Filter, resume: Option<Resume>) -> Self {
+        let mut iter = FilteredIter::new(shared, from, None, filter);
+        if let Some(resume) = resume
+            && resume.position == from
+            && iter.segments.get(iter.segment_index).is_some_and(|s| s.id() == resume.segment_id)
+            && iter.segments.len() == iter.segment_index + 1
+        {
+            iter.indexed = Some(false);
+            iter.offset = Some(resume.offset);
+        }
+        iter
+    }
+
+    /// Where this iterator's scan stopped, once it has ended at its end.
+    pub(crate) fn resume(&self) -> Option<Resume> {
+        self.resume_at.filter(|r| self.done && self.low == self.end && r.position == self.end)
+    }
+
+    /// Notes that the scan stopped at `offset` of the current segment, the last one.
+    fn stopped_at(&mut self, offset: u64) {
+        if let Some(segment) = self.segments.get(self.segment_index)
+            && self.segment_index + 1 == self.segments.len()
+        {
+            self.resume_at = Some(Resume { segment_id: segment.id(), offset, position: self.end });
         }
     }
 
@@ -98,6 +149,7 @@ impl FilteredIter {
         self.segment_index += 1;
         self.loaded = false;
         self.offset = None;
+        self.indexed = None;
         self.pending.clear();
         self.taken = 0;
         self.segments.get(self.segment_index).is_some_and(|s| s.header.base_position < self.end)
@@ -120,7 +172,7 @@ impl FilteredIter {
     }
 
     /// Index mode: the next matching event, segment by segment.
-    fn next_indexed(&mut self) -> Option<Result<RecordedEvent>> {
+    fn next_indexed(&mut self) -> Option<Result<Result<RecordedEvent>, Switch>> {
         loop {
             let segment = self.segments.get(self.segment_index)?;
             if segment.header.base_position >= self.end {
@@ -135,49 +187,47 @@ impl FilteredIter {
                     index.matching_entries(filter.exact_stream(), &matches, low, end, pending)
                 });
                 if let Err(error) = found {
-                    return Some(Err(error));
+                    return Some(Ok(Err(error)));
                 }
                 self.loaded = true;
                 self.taken = 0;
             }
             let Some(entry) = self.pending.get(self.taken).copied() else {
-                if !self.next_segment() {
-                    return None;
-                }
-                continue;
+                // The next segment may be read the other way: back to `next`.
+                return if self.next_segment() { Some(Err(Switch)) } else { None };
             };
             self.taken += 1;
             if let Err(error) = self.ensure_reader()? {
-                return Some(Err(error));
+                return Some(Ok(Err(error)));
             }
             let reader = self.reader.as_ref()?;
             let offset = u64::from(entry.offset);
             let path = &reader.segment().path;
             let (decoded, record) = match reader.read_record(offset, Some(entry.record_bytes)) {
                 Ok(read) => read,
-                Err(error) => return Some(Err(error)),
+                Err(error) => return Some(Ok(Err(error))),
             };
             if decoded.position != entry.position || decoded.kind != RecordKind::Event {
-                return Some(Err(Error::corruption(path, offset, "record differs from its index entry")));
+                return Some(Ok(Err(Error::corruption(path, offset, "record differs from its index entry"))));
             }
             self.low = decoded.position + 1;
             if !self.filter.matches_type(field(record, decoded.event_type.clone())) {
                 continue;
             }
             let event = super::to_event(&decoded, record, reader, offset);
-            return Some(event.map_err(|reason| Error::corruption(path, offset, reason)));
+            return Some(Ok(event.map_err(|reason| Error::corruption(path, offset, reason))));
         }
     }
 
     /// Scan mode: every record of each segment in order; matching events are returned.
-    fn next_scanned(&mut self) -> Option<Result<RecordedEvent>> {
+    fn next_scanned(&mut self) -> Option<Result<Result<RecordedEvent>, Switch>> {
         loop {
             let segment = Arc::clone(self.segments.get(self.segment_index)?);
             if segment.header.base_position >= self.end {
                 return None;
             }
             if let Err(error) = self.ensure_reader()? {
-                return Some(Err(error));
+                return Some(Ok(Err(error)));
             }
             let offset = match self.offset {
                 Some(offset) => offset,
@@ -193,17 +243,17 @@ impl FilteredIter {
             };
             let reader = self.reader.as_ref()?;
             if offset >= reader.len() {
-                if !self.next_segment() {
-                    return None;
-                }
-                continue;
+                self.stopped_at(offset);
+                // The next segment may be read the other way: back to `next`.
+                return if self.next_segment() { Some(Err(Switch)) } else { None };
             }
             let (decoded, record) = match reader.read_record(offset, None) {
                 Ok(read) => read,
-                Err(error) => return Some(Err(error)),
+                Err(error) => return Some(Ok(Err(error))),
             };
             self.offset = Some(offset + decoded.record_bytes as u64);
             if decoded.position >= self.end {
+                self.stopped_at(offset);
                 return None;
             }
             if decoded.position < self.low {
@@ -214,16 +264,19 @@ impl FilteredIter {
             {
                 continue;
             }
-            let stream = field(record, decoded.stream_id.clone());
-            if !self.deleted.is_empty() && std::str::from_utf8(stream).is_ok_and(|s| self.is_deleted(s)) {
+            let stream = std::str::from_utf8(field(record, decoded.stream_id.clone())).unwrap_or_default();
+            if self.is_deleted(stream) || !self.filter.matches_stream(stream) {
                 continue;
             }
             let path = &reader.segment().path;
             let event = super::to_event(&decoded, record, reader, offset);
-            return Some(event.map_err(|reason| Error::corruption(path, offset, reason)));
+            return Some(Ok(event.map_err(|reason| Error::corruption(path, offset, reason))));
         }
     }
 }
+
+/// The current segment is done and the iterator moved to the next one.
+struct Switch;
 
 impl Iterator for FilteredIter {
     type Item = Result<RecordedEvent>;
@@ -232,7 +285,18 @@ impl Iterator for FilteredIter {
         if self.done {
             return None;
         }
-        let item = if self.filter.has_stream_condition() { self.next_indexed() } else { self.next_scanned() };
+        let item = loop {
+            let indexed = *self.indexed.get_or_insert_with(|| {
+                let last = self.segment_index + 1 >= self.segments.len();
+                self.filter.has_stream_condition() && (!last || self.end - self.low > SCAN_POSITIONS_MAX)
+            });
+            let step = if indexed { self.next_indexed() } else { self.next_scanned() };
+            match step {
+                Some(Err(Switch)) => continue,
+                Some(Ok(item)) => break Some(item),
+                None => break None,
+            }
+        };
         match &item {
             Some(Ok(_)) => {}
             Some(Err(_)) => self.done = true,

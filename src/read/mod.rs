@@ -11,6 +11,7 @@ mod stream;
 pub use self::all::AllIter;
 pub use self::filter::{FILTER_EVENT_TYPES_MAX, Filter};
 pub use self::filtered::FilteredIter;
+pub(crate) use self::filtered::Resume;
 pub use self::stream::StreamIter;
 
 /// Which way a read goes.

@@ -26,11 +26,18 @@ use self::consumer::ConsumerClaim;
 use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
 use crate::options::Durability;
-use crate::read::{Filter, FilteredIter};
+use crate::read::{Filter, FilteredIter, Resume};
 use crate::shared::Shared;
 use crate::writer::{Request, WriterFront};
 
 pub use self::consumer::CONSUMER_NAME_BYTES_MAX;
+
+/// A blocked subscriber woken less than this long after its previous wake-up first waits
+/// out the rest of it, then reads everything committed meanwhile in one round. This bounds
+/// every subscriber to about a thousand wake-ups a second however fast the writer
+/// commits, so that many subscribers cannot take the CPU from the writer (on a store that
+/// was idle, the first event is delivered at once).
+pub const FOLLOW_BATCH_WINDOW: Duration = Duration::from_millis(1);
 
 /// The events matching a [`Filter`] from a position on: first those already committed,
 /// then each new one as it commits, in position order, each exactly once.
@@ -71,12 +78,16 @@ pub struct Subscription {
     cursor: Option<FilteredIter>,
     /// Every position below this was delivered or skipped (when `cursor` is `None`).
     position: u64,
+    /// Where the last round's scan of the active segment stopped: the next round starts
+    /// there without an index lookup.
+    resume: Option<Resume>,
     stop: Arc<StopFlag>,
-    /// Key of this subscription's async waker in the notifier.
-    #[cfg_attr(not(feature = "async"), allow(dead_code))]
+    /// This subscription's key in the notifier (its shard, its async waker).
     key: u64,
     consumer: Option<Durable>,
     finished: bool,
+    /// When the last wait for a commit ended (see [`FOLLOW_BATCH_WINDOW`]).
+    last_wake: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -140,9 +151,11 @@ impl Subscription {
             filter,
             cursor: None,
             position: from,
+            resume: None,
             stop: Arc::new(StopFlag::default()),
             consumer: None,
             finished: false,
+            last_wake: None,
         }
     }
 
@@ -190,12 +203,14 @@ impl Subscription {
                     }
                     None => {
                         self.position = self.position.max(cursor.examined());
+                        self.resume = cursor.resume();
                         self.cursor = None;
                     }
                 }
             }
             if self.shared.next_position() > self.position {
-                self.cursor = Some(FilteredIter::new(&self.shared, self.position, None, self.filter.clone()));
+                let resume = self.resume.take();
+                self.cursor = Some(FilteredIter::resuming(&self.shared, self.position, self.filter.clone(), resume));
                 continue;
             }
             if let Some(cause) = self.shared.poison() {
@@ -215,8 +230,25 @@ impl Subscription {
         loop {
             match self.step() {
                 Step::Pending => {
+                    if let Some(last) = self.last_wake {
+                        let until = last + FOLLOW_BATCH_WINDOW;
+                        let until = deadline.map_or(until, |d| d.min(until));
+                        let now = Instant::now();
+                        if now < until {
+                            // Gather what commits meanwhile into one round; a stop or close
+                            // is noticed within the window.
+                            std::thread::sleep(until - now);
+                            if deadline.is_some_and(|d| Instant::now() >= d) && !self.ready() {
+                                return None;
+                            }
+                            self.last_wake = None;
+                            continue;
+                        }
+                    }
                     let shared = Arc::clone(&self.shared);
-                    if !shared.notifier.wait_until(deadline, || self.ready()) {
+                    let woken = shared.notifier.wait_until(self.key, deadline, || self.ready());
+                    self.last_wake = Some(Instant::now());
+                    if !woken {
                         return None;
                     }
                 }
