@@ -225,6 +225,11 @@ impl Filter {
             && c.prefixes.iter().all(|p| stream.starts_with(p.as_str()))
     }
 
+    /// The first event-type condition's list, if any (looked up in the type index).
+    pub(crate) fn type_list(&self) -> Option<&[String]> {
+        self.inner.event_types.first().map(Vec::as_slice)
+    }
+
     /// Whether `event_type` (raw bytes of a record) satisfies every event-type condition.
     pub(crate) fn matches_type(&self, event_type: &[u8]) -> bool {
         self.inner.event_types.iter().all(|list| list.binary_search_by(|t| t.as_bytes().cmp(event_type)).is_ok())

@@ -1,10 +1,11 @@
 //! Reading the events that match a [`Filter`] in position order, up to a fixed end.
 //!
 //! With a stream condition (stream, category, prefix), each segment's stream index gives
-//! the entries of the matching streams, merged in position order, and only those records
-//! are read (and checksum-verified). Without one (all events, or event types alone) the
-//! segment is scanned record by record like `read_all`, and only matching records become
-//! events. Either way the iterator tracks the position it has examined up to, which is
+//! the entries of the matching streams, merged in position order; with event-type
+//! conditions alone, the index's event-type section gives the entries of those types. Only
+//! those records are read (and checksum-verified). Without any condition (all events), and
+//! for a short live tail of the last segment, records are scanned one by one like
+//! `read_all`, and only matching records become events. Either way the iterator tracks the position it has examined up to, which is
 //! what a subscription resumes from.
 
 use std::collections::HashSet;
@@ -182,9 +183,13 @@ impl FilteredIter {
                 let (filter, deleted) = (&self.filter, &self.deleted);
                 let matches = |s: &str| filter.matches_stream(s) && (deleted.is_empty() || !deleted.contains(s));
                 let (low, end, pending) = (self.low, self.end, &mut self.pending);
+                let by_type = if filter.has_stream_condition() { None } else { filter.type_list() };
                 let found = segment.lookup(&*self.storage, |index| {
                     pending.clear();
-                    index.matching_entries(filter.exact_stream(), &matches, low, end, pending)
+                    match by_type {
+                        Some(types) => index.type_entries(types, low, end, pending),
+                        None => index.matching_entries(filter.exact_stream(), &matches, low, end, pending),
+                    }
                 });
                 if let Err(error) = found {
                     return Some(Ok(Err(error)));
@@ -212,6 +217,10 @@ impl FilteredIter {
             }
             self.low = decoded.position + 1;
             if !self.filter.matches_type(field(record, decoded.event_type.clone())) {
+                continue;
+            }
+            let stream = std::str::from_utf8(field(record, decoded.stream_id.clone())).unwrap_or_default();
+            if self.is_deleted(stream) || !self.filter.matches_stream(stream) {
                 continue;
             }
             let event = super::to_event(&decoded, record, reader, offset);
@@ -288,7 +297,8 @@ impl Iterator for FilteredIter {
         let item = loop {
             let indexed = *self.indexed.get_or_insert_with(|| {
                 let last = self.segment_index + 1 >= self.segments.len();
-                self.filter.has_stream_condition() && (!last || self.end - self.low > SCAN_POSITIONS_MAX)
+                let by_index = self.filter.has_stream_condition() || self.filter.type_list().is_some();
+                by_index && (!last || self.end - self.low > SCAN_POSITIONS_MAX)
             });
             let step = if indexed { self.next_indexed() } else { self.next_scanned() };
             match step {

@@ -63,6 +63,8 @@ struct GroupEntry {
     stream: Arc<str>,
     entry: IndexEntry,
     tombstone: bool,
+    /// Where the record's event type lies in the group's buffer (start, length).
+    event_type_at: (usize, usize),
 }
 
 /// The group being assembled: encoded bytes plus everything to publish once they are
@@ -350,6 +352,7 @@ impl Writer {
                 metadata: event.map_or(&[][..], |e| &e.metadata),
                 data: event.map_or(&[][..], |e| &e.data),
             };
+            let event_type_at = (start + record::event_type_offset(&fields), fields.event_type.len());
             let record_bytes = record::encode(&mut self.group.buf, segment_id, &fields);
             let entry = IndexEntry {
                 version,
@@ -361,6 +364,7 @@ impl Writer {
                 stream: Arc::clone(&part.stream),
                 entry,
                 tombstone: kind == RecordKind::Tombstone,
+                event_type_at,
             });
             self.group.last_record_start = Some(start);
             self.group.next_position += 1;
@@ -445,8 +449,12 @@ impl Writer {
             && let SegmentIndex::Active(mem) = &*index
         {
             let mut mem = sync::write(mem);
-            for GroupEntry { stream, entry, tombstone } in group.entries.drain(..) {
+            for GroupEntry { stream, entry, tombstone, event_type_at: (at, len) } in group.entries.drain(..) {
                 mem.push(&stream, entry, tombstone);
+                if !tombstone {
+                    let event_type = group.buf.get(at..at + len).and_then(|t| std::str::from_utf8(t).ok());
+                    mem.push_event_type(event_type.unwrap_or_default(), entry);
+                }
             }
         }
         self.active.publish(self.write_offset);
