@@ -335,3 +335,14 @@ fn many_idle_subscribers_do_not_block_appends() {
         assert_eq!(take(&mut sub, 1000).last().unwrap().position, 999);
     }
 }
+
+#[test]
+fn the_public_types_are_send_and_sync_where_promised() {
+    fn send<T: Send>() {}
+    fn send_sync<T: Send + Sync + Clone + std::fmt::Debug>() {}
+    send::<chronicle::Subscription>();
+    send::<chronicle::FilteredIter>();
+    send_sync::<Filter>();
+    send_sync::<chronicle::StopHandle>();
+    send_sync::<chronicle::AppendCondition>();
+}

@@ -11,9 +11,9 @@ pub const FILTER_EVENT_TYPES_MAX: usize = 1024;
 /// Which events to deliver: a conjunction — every condition given must hold.
 ///
 /// Stream conditions ([`Filter::stream`], [`Filter::category`], [`Filter::stream_prefix`])
-/// are answered from the segments' stream indexes, so a filtered read touches only the
-/// records of matching streams. Event-type conditions are checked on each candidate
-/// record (see the README, "Following the log", for what that costs).
+/// are answered from the segments' stream indexes, event-type conditions alone from their
+/// event-type sections, so a filtered read touches only the records of candidate events;
+/// every other condition is checked on those records.
 ///
 /// A filter built from bad input (an empty list of event types, an empty category) is
 /// still a value; the read or subscription it is passed to returns
