@@ -72,5 +72,8 @@ pub use crate::read::{AllIter, FILTER_EVENT_TYPES_MAX, Filter, FilteredIter, Str
 pub use crate::retention::Retention;
 pub use crate::snapshot::{SNAPSHOT_BYTES_MAX, SNAPSHOTS_KEPT, Snapshot};
 pub use crate::store::Store;
-pub use crate::subscription::{CONSUMER_NAME_BYTES_MAX, FOLLOW_BATCH_WINDOW, StopHandle, Subscription};
+pub use crate::subscription::{
+    CONSUMER_NAME_BYTES_MAX, FOLLOW_BATCH_WINDOW, PARK_REASON_BYTES_MAX, PARKED_EVENTS_MAX, ParkedEvent, StopHandle,
+    Subscription,
+};
 pub use crate::writer::AppendCondition;

@@ -49,6 +49,8 @@ pub(crate) struct Shared {
     poison: OnceLock<Arc<Error>>,
     /// Names of the durable consumers with a live subscription (exclusive per name).
     pub(crate) live_consumers: Mutex<HashSet<String>>,
+    /// Held while a consumer's parked-events file is read and rewritten.
+    pub(crate) park_lock: Mutex<()>,
 }
 
 impl Shared {
@@ -79,6 +81,7 @@ impl Shared {
             notifier: CommitNotifier::default(),
             poison: OnceLock::new(),
             live_consumers: Mutex::new(HashSet::new()),
+            park_lock: Mutex::new(()),
         }
     }
 

@@ -19,7 +19,7 @@ use crate::segment::cache::MapCache;
 use crate::shared::Shared;
 use crate::snapshot::{Snapshot, Snapshots};
 use crate::storage::{FileSystem, LockError, LockGuard, Storage};
-use crate::subscription::{Subscription, consumer};
+use crate::subscription::{ParkedEvent, Subscription, consumer, park};
 use crate::sync;
 use crate::validate::{self, WritePart};
 use crate::writer::{self, AppendCondition, Request, Writer, WriterFront};
@@ -612,7 +612,62 @@ impl Store {
         consumer::validate_name(name)?;
         // Held while removing, so no subscription can claim the name meanwhile.
         let _claim = consumer::ConsumerClaim::take(self.shared(), name)?;
+        let _parking = sync::lock(&self.shared().park_lock);
+        park::remove(&*self.shared().storage, &self.shared().dir, name)?;
         consumer::remove(&*self.shared().storage, &self.shared().dir, name)
+    }
+
+    /// The events durable consumer `name` parked ([`Subscription::park`]), by position.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an invalid name; [`Error::Corruption`] if the parked
+    /// list is damaged; [`Error::Io`]; [`Error::Closed`].
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = chronicle::Store::open(dir.path())?;
+    /// assert!(store.parked_events("mailer")?.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn parked_events(&self, name: &str) -> Result<Vec<ParkedEvent>> {
+        self.ensure_open()?;
+        consumer::validate_name(name)?;
+        let _parking = sync::lock(&self.shared().park_lock);
+        park::read(&*self.shared().storage, &self.shared().dir, name)
+    }
+
+    /// Takes the event at `position` out of consumer `name`'s parked list and returns it,
+    /// to be handled again (`None` if deletion or retention discarded it meanwhile; it is
+    /// taken out of the list either way). Works whether or not a subscription of `name`
+    /// is live.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an invalid name or a position that is not parked
+    /// (nothing changed); [`Error::Corruption`]; [`Error::Io`] (the list is unchanged);
+    /// [`Error::Closed`].
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = chronicle::Store::open(dir.path())?;
+    /// assert!(store.unpark("mailer", 3).is_err()); // nothing parked
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn unpark(&self, name: &str, position: u64) -> Result<Option<crate::RecordedEvent>> {
+        let _writing = sync::read(&self.inner.direct_writes);
+        self.ensure_open()?;
+        consumer::validate_name(name)?;
+        let _parking = sync::lock(&self.shared().park_lock);
+        let (storage, dir) = (&*self.shared().storage, &self.shared().dir);
+        let mut parked = park::read(storage, dir, name)?;
+        let Ok(at) = parked.binary_search_by_key(&position, |p| p.position) else {
+            return Err(Error::invalid(format!("consumer {name:?} has no parked event at position {position}")));
+        };
+        let stream = Filter::stream(parked.get(at).map(|p| p.stream_id.clone()).unwrap_or_default());
+        let event =
+            FilteredIter::new(self.shared(), position, Some(position.saturating_add(1)), stream).next().transpose()?;
+        parked.remove(at);
+        park::write(storage, dir, name, &parked)?;
+        Ok(event)
     }
 
     /// Reads every event in reverse position order from `from_position` (`None`: the last).

@@ -189,3 +189,61 @@ fn power_loss_at_every_call_never_moves_the_checkpoint_past_an_unacknowledged_ev
         }
     }
 }
+
+#[test]
+fn a_parked_event_is_kept_listed_replayable_and_does_not_hold_the_checkpoint_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), Options::default().durability(Durability::Buffered)).unwrap();
+    fill(&store, 6);
+    let mut sub = store.subscribe_durable("mailer", Filter::all()).unwrap();
+    let events: Vec<_> = (0..4).map(|_| sub.next().unwrap().unwrap()).collect();
+    // Bad input first: nothing written.
+    assert!(matches!(
+        sub.park(&events[0], &"r".repeat(chronicle::PARK_REASON_BYTES_MAX + 1)),
+        Err(Error::InvalidInput { .. })
+    ));
+    let mut ahead = events[3].clone();
+    ahead.position = 4;
+    assert!(matches!(sub.park(&ahead, "not yet delivered"), Err(Error::InvalidInput { .. })));
+    assert!(store.parked_events("mailer").unwrap().is_empty());
+    sub.park(&events[1], "smtp down").unwrap();
+    sub.park(&events[1], "again").unwrap(); // already parked: unchanged
+    sub.park(&events[2], "bad address").unwrap();
+    sub.ack(events[3].position).unwrap();
+    assert_eq!(store.consumer_position("mailer").unwrap(), Some(3), "parked events do not hold the checkpoint back");
+    let parked = store.parked_events("mailer").unwrap();
+    assert_eq!(
+        parked.iter().map(|p| (p.position, p.reason.as_str())).collect::<Vec<_>>(),
+        [(1, "smtp down"), (2, "bad address")]
+    );
+    drop(sub);
+    store.close().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.parked_events("mailer").unwrap().len(), 2, "durable across reopen");
+    let replayed = store.unpark("mailer", 1).unwrap().unwrap();
+    assert_eq!((replayed.position, replayed.data.clone()), (events[1].position, events[1].data.clone()));
+    assert!(matches!(store.unpark("mailer", 1), Err(Error::InvalidInput { .. })), "no longer parked");
+    assert_eq!(store.parked_events("mailer").unwrap().len(), 1);
+    let mut plain = store.subscribe(0, Filter::all()).unwrap();
+    let first = plain.next().unwrap().unwrap();
+    assert!(matches!(plain.park(&first, "x"), Err(Error::InvalidInput { .. })), "not durable");
+    store.delete_consumer("mailer").unwrap();
+    assert!(store.parked_events("mailer").unwrap().is_empty());
+    assert!(matches!(store.parked_events("../x"), Err(Error::InvalidInput { .. })));
+}
+
+#[test]
+fn unparking_an_event_discarded_meanwhile_returns_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.append("gone-1", ExpectedVersion::Any, [ev(0)]).unwrap();
+    store.append("kept-1", ExpectedVersion::Any, [ev(1)]).unwrap();
+    let mut sub = store.subscribe_durable("c", Filter::all()).unwrap();
+    let first = sub.next().unwrap().unwrap();
+    sub.park(&first, "later").unwrap();
+    drop(sub);
+    store.delete_stream("gone-1", ExpectedVersion::Any).unwrap();
+    store.compact().unwrap();
+    assert_eq!(store.unpark("c", first.position).unwrap(), None);
+    assert!(store.parked_events("c").unwrap().is_empty());
+}

@@ -15,6 +15,7 @@
 //! last clone) marks it closing and wakes every subscription, which then ends.
 
 pub(crate) mod consumer;
+pub(crate) mod park;
 #[cfg(feature = "async")]
 mod stream;
 
@@ -31,6 +32,7 @@ use crate::shared::Shared;
 use crate::writer::{Request, WriterFront};
 
 pub use self::consumer::CONSUMER_NAME_BYTES_MAX;
+pub use self::park::{PARK_REASON_BYTES_MAX, PARKED_EVENTS_MAX, ParkedEvent};
 
 /// A blocked subscriber woken less than this long after its previous wake-up first waits
 /// out the rest of it, then reads everything committed meanwhile in one round. This bounds
@@ -388,6 +390,19 @@ impl Subscription {
         if durable.acked.is_some_and(|acked| acked >= position) {
             return Ok(());
         }
+        self.sync_log_first()?;
+        consumer::write(&*self.shared.storage, &self.shared.dir, &durable.claim.name, position)?;
+        if let Some(durable) = &mut self.consumer {
+            durable.acked = Some(position);
+        }
+        Ok(())
+    }
+}
+
+impl Subscription {
+    /// Makes the log durable before a consumer file that refers to it (not needed under
+    /// `Durability::Sync`, where every delivered event is durable).
+    fn sync_log_first(&self) -> Result<()> {
         if self.shared.closing() {
             return Err(Error::Closed);
         }
@@ -395,11 +410,77 @@ impl Subscription {
             let writer = self.writer.upgrade().ok_or(Error::Closed)?;
             writer.call(&self.shared, |reply| Request::Sync { reply })?;
         }
-        consumer::write(&*self.shared.storage, &self.shared.dir, &durable.claim.name, position)?;
-        if let Some(durable) = &mut self.consumer {
-            durable.acked = Some(position);
-        }
         Ok(())
+    }
+
+    /// Parks `event`: the handler gave up on it for now. It is kept, with `reason`, in the
+    /// consumer's parked list ([`Store::parked_events`](crate::Store::parked_events)) until
+    /// [`Store::unpark`](crate::Store::unpark) hands it back, and it no longer holds the
+    /// checkpoint back: acknowledge past it as usual. Parking an event already parked
+    /// changes nothing. Durable when it returns (as [`Subscription::ack`]).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] (nothing written) if this is not a durable subscription, the
+    /// event lies at or past [`Subscription::position`], its stream id is invalid, `reason`
+    /// is over [`PARK_REASON_BYTES_MAX`] bytes, or [`PARKED_EVENTS_MAX`] events are parked
+    /// already; [`Error::Corruption`] if the parked list is damaged; [`Error::Io`];
+    /// [`Error::Closed`].
+    ///
+    /// ```
+    /// use chronicle::{ExpectedVersion, Filter, NewEvent, Store};
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// store.append("order-1", ExpectedVersion::Any, [NewEvent::new("Placed", "bad"), NewEvent::new("Placed", "ok")])?;
+    /// let mut mailer = store.subscribe_durable("mailer", Filter::all())?;
+    /// let poison = mailer.next().unwrap()?;
+    /// mailer.park(&poison, "template missing")?;
+    /// let fine = mailer.next().unwrap()?;
+    /// mailer.ack(fine.position)?; // past the parked event
+    /// assert_eq!(store.parked_events("mailer")?[0].reason, "template missing");
+    /// drop(mailer);
+    /// let again = store.unpark("mailer", poison.position)?.expect("still stored");
+    /// assert_eq!(again.data, poison.data);
+    /// assert!(store.parked_events("mailer")?.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn park(&mut self, event: &RecordedEvent, reason: &str) -> Result<()> {
+        let examined = Subscription::position(self);
+        let Some(durable) = &self.consumer else {
+            return Err(Error::invalid("park on a subscription that is not durable (use Store::subscribe_durable)"));
+        };
+        if event.position >= examined {
+            return Err(Error::invalid(format!(
+                "park of position {}, but the subscription has delivered or examined only positions below {examined}",
+                event.position
+            )));
+        }
+        crate::validate::stream_id(&event.stream_id)?;
+        if reason.len() > PARK_REASON_BYTES_MAX {
+            return Err(Error::invalid(format!(
+                "park reason is {} bytes, above the limit of {PARK_REASON_BYTES_MAX} bytes",
+                reason.len()
+            )));
+        }
+        let name = durable.claim.name.clone();
+        let _parking = crate::sync::lock(&self.shared.park_lock);
+        let (storage, dir) = (&*self.shared.storage, &self.shared.dir);
+        let mut parked = park::read(storage, dir, &name)?;
+        let at = match parked.binary_search_by_key(&event.position, |p| p.position) {
+            Ok(_) => return Ok(()),
+            Err(at) => at,
+        };
+        if parked.len() >= PARKED_EVENTS_MAX {
+            return Err(Error::invalid(format!("consumer {name:?} has {PARKED_EVENTS_MAX} parked events already")));
+        }
+        self.sync_log_first()?;
+        let entry = ParkedEvent {
+            position: event.position,
+            stream_id: event.stream_id.clone(),
+            reason: reason.to_owned(),
+            parked_at: std::time::SystemTime::now(),
+        };
+        parked.insert(at, entry);
+        park::write(storage, dir, &name, &parked)
     }
 }
 
