@@ -45,6 +45,8 @@ struct Conditions {
     prefixes: Vec<String>,
     /// Each inner list is one condition: the event type is one of them (sorted).
     event_types: Vec<Vec<String>>,
+    /// (index, count): the stream's FNV-1a hash modulo `count` is `index`.
+    partitions: Vec<(u32, u32)>,
     /// Why this filter is not valid, reported when it is used.
     invalid: Option<String>,
 }
@@ -198,6 +200,33 @@ impl Filter {
         })
     }
 
+    /// Adds a partition condition: only streams whose id hashes (FNV-1a 64, the index's
+    /// stream hash) to `index` modulo `count`. `count` consumers with partitions
+    /// `0..count` of the same filter together see every matching event exactly once, each
+    /// stream's events all in one partition, in order — partitioned consumers.
+    ///
+    /// ```
+    /// use chronicle::{ExpectedVersion, Filter, NewEvent, Store};
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// for i in 0..20 {
+    ///     store.append(&format!("order-{i}"), ExpectedVersion::Any, [NewEvent::new("Placed", "")])?;
+    /// }
+    /// let counts: Vec<usize> = (0..4)
+    ///     .map(|p| store.read_all_filtered(0, Filter::category("order").with_partition(p, 4)).unwrap().count())
+    ///     .collect();
+    /// assert_eq!(counts.iter().sum::<usize>(), 20);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_partition(self, index: u32, count: u32) -> Self {
+        self.change(|c| {
+            if count == 0 || index >= count {
+                Filter::invalid(c, format!("filter partition {index} of {count}: needs index < count"));
+            }
+            c.partitions.push((index, count));
+        })
+    }
+
     /// [`Error::InvalidInput`] if the filter was built from bad input.
     pub(crate) fn validate(&self) -> Result<()> {
         match &self.inner.invalid {
@@ -209,7 +238,7 @@ impl Filter {
     /// Whether some condition restricts the streams (then the stream index answers).
     pub(crate) fn has_stream_condition(&self) -> bool {
         let c = &self.inner;
-        !(c.streams.is_empty() && c.categories.is_empty() && c.prefixes.is_empty())
+        !(c.streams.is_empty() && c.categories.is_empty() && c.prefixes.is_empty() && c.partitions.is_empty())
     }
 
     /// The one stream the filter names, if it names one (looked up directly in the index).
@@ -223,6 +252,9 @@ impl Filter {
         c.streams.iter().all(|s| s == stream)
             && c.categories.iter().all(|cat| category_of(stream) == cat)
             && c.prefixes.iter().all(|p| stream.starts_with(p.as_str()))
+            && c.partitions.iter().all(|&(index, count)| {
+                count > 0 && crate::index::stream_hash(stream) % u64::from(count) == u64::from(index)
+            })
     }
 
     /// The first event-type condition's list, if any (looked up in the type index).
