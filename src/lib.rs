@@ -73,7 +73,7 @@ pub use crate::retention::Retention;
 pub use crate::snapshot::{SNAPSHOT_BYTES_MAX, SNAPSHOTS_KEPT, Snapshot};
 pub use crate::store::Store;
 pub use crate::subscription::{
-    CONSUMER_NAME_BYTES_MAX, FOLLOW_BATCH_WINDOW, PARK_REASON_BYTES_MAX, PARKED_EVENTS_MAX, ParkedEvent, StopHandle,
-    Subscription,
+    CONSUMER_NAME_BYTES_MAX, FOLLOW_BATCH_WINDOW, PARK_REASON_BYTES_MAX, PARKED_EVENTS_MAX,
+    PROJECTION_BATCH_EVENTS_MAX, ParkedEvent, Projection, ProjectionError, ProjectionRunner, StopHandle, Subscription,
 };
 pub use crate::writer::AppendCondition;

@@ -19,7 +19,7 @@ use crate::segment::cache::MapCache;
 use crate::shared::Shared;
 use crate::snapshot::{Snapshot, Snapshots};
 use crate::storage::{FileSystem, LockError, LockGuard, Storage};
-use crate::subscription::{ParkedEvent, Subscription, consumer, park};
+use crate::subscription::{ParkedEvent, Projection, ProjectionRunner, Subscription, consumer, park};
 use crate::sync;
 use crate::validate::{self, WritePart};
 use crate::writer::{self, AppendCondition, Request, Writer, WriterFront};
@@ -615,6 +615,48 @@ impl Store {
         let _parking = sync::lock(&self.shared().park_lock);
         park::remove(&*self.shared().storage, &self.shared().dir, name)?;
         consumer::remove(&*self.shared().storage, &self.shared().dir, name)
+    }
+
+    /// Runs `projection` on a background thread: loads its saved `(version, position)`,
+    /// resets it if the version changed (rebuilding from position 0), then applies every
+    /// matching event in batches (at most
+    /// [`PROJECTION_BATCH_EVENTS_MAX`](crate::PROJECTION_BATCH_EVENTS_MAX)), each saved by
+    /// the projection together with its checkpoint. [`ProjectionRunner::wait_for`] reads
+    /// your own writes; [`ProjectionRunner::stop`] returns the projection. The runner ends
+    /// when the store closes.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the projection's error if `load` or `reset` failed,
+    /// or for a bad filter; [`Error::Closed`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use chronicle::{ExpectedVersion, Filter, NewEvent, Projection, ProjectionError, RecordedEvent, Store};
+    /// #[derive(Default)]
+    /// struct OrderCount { count: u64, saved: Option<(u32, u64)> }
+    /// impl Projection for OrderCount {
+    ///     fn name(&self) -> &str { "order-count" }
+    ///     fn version(&self) -> u32 { 1 }
+    ///     fn filter(&self) -> Filter { Filter::category("order") }
+    ///     fn load(&mut self) -> Result<Option<(u32, u64)>, ProjectionError> { Ok(self.saved) }
+    ///     fn reset(&mut self) -> Result<(), ProjectionError> { self.count = 0; Ok(()) }
+    ///     fn apply(&mut self, events: &[RecordedEvent], version: u32, through: u64) -> Result<(), ProjectionError> {
+    ///         self.count += events.len() as u64; // a real one writes state + checkpoint in one transaction
+    ///         self.saved = Some((version, through));
+    ///         Ok(())
+    ///     }
+    /// }
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// let runner = store.run_projection(OrderCount::default())?;
+    /// let written = store.append("order-1", ExpectedVersion::Any, [NewEvent::new("Placed", "")])?;
+    /// assert!(runner.wait_for(written.last_position, Duration::from_secs(10))?);
+    /// assert_eq!(runner.stop()?.count, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn run_projection<P: Projection>(&self, projection: P) -> Result<ProjectionRunner<P>> {
+        self.ensure_open()?;
+        ProjectionRunner::start(projection, |from, filter| self.subscribe(from, filter))
     }
 
     /// The events durable consumer `name` parked ([`Subscription::park`]), by position.

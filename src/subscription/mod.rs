@@ -16,6 +16,7 @@
 
 pub(crate) mod consumer;
 pub(crate) mod park;
+mod projection;
 #[cfg(feature = "async")]
 mod stream;
 
@@ -33,6 +34,7 @@ use crate::writer::{Request, WriterFront};
 
 pub use self::consumer::CONSUMER_NAME_BYTES_MAX;
 pub use self::park::{PARK_REASON_BYTES_MAX, PARKED_EVENTS_MAX, ParkedEvent};
+pub use self::projection::{PROJECTION_BATCH_EVENTS_MAX, Projection, ProjectionError, ProjectionRunner};
 
 /// A blocked subscriber woken less than this long after its previous wake-up first waits
 /// out the rest of it, then reads everything committed meanwhile in one round. This bounds
@@ -304,6 +306,9 @@ impl Subscription {
     /// Where the subscription would resume: just past the last event it examined,
     /// matching or not (events it skipped as not matching, deleted or discarded count as
     /// examined).
+    ///
+    /// Through a `&mut Subscription`, method syntax finds [`Iterator::position`] first
+    /// (`Iterator` is implemented for `&mut I`): write `Subscription::position(sub)` there.
     ///
     /// ```
     /// use chronicle::{ExpectedVersion, Filter, NewEvent, Store};
