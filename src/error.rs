@@ -86,6 +86,27 @@ pub enum Error {
         /// The failure that poisoned the store.
         cause: Arc<Error>,
     },
+    /// A durable consumer of this name already has a live subscription (one per name).
+    #[error("consumer {name:?} already has a live subscription")]
+    ConsumerInUse {
+        /// The consumer's name.
+        name: String,
+    },
+    /// An [`AppendCondition`](crate::AppendCondition) failed: an event matching its filter
+    /// was committed after its position; nothing was written.
+    #[error(
+        "append condition failed: event at position {position} (stream {stream:?}, type {event_type:?}) matches the filter and was committed after position {after:?}"
+    )]
+    ConditionFailed {
+        /// The first conflicting event's position.
+        position: u64,
+        /// Its stream.
+        stream: String,
+        /// Its event type.
+        event_type: String,
+        /// The condition's position (`None`: no matching event may exist at all).
+        after: Option<u64>,
+    },
     /// The store was closed.
     #[error("store is closed")]
     Closed,

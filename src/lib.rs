@@ -50,6 +50,7 @@ mod index;
 pub mod internal;
 mod layout;
 mod metrics;
+mod notify;
 mod ops;
 mod options;
 mod read;
@@ -62,6 +63,7 @@ mod snapshot;
 mod stats;
 pub mod storage;
 mod store;
+mod subscription;
 mod sync;
 #[cfg(feature = "typed")]
 pub mod typed;
@@ -80,7 +82,7 @@ pub use crate::options::{
     EVENT_TYPE_BYTES_MAX, GROUP_BYTES_MAX, MAPPED_SEGMENTS_DEFAULT, Options, SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX,
     SEGMENT_BYTES_MIN, STREAM_ID_BYTES_MAX, WRITER_QUEUE_DEPTH_MAX,
 };
-pub use crate::read::{AllIter, StreamIter};
+pub use crate::read::{AllIter, FILTER_EVENT_TYPES_MAX, Filter, FilteredIter, StreamIter};
 pub use crate::readonly::READ_ONLY_REFRESH_INTERVAL;
 pub use crate::retention::Retention;
 pub use crate::snapshot::{SNAPSHOT_BYTES_MAX, SNAPSHOTS_KEPT, Snapshot};
@@ -101,3 +103,8 @@ pub mod format_versions {
     pub const RETENTION: u32 = crate::retention::RETENTION_FORMAT_VERSION;
 }
 pub use crate::store::Store;
+pub use crate::subscription::{
+    CONSUMER_NAME_BYTES_MAX, FOLLOW_BATCH_WINDOW, PARK_REASON_BYTES_MAX, PARKED_EVENTS_MAX,
+    PROJECTION_BATCH_EVENTS_MAX, ParkedEvent, Projection, ProjectionError, ProjectionRunner, StopHandle, Subscription,
+};
+pub use crate::writer::AppendCondition;

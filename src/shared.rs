@@ -4,10 +4,13 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard};
+
+use crate::error::Error;
 
 use crate::index::streams::{StreamState, StreamTable};
 use crate::metrics::Metrics;
+use crate::notify::CommitNotifier;
 use crate::options::Options;
 use crate::recovery::Recovered;
 use crate::retention::RetentionTable;
@@ -42,6 +45,15 @@ pub(crate) struct Shared {
     closing: AtomicBool,
     /// Counters for `Store::stats` and `Store::health`.
     pub(crate) metrics: Metrics,
+    /// Where followers of the log (subscriptions) wait for commits, stop and close.
+    pub(crate) notifier: CommitNotifier,
+    /// The failure that poisoned the writer: followers stop waiting for commits that will
+    /// never come.
+    poison: OnceLock<Arc<Error>>,
+    /// Names of the durable consumers with a live subscription (exclusive per name).
+    pub(crate) live_consumers: Mutex<HashSet<String>>,
+    /// Held while a consumer's parked-events file is read and rewritten.
+    pub(crate) park_lock: Mutex<()>,
 }
 
 impl Shared {
@@ -70,6 +82,10 @@ impl Shared {
             writer_stopped: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             metrics: Metrics::default(),
+            notifier: CommitNotifier::default(),
+            poison: OnceLock::new(),
+            live_consumers: Mutex::new(HashSet::new()),
+            park_lock: Mutex::new(()),
         }
     }
 
@@ -78,6 +94,7 @@ impl Shared {
         // SeqCst, paired with the load in `writer_stopped`: a caller that queued a request and
         // then sees `false` is sure the stopping writer has yet to drain the queue.
         self.writer_stopped.store(true, Ordering::SeqCst);
+        self.notifier.notify();
     }
 
     pub(crate) fn writer_stopped(&self) -> bool {
@@ -86,11 +103,23 @@ impl Shared {
 
     /// Asks long-running background work (compaction) to stop soon: the store is closing.
     pub(crate) fn mark_closing(&self) {
-        self.closing.store(true, Ordering::Release);
+        self.closing.store(true, Ordering::SeqCst);
+        self.notifier.notify();
     }
 
     pub(crate) fn closing(&self) -> bool {
-        self.closing.load(Ordering::Acquire)
+        self.closing.load(Ordering::SeqCst)
+    }
+
+    /// Records the failure that poisoned the writer (the first one) and wakes followers.
+    pub(crate) fn mark_poisoned(&self, cause: &Arc<Error>) {
+        let _ = self.poison.set(Arc::clone(cause));
+        self.notifier.notify();
+    }
+
+    /// The failure that poisoned the writer, if any.
+    pub(crate) fn poison(&self) -> Option<Arc<Error>> {
+        self.poison.get().cloned()
     }
 
     pub(crate) fn segments(&self) -> SegmentList {
@@ -150,10 +179,21 @@ impl Shared {
     }
 
     pub(crate) fn next_position(&self) -> u64 {
-        self.next_position.load(Ordering::Acquire)
+        // SeqCst, paired with the store in `publish_position` and the notifier's count of
+        // waiters (see `notify`): a follower that counted itself then reads this sees the end.
+        self.next_position.load(Ordering::SeqCst)
     }
 
+    /// Publishes the end of the log: every position below `next_position` is committed
+    /// (under `Durability::Sync`, durable). The writer calls [`Shared::notify_followers`]
+    /// once the rest of the group (the stream table) is published too.
     pub(crate) fn publish_position(&self, next_position: u64) {
-        self.next_position.store(next_position, Ordering::Release);
+        self.next_position.store(next_position, Ordering::SeqCst);
+    }
+
+    /// Wakes the followers of the log after a commit: O(1) when nobody waits, one
+    /// `notify_all` otherwise (see `notify.rs`).
+    pub(crate) fn notify_followers(&self) {
+        self.notifier.notify();
     }
 }

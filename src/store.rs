@@ -13,7 +13,7 @@ use crate::event::{AppendResult, EventView, ExpectedVersion, NewEvent, StreamApp
 use crate::layout::LOCK_FILE;
 use crate::ops::{BackupReport, VerifyReport};
 use crate::options::{BATCH_STREAMS_MAX, Durability, Options};
-use crate::read::{AllIter, Direction, StreamIter};
+use crate::read::{AllIter, Direction, Filter, FilteredIter, StreamIter};
 use crate::readonly::Follower;
 use crate::recovery::{Recovered, recover};
 use crate::retention::{Retention, RetentionTable};
@@ -23,9 +23,10 @@ use crate::snapshot::{Snapshot, Snapshots};
 use crate::stats::{Health, SegmentInfo, Stats};
 use crate::storage::read_only::ReadOnlyStorage;
 use crate::storage::{FileSystem, LockError, LockGuard, Storage};
+use crate::subscription::{ParkedEvent, Projection, ProjectionRunner, Subscription, consumer, park};
 use crate::sync;
 use crate::validate::{self, WritePart};
-use crate::writer::{self, Request, Writer, WriterFront};
+use crate::writer::{self, AppendCondition, Request, Writer, WriterFront};
 
 /// How long an append without fsync polls for its answer before sleeping.
 const CALLER_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
@@ -69,7 +70,7 @@ struct StoreInner {
     /// `None` for a read-only store.
     writer: Option<Arc<WriterFront>>,
     /// `Some` for a read-only store: how it follows the writer's files.
-    follower: Option<Follower>,
+    follower: Option<Arc<Follower>>,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     /// Dropped at shutdown to stop the compaction thread.
     compactor: Mutex<Option<(Sender<CompactorRequest>, JoinHandle<()>)>>,
@@ -284,7 +285,7 @@ impl Store {
         let empty =
             Recovered { segments: Vec::new(), streams: Default::default(), next_position: 0, next_segment_id: 0 };
         let shared = Arc::new(Shared::new(dir, cache, options, empty, snapshots, retention));
-        let follower = Follower::new();
+        let follower = Arc::new(Follower::new());
         follower.refresh(&shared)?;
         let inner = StoreInner {
             shared,
@@ -342,12 +343,16 @@ impl Store {
     }
 
     fn submit(&self, parts: Vec<WritePart>) -> Result<Vec<AppendResult>> {
+        self.submit_if(parts, None)
+    }
+
+    fn submit_if(&self, parts: Vec<WritePart>, condition: Option<AppendCondition>) -> Result<Vec<AppendResult>> {
         let writer = self.writer("append")?;
         validate::batch(&self.shared().options, &parts)?;
         // Without an fsync to wait for, the answer comes within microseconds: poll for it
         // rather than sleep. With Sync the wait is a whole fsync, so sleep at once.
         let spin = (self.shared().options.durability != Durability::Sync).then_some(CALLER_SPIN);
-        writer::append(self.shared(), writer, parts, spin)
+        writer::append(self.shared(), writer, parts, condition, spin)
     }
 
     /// Appends `events` to `stream` as one atomic batch, if the stream's version satisfies
@@ -459,6 +464,54 @@ impl Store {
         self.submit(validated)
     }
 
+    /// Appends to one or more streams atomically (as [`Store::append_multi`]) only if no
+    /// event matching `condition.filter` was committed after `condition.after_position`
+    /// (a "dynamic consistency boundary": decide on what a filtered read showed, then
+    /// append only if nothing relevant happened since). The condition is evaluated on the
+    /// writer inside its critical section, against committed events and the earlier
+    /// batches of the same commit group, so of two racing appends whose conditions each
+    /// exclude the other's events, at most one succeeds. Each part's expected version is
+    /// checked as well.
+    ///
+    /// # Errors
+    /// [`Error::ConditionFailed`] naming the first conflicting event's position (nothing
+    /// written); [`Error::InvalidInput`] for a filter built from bad input; otherwise as
+    /// [`Store::append_multi`].
+    ///
+    /// ```
+    /// use chronicle::{AppendCondition, Error, ExpectedVersion, Filter, NewEvent, Store, StreamAppend};
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// let seat = Filter::category("seat").with_event_types(["SeatBooked"]);
+    /// // Nothing booked yet (no matching event at all): book it.
+    /// let book = |who: &str| [StreamAppend::new("seat-12A", ExpectedVersion::Any, [NewEvent::new("SeatBooked", who.to_owned())])];
+    /// store.append_if(AppendCondition::new(seat.clone(), None), book("ann"))?;
+    /// // A second decision taken on the same (now stale) read fails.
+    /// let late = store.append_if(AppendCondition::new(seat, None), book("bob"));
+    /// assert!(matches!(late, Err(Error::ConditionFailed { position: 0, .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn append_if(
+        &self,
+        condition: AppendCondition,
+        parts: impl IntoIterator<Item = StreamAppend>,
+    ) -> Result<Vec<AppendResult>> {
+        self.ensure_open()?;
+        condition.filter.validate()?;
+        let options = &self.shared().options;
+        let mut validated = Vec::new();
+        for part in parts {
+            if validated.len() >= BATCH_STREAMS_MAX {
+                return Err(Error::invalid(format!("append_if has more than {BATCH_STREAMS_MAX} streams")));
+            }
+            validated.push(validate::events_part(options, &part.stream, part.expected, part.events)?);
+        }
+        if validated.is_empty() {
+            return Err(Error::invalid("append_if has no streams"));
+        }
+        self.submit_if(validated, Some(condition))
+    }
+
     /// Reads `stream` from `from_version` on, in version order. A missing stream reads as
     /// empty; versions discarded by retention are skipped.
     ///
@@ -554,6 +607,237 @@ impl Store {
     ) -> Result<()> {
         self.follow()?;
         AllIter::new(self.shared(), Some(from_position), Direction::Forward).visit(visit)
+    }
+
+    /// Reads the events matching `filter` in position order from `from_position` on.
+    /// Stream, category and prefix conditions are answered from the segments' stream
+    /// indexes (only matching records are read); event types are checked on each record
+    /// read. Events of deleted streams and events discarded by retention are skipped.
+    /// Sees the log as it was when called.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] if `filter` was built from bad input (an empty list of
+    /// event types, an empty category or prefix, an invalid stream id);
+    /// [`Error::Closed`] once [`Store::close`] has begun on any clone. Items are
+    /// [`Error::Corruption`] if a record fails its checksum.
+    ///
+    /// ```
+    /// use chronicle::{ExpectedVersion, Filter, NewEvent, Store};
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// store.append("order-1", ExpectedVersion::Any, [NewEvent::new("OrderPlaced", "{}")])?;
+    /// store.append("order-2", ExpectedVersion::Any, [NewEvent::new("OrderShipped", "{}")])?;
+    /// let shipped = store.read_all_filtered(0, Filter::event_types(["OrderShipped"]))?;
+    /// assert_eq!(shipped.map(|e| e.unwrap().stream_id).collect::<Vec<_>>(), ["order-2"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn read_all_filtered(&self, from_position: u64, filter: Filter) -> Result<FilteredIter> {
+        self.ensure_open()?;
+        filter.validate()?;
+        Ok(FilteredIter::new(self.shared(), from_position, None, filter))
+    }
+
+    /// Follows the log: the events matching `filter` from `from_position` on, first those
+    /// already committed, then each one as it commits, in position order, each exactly
+    /// once (see [`Subscription`]). Under [`Durability::Sync`] only durable events are
+    /// delivered. A position beyond the end waits for the log to reach it.
+    ///
+    /// The subscription does not keep the store open: closing it, or dropping its last
+    /// clone, ends every subscription (`next()` returns `None`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a filter built from bad input; [`Error::Closed`].
+    ///
+    /// ```
+    /// use chronicle::{ExpectedVersion, Filter, NewEvent, Store};
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// let mut orders = store.subscribe(0, Filter::category("order"))?;
+    /// store.append("order-7", ExpectedVersion::Any, [NewEvent::new("OrderPlaced", "{}")])?;
+    /// let event = orders.next().unwrap()?;
+    /// assert_eq!(event.stream_id, "order-7");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn subscribe(&self, from_position: u64, filter: Filter) -> Result<Subscription> {
+        self.ensure_open()?;
+        filter.validate()?;
+        let subscription = match (&self.inner.writer, &self.inner.follower) {
+            (Some(writer), _) => Subscription::new(self.shared(), writer, from_position, filter),
+            (None, Some(follower)) => Subscription::following(self.shared(), follower, from_position, filter),
+            (None, None) => return Err(Error::internal("a store with neither a writer nor a follower")),
+        };
+        Ok(subscription)
+    }
+
+    /// A durable consumer: a subscription that starts just after the last position
+    /// acknowledged ([`Subscription::ack`]) under `name` (at 0 the first time) and keeps its
+    /// checkpoint in the store directory (`consumer-{name}.chk`). Delivery is
+    /// at-least-once: after a crash or restart the consumer resumes at or before its first
+    /// unacknowledged event. One live subscription per name.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a name that is empty, over
+    /// [`CONSUMER_NAME_BYTES_MAX`](crate::CONSUMER_NAME_BYTES_MAX) bytes, or holds anything
+    /// but ASCII letters, digits, `_`, `-`, `.` (or starts with `.`), and for a bad filter;
+    /// [`Error::ConsumerInUse`] if another live subscription has this name;
+    /// [`Error::Corruption`] if its checkpoint file is damaged; [`Error::Io`];
+    /// [`Error::Closed`].
+    ///
+    /// ```
+    /// use chronicle::{Error, Filter, Store};
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// let billing = store.subscribe_durable("billing", Filter::all())?;
+    /// assert!(matches!(store.subscribe_durable("billing", Filter::all()), Err(Error::ConsumerInUse { .. })));
+    /// drop(billing);
+    /// assert!(store.subscribe_durable("billing", Filter::all()).is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn subscribe_durable(&self, name: &str, filter: Filter) -> Result<Subscription> {
+        self.ensure_open()?;
+        consumer::validate_name(name)?;
+        filter.validate()?;
+        // A durable consumer writes its checkpoint: only the writing store has one.
+        Subscription::durable(self.shared(), self.writer("subscribe_durable")?, name, filter)
+    }
+
+    /// The last position acknowledged by durable consumer `name`; `None` if it never
+    /// acknowledged one (or was deleted).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an invalid name (as [`Store::subscribe_durable`]);
+    /// [`Error::Corruption`] for a damaged checkpoint; [`Error::Io`]; [`Error::Closed`].
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = chronicle::Store::open(dir.path())?;
+    /// assert_eq!(store.consumer_position("billing")?, None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn consumer_position(&self, name: &str) -> Result<Option<u64>> {
+        self.ensure_open()?;
+        consumer::validate_name(name)?;
+        consumer::read(&*self.shared().storage, &self.shared().dir, name)
+    }
+
+    /// Deletes durable consumer `name`'s checkpoint: a later
+    /// [`Store::subscribe_durable`] with this name starts at 0. Deleting a consumer that
+    /// has no checkpoint is not an error.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an invalid name; [`Error::ConsumerInUse`] while a live
+    /// subscription holds the name (nothing deleted); [`Error::Io`]; [`Error::Closed`].
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = chronicle::Store::open(dir.path())?;
+    /// store.delete_consumer("billing")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn delete_consumer(&self, name: &str) -> Result<()> {
+        let _writing = sync::read(&self.inner.direct_writes);
+        self.ensure_open()?;
+        consumer::validate_name(name)?;
+        // Held while removing, so no subscription can claim the name meanwhile.
+        let _claim = consumer::ConsumerClaim::take(self.shared(), name)?;
+        let _parking = sync::lock(&self.shared().park_lock);
+        park::remove(&*self.shared().storage, &self.shared().dir, name)?;
+        consumer::remove(&*self.shared().storage, &self.shared().dir, name)
+    }
+
+    /// Runs `projection` on a background thread: loads its saved `(version, position)`,
+    /// resets it if the version changed (rebuilding from position 0), then applies every
+    /// matching event in batches (at most
+    /// [`PROJECTION_BATCH_EVENTS_MAX`](crate::PROJECTION_BATCH_EVENTS_MAX)), each saved by
+    /// the projection together with its checkpoint. [`ProjectionRunner::wait_for`] reads
+    /// your own writes; [`ProjectionRunner::stop`] returns the projection. The runner ends
+    /// when the store closes.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the projection's error if `load` or `reset` failed,
+    /// or for a bad filter; [`Error::Closed`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use chronicle::{ExpectedVersion, Filter, NewEvent, Projection, ProjectionError, RecordedEvent, Store};
+    /// #[derive(Default)]
+    /// struct OrderCount { count: u64, saved: Option<(u32, u64)> }
+    /// impl Projection for OrderCount {
+    ///     fn name(&self) -> &str { "order-count" }
+    ///     fn version(&self) -> u32 { 1 }
+    ///     fn filter(&self) -> Filter { Filter::category("order") }
+    ///     fn load(&mut self) -> Result<Option<(u32, u64)>, ProjectionError> { Ok(self.saved) }
+    ///     fn reset(&mut self) -> Result<(), ProjectionError> { self.count = 0; Ok(()) }
+    ///     fn apply(&mut self, events: &[RecordedEvent], version: u32, through: u64) -> Result<(), ProjectionError> {
+    ///         self.count += events.len() as u64; // a real one writes state + checkpoint in one transaction
+    ///         self.saved = Some((version, through));
+    ///         Ok(())
+    ///     }
+    /// }
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// let runner = store.run_projection(OrderCount::default())?;
+    /// let written = store.append("order-1", ExpectedVersion::Any, [NewEvent::new("Placed", "")])?;
+    /// assert!(runner.wait_for(written.last_position, Duration::from_secs(10))?);
+    /// assert_eq!(runner.stop()?.count, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn run_projection<P: Projection>(&self, projection: P) -> Result<ProjectionRunner<P>> {
+        self.ensure_open()?;
+        ProjectionRunner::start(projection, |from, filter| self.subscribe(from, filter))
+    }
+
+    /// The events durable consumer `name` parked ([`Subscription::park`]), by position.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an invalid name; [`Error::Corruption`] if the parked
+    /// list is damaged; [`Error::Io`]; [`Error::Closed`].
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = chronicle::Store::open(dir.path())?;
+    /// assert!(store.parked_events("mailer")?.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn parked_events(&self, name: &str) -> Result<Vec<ParkedEvent>> {
+        self.ensure_open()?;
+        consumer::validate_name(name)?;
+        let _parking = sync::lock(&self.shared().park_lock);
+        park::read(&*self.shared().storage, &self.shared().dir, name)
+    }
+
+    /// Takes the event at `position` out of consumer `name`'s parked list and returns it,
+    /// to be handled again (`None` if deletion or retention discarded it meanwhile; it is
+    /// taken out of the list either way). Works whether or not a subscription of `name`
+    /// is live.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an invalid name or a position that is not parked
+    /// (nothing changed); [`Error::Corruption`]; [`Error::Io`] (the list is unchanged);
+    /// [`Error::Closed`].
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = chronicle::Store::open(dir.path())?;
+    /// assert!(store.unpark("mailer", 3).is_err()); // nothing parked
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn unpark(&self, name: &str, position: u64) -> Result<Option<crate::RecordedEvent>> {
+        let _writing = sync::read(&self.inner.direct_writes);
+        self.ensure_open()?;
+        consumer::validate_name(name)?;
+        let _parking = sync::lock(&self.shared().park_lock);
+        let (storage, dir) = (&*self.shared().storage, &self.shared().dir);
+        let mut parked = park::read(storage, dir, name)?;
+        let Ok(at) = parked.binary_search_by_key(&position, |p| p.position) else {
+            return Err(Error::invalid(format!("consumer {name:?} has no parked event at position {position}")));
+        };
+        let stream = Filter::stream(parked.get(at).map(|p| p.stream_id.clone()).unwrap_or_default());
+        let event =
+            FilteredIter::new(self.shared(), position, Some(position.saturating_add(1)), stream).next().transpose()?;
+        parked.remove(at);
+        park::write(storage, dir, name, &parked)?;
+        Ok(event)
     }
 
     /// Reads every event in reverse position order from `from_position` (`None`: the last).
@@ -997,7 +1281,7 @@ impl Store {
             compaction_runs_done: metrics.compaction_runs_done.load(Relaxed),
             compaction_runs_total: metrics.compaction_runs_total.load(Relaxed),
             subscribers: 0,
-            refreshes: self.inner.follower.as_ref().map_or(0, Follower::refreshes),
+            refreshes: self.inner.follower.as_deref().map_or(0, Follower::refreshes),
         }
     }
 

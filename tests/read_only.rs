@@ -357,3 +357,36 @@ fn reads_while_another_process_writes_crashes_and_restarts() {
         assert_eq!(reader.stream_version(stream).unwrap(), writer.stream_version(stream).unwrap(), "{stream}");
     }
 }
+
+#[test]
+fn a_subscription_on_a_read_only_store_follows_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = Store::open_with(dir.path(), options()).unwrap();
+    writer.append("order-1", ExpectedVersion::Any, [NewEvent::new("Placed", "1")]).unwrap();
+    let reader = Store::open_read_only(dir.path()).unwrap();
+    let mut orders = reader.subscribe(0, chronicle::Filter::category("order")).unwrap();
+    assert_eq!(orders.recv_timeout(Duration::from_secs(10)).unwrap().unwrap().position, 0);
+    // Nothing new: the wait ends at the caller's timeout, not earlier, not never.
+    let started = Instant::now();
+    assert!(orders.recv_timeout(Duration::from_millis(100)).unwrap().is_none());
+    assert!(started.elapsed() >= Duration::from_millis(100));
+    // Commits of the writer arrive within the refresh interval, in order, once each.
+    for i in 1..=20u8 {
+        writer.append("order-2", ExpectedVersion::Any, [NewEvent::new("Placed", vec![i])]).unwrap();
+        writer.append("user-1", ExpectedVersion::Any, [NewEvent::new("Seen", vec![i])]).unwrap();
+    }
+    let mut data = Vec::new();
+    while data.len() < 20 {
+        let event = orders.recv_timeout(Duration::from_secs(10)).unwrap().expect("a followed commit");
+        assert_eq!(event.stream_id, "order-2");
+        data.push(event.data[0]);
+    }
+    assert_eq!(data, (1..=20).collect::<Vec<u8>>());
+    // A durable consumer writes its checkpoint: refused on a read-only store.
+    assert!(matches!(reader.subscribe_durable("c", chronicle::Filter::all()), Err(Error::ReadOnly { .. })));
+    // Closing the reader ends the subscription.
+    let stop = orders.stop_handle();
+    drop(stop);
+    reader.close().unwrap();
+    assert!(orders.next().is_none());
+}

@@ -123,7 +123,11 @@ fn copy_survivors(
             let name = text(bytes, decoded.stream_id.clone())
                 .ok_or_else(|| Error::corruption(&plan.segment.path, record_offset, "stream id is not UTF-8"))?;
             let stream = mem.stream_id(name);
-            mem.push(&stream, IndexEntry::of_record(&decoded, new_offset), decoded.kind == RecordKind::Tombstone);
+            let entry = IndexEntry::of_record(&decoded, new_offset);
+            mem.push(&stream, entry, decoded.kind == RecordKind::Tombstone);
+            if decoded.kind == RecordKind::Event {
+                mem.push_event_type(text(bytes, decoded.event_type.clone()).unwrap_or_default(), entry);
+            }
             if out.len() >= WRITE_CHUNK_BYTES {
                 let started = std::time::Instant::now();
                 file.write_all_at(&out, written).map_err(|e| Error::io("write compacted segment", tmp, e))?;

@@ -100,6 +100,15 @@ pub(crate) fn encoded_len(
         + data_len
 }
 
+/// Offset of the event type within a record encoded from `fields`.
+pub(crate) fn event_type_offset(fields: &RecordFields<'_>) -> usize {
+    RECORD_HEADER_BYTES
+        + 16 * usize::from(fields.correlation_id.is_some())
+        + 16 * usize::from(fields.causation_id.is_some())
+        + if fields.durable_mark.is_some() { DURABLE_MARK_BYTES } else { 0 }
+        + fields.stream_id.len()
+}
+
 /// Appends one encoded record to `buf`; returns its length (`encoded_len` plus
 /// [`DURABLE_MARK_BYTES`] when it carries a durable mark). The caller has validated every
 /// length against the limits (all fit their fields: checked in `writer::validate`).

@@ -18,6 +18,11 @@
 //! positions position_count x 12 bytes: every 32nd record's (position u64, offset u32)
 //! names     names_bytes of UTF-8
 //! trailer   4 bytes: CRC-32 of the positions section
+//! types     (version 3) 16 bytes: type_count u32, type_entry_count u32, type_names_bytes u32,
+//!           crc32 of every byte of the section after these 16; then type_count x 16 bytes
+//!           (first_entry u32, entry_count u32, name_offset u32, name_len u32) sorted by name;
+//!           type_entry_count x 16 bytes (position u64, offset u32, record_bytes u32), grouped
+//!           by type, sorted by position; type_names_bytes of UTF-8
 //! ```
 //!
 //! Every checksum is salted with the segment id. Each part is verified when it is first
@@ -40,8 +45,12 @@ use crate::storage::Storage;
 
 const MAGIC: [u8; 8] = *b"CHRNIDX\0";
 /// Version 1 had one checksum over the whole body, verified at open; version 2 checksums each
-/// part so it can be verified on use. A version 1 file is rebuilt like a damaged one.
-pub(crate) const INDEX_FORMAT_VERSION: u32 = 2;
+/// part so it can be verified on use; version 3 adds the event-type section (filtered reads
+/// by event type). A file of an older version is rebuilt like a damaged one.
+pub(crate) const INDEX_FORMAT_VERSION: u32 = 3;
+const TYPE_SECTION_HEADER_BYTES: usize = 16;
+const TYPE_BYTES: usize = 16;
+const TYPE_ENTRY_BYTES: usize = 16;
 const HEADER_BYTES: usize = 64;
 const STREAM_BYTES: usize = 56;
 /// Bytes of a stream record covered by its own checksum (all but the checksum).
@@ -127,7 +136,40 @@ pub(crate) fn encode(mem: &MemIndex, segment_id: u64, covered_bytes: u64) -> Vec
     }
     out.extend_from_slice(&positions_crc.to_le_bytes());
     debug_assert_eq!(out.len(), total);
+    encode_types(mem, segment_id, &mut out);
     out
+}
+
+/// Appends the event-type section (version 3).
+fn encode_types(mem: &MemIndex, segment_id: u64, out: &mut Vec<u8>) {
+    let mut types: Vec<(&Arc<str>, &Vec<IndexEntry>)> = mem.types.iter().collect();
+    types.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let entry_count: usize = types.iter().map(|t| t.1.len()).sum();
+    let names_bytes: usize = types.iter().map(|t| t.0.len()).sum();
+    let mut section = Vec::with_capacity(types.len() * TYPE_BYTES + entry_count * TYPE_ENTRY_BYTES + names_bytes);
+    let (mut first_entry, mut name_offset) = (0u32, 0u32);
+    for (name, list) in &types {
+        for value in [first_entry, list.len() as u32, name_offset, name.len() as u32] {
+            section.extend_from_slice(&value.to_le_bytes());
+        }
+        first_entry += list.len() as u32;
+        name_offset += name.len() as u32;
+    }
+    for (_, list) in &types {
+        for entry in list.iter() {
+            section.extend_from_slice(&entry.position.to_le_bytes());
+            section.extend_from_slice(&entry.offset.to_le_bytes());
+            section.extend_from_slice(&entry.record_bytes.to_le_bytes());
+        }
+    }
+    for (name, _) in &types {
+        section.extend_from_slice(name.as_bytes());
+    }
+    for value in [types.len(), entry_count, names_bytes] {
+        out.extend_from_slice(&(value as u32).to_le_bytes());
+    }
+    out.extend_from_slice(&crc32_salted(segment_id, &section).to_le_bytes());
+    out.extend_from_slice(&section);
 }
 
 fn encode_entry(out: &mut Vec<u8>, entry: &IndexEntry) {
@@ -210,7 +252,8 @@ fn parse_header(header: &[u8], file_len: usize, segment_id: u64) -> Result<Heade
         (count(40)?, count(44)?, count(48)?, count(52)?, count(56)?);
     // u32 counts times small record sizes cannot overflow a 64-bit usize.
     let sections = stream_count * STREAM_BYTES + entry_count * ENTRY_BYTES + position_count * POSITION_BYTES;
-    if HEADER_BYTES + sections + names_bytes + TRAILER_BYTES != file_len {
+    // The type section's own header says how long it is; `MappedIndex::parse` checks it.
+    if HEADER_BYTES + sections + names_bytes + TRAILER_BYTES + TYPE_SECTION_HEADER_BYTES > file_len {
         return Err("section sizes do not add up to the file length");
     }
     if entry_count.saturating_add(stream_count) < record_count {
@@ -274,6 +317,15 @@ pub(crate) struct MappedIndex {
     names_bytes: usize,
     /// Whether the positions section matches its checksum, once first needed.
     positions_valid: OnceLock<bool>,
+    /// The event-type section: offsets of its type records, entries and names.
+    types_at: usize,
+    type_count: usize,
+    type_entries_at: usize,
+    type_entry_count: usize,
+    type_names_at: usize,
+    type_names_bytes: usize,
+    /// Whether the type section matches its checksum, once first needed.
+    types_valid: OnceLock<bool>,
     /// Which stream records and entry runs have been verified: each is checked once, so a
     /// repeated lookup costs what it would with no checksum at all.
     verified: OnceLock<Verified>,
@@ -313,7 +365,25 @@ impl MappedIndex {
         let entries_at = streams_at + header.stream_count * STREAM_BYTES;
         let positions_at = entries_at + header.entry_count * ENTRY_BYTES;
         let names_at = positions_at + header.position_count * POSITION_BYTES;
+        let section_at = names_at + header.names_bytes + TRAILER_BYTES;
+        let le = LeBytes(&bytes);
+        let count = |offset| le.u32(offset).map(|v| v as usize).ok_or("short type section");
+        let (type_count, type_entry_count, type_names_bytes) =
+            (count(section_at)?, count(section_at + 4)?, count(section_at + 8)?);
+        let types_at = section_at + TYPE_SECTION_HEADER_BYTES;
+        let type_entries_at = types_at + type_count * TYPE_BYTES;
+        let type_names_at = type_entries_at + type_entry_count * TYPE_ENTRY_BYTES;
+        if type_names_at + type_names_bytes != bytes.len() {
+            return Err("type section sizes do not add up to the file length");
+        }
         Ok(MappedIndex {
+            types_at,
+            type_count,
+            type_entries_at,
+            type_entry_count,
+            type_names_at,
+            type_names_bytes,
+            types_valid: OnceLock::new(),
             segment_id,
             covered_bytes: header.summary.covered_bytes,
             next_position: header.summary.next_position,
@@ -498,6 +568,9 @@ impl MappedIndex {
         if !valid {
             return Err("positions checksum mismatch");
         }
+        // The type section is verified with the positions (both once per map, both cheap
+        // next to the segment they describe), so a whole-log read finds damage in it too.
+        self.check_types()?;
         let point = |i: usize| {
             let at = self.positions_at + i * POSITION_BYTES;
             Some((le.u64(at)?, le.u32(at + 8)?))
@@ -545,6 +618,108 @@ impl MappedIndex {
             .collect()
     }
 
+    /// See [`super::SegmentIndex::matching_entries`]: the entries `keep` accepts of every
+    /// stream whose name `matches`; stream records and entry runs verified as they are used.
+    pub(crate) fn matching_entries(
+        &self,
+        matches: &dyn Fn(&str) -> bool,
+        keep: &dyn Fn(&IndexEntry) -> bool,
+        out: &mut Vec<IndexEntry>,
+    ) -> Result<(), Damage> {
+        for stream in self.streams()? {
+            if !matches(stream.name) {
+                continue;
+            }
+            self.check_entries(&stream)?;
+            for k in stream.first_entry..stream.first_entry + stream.entry_count {
+                let entry = self.entry(k).ok_or("entry out of range")?;
+                if keep(&entry) {
+                    out.push(entry);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Verifies the type section's checksum (once).
+    fn check_types(&self) -> Result<(), Damage> {
+        let valid = *self.types_valid.get_or_init(|| {
+            let le = LeBytes(&self.bytes);
+            let section = le.slice(self.types_at, self.bytes.len().saturating_sub(self.types_at));
+            section.is_some_and(|s| Some(crc32_salted(self.segment_id, s)) == le.u32(self.types_at - 4))
+        });
+        if valid { Ok(()) } else { Err("type section checksum mismatch") }
+    }
+
+    /// Every event type of the segment with its entries (positions, offsets), verified.
+    fn types(&self) -> Result<Vec<(&str, std::ops::Range<usize>)>, Damage> {
+        self.check_types()?;
+        let le = LeBytes(&self.bytes);
+        let mut out = Vec::with_capacity(self.type_count.min(self.bytes.len() / TYPE_BYTES));
+        let mut expected_first = 0usize;
+        for i in 0..self.type_count {
+            let at = self.types_at + i * TYPE_BYTES;
+            let field = |k: usize| le.u32(at + 4 * k).map(|v| v as usize).ok_or("short type record");
+            let (first, count, name_offset, name_len) = (field(0)?, field(1)?, field(2)?, field(3)?);
+            if first != expected_first || first.checked_add(count).is_none_or(|end| end > self.type_entry_count) {
+                return Err("type entries out of range");
+            }
+            expected_first += count;
+            if name_offset.checked_add(name_len).is_none_or(|end| end > self.type_names_bytes) {
+                return Err("type name out of range");
+            }
+            let name = le.slice(self.type_names_at + name_offset, name_len).ok_or("type name out of range")?;
+            let name = std::str::from_utf8(name).map_err(|_| "type name is not UTF-8")?;
+            out.push((name, first..first + count));
+        }
+        if expected_first != self.type_entry_count {
+            return Err("type entry count does not match the types");
+        }
+        Ok(out)
+    }
+
+    fn type_entry(&self, k: usize) -> Result<IndexEntry, Damage> {
+        let le = LeBytes(&self.bytes);
+        let at = self.type_entries_at + k * TYPE_ENTRY_BYTES;
+        let entry = IndexEntry {
+            version: 0,
+            position: le.u64(at).ok_or("type entry out of range")?,
+            offset: le.u32(at + 8).ok_or("type entry out of range")?,
+            record_bytes: le.u32(at + 12).ok_or("type entry out of range")?,
+        };
+        if u64::from(entry.offset) + u64::from(entry.record_bytes) > self.covered_bytes {
+            return Err("type entry points past the covered bytes");
+        }
+        Ok(entry)
+    }
+
+    /// See [`super::SegmentIndex::type_entries`].
+    pub(crate) fn type_entries(
+        &self,
+        types: &[String],
+        low: u64,
+        end: u64,
+        out: &mut Vec<IndexEntry>,
+    ) -> Result<(), Damage> {
+        for (name, range) in self.types()? {
+            if !types.iter().any(|t| t == name) {
+                continue;
+            }
+            let mut last: Option<u64> = None;
+            for k in range {
+                let entry = self.type_entry(k)?;
+                if last.is_some_and(|p| p >= entry.position) {
+                    return Err("type entries are not sorted by position");
+                }
+                last = Some(entry.position);
+                if entry.position >= low && entry.position < end {
+                    out.push(entry);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Every stream with its event entries and whether the segment holds its tombstone,
     /// all verified (compaction planning).
     pub(crate) fn all_streams(&self) -> Result<Vec<super::StreamEntries>, Damage> {
@@ -572,6 +747,18 @@ impl MappedIndex {
         }
         records.sort_unstable();
         mem.positions = records;
+        let mut typed = 0usize;
+        for (name, range) in self.types()? {
+            let list = range.map(|k| self.type_entry(k)).collect::<Result<Vec<_>, _>>()?;
+            if list.windows(2).any(|w| w[0].position >= w[1].position) {
+                return Err("type entries are not sorted by position");
+            }
+            typed += list.len();
+            mem.types.insert(Arc::from(name), list);
+        }
+        if typed as u64 + mem.streams.values().filter(|s| s.tombstone.is_some()).count() as u64 != self.record_count {
+            return Err("type entries do not match the records");
+        }
         Ok(mem)
     }
 }
@@ -611,6 +798,10 @@ pub(crate) fn reseal(bytes: &mut [u8]) {
     if let Some(positions) = le.slice(positions_at, position_count * POSITION_BYTES) {
         patches.push((trailer_at, crc32_salted(segment_id, positions)));
     }
+    let types_at = trailer_at + TRAILER_BYTES + TYPE_SECTION_HEADER_BYTES;
+    if let Some(section) = le.slice(types_at, bytes.len().saturating_sub(types_at)) {
+        patches.push((types_at - 4, crc32_salted(segment_id, section)));
+    }
     for (at, crc) in patches {
         if let Some(field) = bytes.get_mut(at..at + 4) {
             field.copy_from_slice(&crc.to_le_bytes());
@@ -634,6 +825,7 @@ mod tests {
             let stream = if position % 3 == 0 { &a } else { &b };
             let version = mem.streams.get(&**stream).map_or(0, |s| s.entries.len() as u64);
             mem.push(stream, entry(version, position), false);
+            mem.push_event_type(if position % 5 == 0 { "Rare" } else { "Common" }, entry(version, position));
         }
         mem
     }
@@ -658,6 +850,10 @@ mod tests {
         assert_eq!(mapped.next_position, 100);
         let back = mapped.to_mem().unwrap();
         assert_eq!(back.positions, mem.positions);
+        assert_eq!(back.types.len(), 2);
+        let mut rare = Vec::new();
+        mapped.type_entries(&["Rare".to_owned()], 10, 50, &mut rare).unwrap();
+        assert_eq!(rare.iter().map(|e| e.position).collect::<Vec<_>>(), [10, 15, 20, 25, 30, 35, 40, 45]);
     }
 
     /// Verification on use: a flipped bit anywhere is caught by the full check, and a lookup

@@ -39,6 +39,8 @@ pub(crate) struct MemIndex {
     pub(crate) streams: HashMap<Arc<str>, MemStream>,
     /// (position, offset) of every record in segment order.
     pub(crate) positions: Vec<(u64, u32)>,
+    /// Event entries by event type, each list in position order (`version` unused: 0).
+    pub(crate) types: HashMap<Arc<str>, Vec<IndexEntry>>,
 }
 
 impl MemIndex {
@@ -58,6 +60,17 @@ impl MemIndex {
 }
 
 impl MemIndex {
+    /// Records that the event at `entry` has type `event_type` (after [`MemIndex::push`]).
+    pub(crate) fn push_event_type(&mut self, event_type: &str, entry: IndexEntry) {
+        let entry = IndexEntry { version: 0, ..entry };
+        match self.types.get_mut(event_type) {
+            Some(list) => list.push(entry),
+            None => {
+                self.types.insert(Arc::from(event_type), vec![entry]);
+            }
+        }
+    }
+
     /// The shared id of `name`: the index's own copy if it has the stream, else a new one.
     pub(crate) fn stream_id(&self, name: &str) -> Arc<str> {
         match self.streams.get_key_value(name) {
@@ -126,6 +139,83 @@ impl SegmentIndex {
             }
             SegmentIndex::Sealed(mapped) => mapped.scan_start(position),
         }
+    }
+}
+
+impl SegmentIndex {
+    /// Appends to `out` the event entries with `low <= position < end` of the streams
+    /// whose id satisfies `matches` (only `exact`, looked up directly, when given), sorted
+    /// by position. Tombstones are not entries.
+    ///
+    /// # Errors
+    /// As [`SegmentIndex::stream_entries`].
+    pub(crate) fn matching_entries(
+        &self,
+        exact: Option<&str>,
+        matches: &dyn Fn(&str) -> bool,
+        low: u64,
+        end: u64,
+        out: &mut Vec<IndexEntry>,
+    ) -> Result<(), file::Damage> {
+        let in_range = |e: &IndexEntry| e.position >= low && e.position < end;
+        let start = out.len();
+        match (self, exact) {
+            (_, Some(stream)) => {
+                if matches(stream) {
+                    let mut entries = Vec::new();
+                    self.stream_entries(stream, 0, u64::MAX, &mut entries)?;
+                    out.extend(entries.into_iter().filter(in_range));
+                }
+            }
+            (SegmentIndex::Active(mem), None) => {
+                let mem = sync::read(mem);
+                for (name, slot) in &mem.streams {
+                    if matches(name) {
+                        // Entries are in version order, which is position order.
+                        let from = slot.entries.partition_point(|e| e.position < low);
+                        out.extend(slot.entries.iter().skip(from).take_while(|e| e.position < end));
+                    }
+                }
+            }
+            (SegmentIndex::Sealed(mapped), None) => mapped.matching_entries(matches, &in_range, out)?,
+        }
+        if let Some(added) = out.get_mut(start..) {
+            added.sort_unstable_by_key(|e| e.position);
+        }
+        Ok(())
+    }
+}
+
+impl SegmentIndex {
+    /// Appends to `out` the event entries with `low <= position < end` whose event type is
+    /// one of `types`, sorted by position (`version` is not known: 0).
+    ///
+    /// # Errors
+    /// As [`SegmentIndex::stream_entries`].
+    pub(crate) fn type_entries(
+        &self,
+        types: &[String],
+        low: u64,
+        end: u64,
+        out: &mut Vec<IndexEntry>,
+    ) -> Result<(), file::Damage> {
+        let start = out.len();
+        match self {
+            SegmentIndex::Active(mem) => {
+                let mem = sync::read(mem);
+                for event_type in types {
+                    if let Some(list) = mem.types.get(event_type.as_str()) {
+                        let from = list.partition_point(|e| e.position < low);
+                        out.extend(list.iter().skip(from).take_while(|e| e.position < end));
+                    }
+                }
+            }
+            SegmentIndex::Sealed(mapped) => mapped.type_entries(types, low, end, out)?,
+        }
+        if let Some(added) = out.get_mut(start..) {
+            added.sort_unstable_by_key(|e| e.position);
+        }
+        Ok(())
     }
 }
 

@@ -4,9 +4,14 @@
 //! commit group, never block the writer, and keep working while compaction swaps segments.
 
 mod all;
+pub(crate) mod filter;
+mod filtered;
 mod stream;
 
 pub use self::all::AllIter;
+pub use self::filter::{FILTER_EVENT_TYPES_MAX, Filter};
+pub use self::filtered::FilteredIter;
+pub(crate) use self::filtered::Resume;
 pub use self::stream::StreamIter;
 
 /// Which way a read goes.

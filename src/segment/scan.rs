@@ -30,7 +30,7 @@ pub(crate) fn scan(
 ) -> ScanOutcome {
     let mut offset = start;
     let mut valid_len = start;
-    let mut uncommitted: Vec<(Arc<str>, IndexEntry, bool)> = Vec::new();
+    let mut uncommitted: Vec<(Arc<str>, IndexEntry, bool, Arc<str>)> = Vec::new();
     let mut stopped = None;
     while let Some(rest) = usize::try_from(offset).ok().and_then(|at| bytes.get(at..)).filter(|rest| !rest.is_empty()) {
         let decoded = match record::decode(rest, segment_id, record_bytes_max) {
@@ -58,11 +58,20 @@ pub(crate) fn scan(
             break;
         };
         let stream = mem.stream_id(name);
-        uncommitted.push((stream, IndexEntry::of_record(&decoded, offset), decoded.kind == RecordKind::Tombstone));
+        let event_type = rest.get(..decoded.record_bytes).and_then(|r| text(r, decoded.event_type.clone()));
+        let event_type: Arc<str> = match mem.types.get_key_value(event_type.unwrap_or_default()) {
+            Some((key, _)) => Arc::clone(key),
+            None => Arc::from(event_type.unwrap_or_default()),
+        };
+        let tombstone = decoded.kind == RecordKind::Tombstone;
+        uncommitted.push((stream, IndexEntry::of_record(&decoded, offset), tombstone, event_type));
         offset += decoded.record_bytes as u64;
         if decoded.commit {
-            for (stream, entry, tombstone) in uncommitted.drain(..) {
+            for (stream, entry, tombstone, event_type) in uncommitted.drain(..) {
                 mem.push(&stream, entry, tombstone);
+                if !tombstone {
+                    mem.push_event_type(&event_type, entry);
+                }
             }
             valid_len = offset;
         }

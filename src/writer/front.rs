@@ -8,7 +8,7 @@ use std::time::Duration;
 use crossbeam_channel::{RecvTimeoutError, Sender};
 
 use super::answer::{AnswerSlot, STOPPED_CHECK, Waiters};
-use super::{Request, Writer};
+use super::{AppendCondition, Request, Writer};
 use crate::error::{Error, Result};
 use crate::event::AppendResult;
 use crate::shared::Shared;
@@ -103,8 +103,10 @@ pub(crate) fn append(
     shared: &Shared,
     front: &WriterFront,
     parts: Vec<WritePart>,
+    condition: Option<AppendCondition>,
     spin: Option<Duration>,
 ) -> AppendAnswer {
+    let condition = condition.map(Box::new);
     let slot = AnswerSlot::current();
     // Only with an empty queue: queued appends came first and the writer thread is (about
     // to be) serving them.
@@ -112,10 +114,10 @@ pub(crate) fn append(
         && front.requests.is_empty()
         && let Some(mut writer) = front.try_lock()
     {
-        writer.append_inline(parts, Arc::clone(&slot));
+        writer.append_inline(parts, condition, Arc::clone(&slot));
         drop(writer);
         return slot.take().unwrap_or(Err(Error::Closed));
     }
-    front.send(Request::Append { parts, reply: Arc::clone(&slot) })?;
+    front.send(Request::Append { parts, condition, reply: Arc::clone(&slot) })?;
     slot.wait(&front.waiters, shared, spin)
 }

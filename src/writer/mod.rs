@@ -10,10 +10,12 @@
 
 mod answer;
 mod check;
+mod condition;
 mod front;
 mod ids;
 mod thread;
 
+pub use self::condition::AppendCondition;
 pub(crate) use self::front::{AppendAnswer, WriterFront, append};
 pub(crate) use self::thread::spawn;
 pub(crate) mod roll;
@@ -44,7 +46,7 @@ use crate::validate::WritePart;
 /// A message to the writer thread.
 pub(crate) enum Request {
     /// Append these parts atomically.
-    Append { parts: Vec<WritePart>, reply: Arc<AnswerSlot> },
+    Append { parts: Vec<WritePart>, condition: Option<Box<AppendCondition>>, reply: Arc<AnswerSlot> },
     /// Make everything written so far durable.
     Sync { reply: Sender<Result<()>> },
     /// Seal the active segment (if it holds any record) and start a new one.
@@ -63,6 +65,8 @@ struct GroupEntry {
     stream: Arc<str>,
     entry: IndexEntry,
     tombstone: bool,
+    /// Where the record's event type lies in the group's buffer (start, length).
+    event_type_at: (usize, usize),
 }
 
 /// The group being assembled: encoded bytes plus everything to publish once they are
@@ -183,12 +187,17 @@ impl Writer {
     }
 
     /// Appends on the caller's thread: one group of one request, committed at once.
-    fn append_inline(&mut self, parts: Vec<WritePart>, reply: Arc<AnswerSlot>) {
+    fn append_inline(
+        &mut self,
+        parts: Vec<WritePart>,
+        condition: Option<Box<AppendCondition>>,
+        reply: Arc<AnswerSlot>,
+    ) {
         if self.closed {
             let _ = reply.send(Err(Error::Closed));
             return;
         }
-        self.handle_append(parts, reply);
+        self.handle_append(parts, condition, reply);
         self.flush();
         // Only this caller was answered, and it takes its answer without waiting.
         self.answered = false;
@@ -208,7 +217,7 @@ impl Writer {
     /// Adds one request to the group; returns the bytes it added.
     fn add_to_group(&mut self, request: Request) -> usize {
         match request {
-            Request::Append { parts, reply } => self.handle_append(parts, reply),
+            Request::Append { parts, condition, reply } => self.handle_append(parts, condition, reply),
             Request::Sync { reply } => {
                 self.group.needs_sync = true;
                 self.group.replies.push(Reply::Done(reply));
@@ -233,7 +242,12 @@ impl Writer {
         }
     }
 
-    fn handle_append(&mut self, parts: Vec<WritePart>, reply: Arc<AnswerSlot>) -> usize {
+    fn handle_append(
+        &mut self,
+        parts: Vec<WritePart>,
+        condition: Option<Box<AppendCondition>>,
+        reply: Arc<AnswerSlot>,
+    ) -> usize {
         if let Some(error) = self.poisoned() {
             self.answered |= reply.send(Err(error));
             return 0;
@@ -281,6 +295,12 @@ impl Writer {
                 self.answered |=
                     reply.send(Err(Error::WrongExpectedVersion { stream, expected: part.expected, actual }));
             }
+            return 0;
+        }
+        if let Some(condition) = &condition
+            && let Err(error) = self.check_condition(condition)
+        {
+            self.answered |= reply.send(Err(error));
             return 0;
         }
         let total: usize = parts.iter().map(|p| p.encoded_bytes).sum::<usize>() + record::DURABLE_MARK_BYTES;
@@ -334,6 +354,7 @@ impl Writer {
                 metadata: event.map_or(&[][..], |e| &e.metadata),
                 data: event.map_or(&[][..], |e| &e.data),
             };
+            let event_type_at = (start + record::event_type_offset(&fields), fields.event_type.len());
             let record_bytes = record::encode(&mut self.group.buf, segment_id, &fields);
             let entry = IndexEntry {
                 version,
@@ -345,6 +366,7 @@ impl Writer {
                 stream: Arc::clone(&part.stream),
                 entry,
                 tombstone: kind == RecordKind::Tombstone,
+                event_type_at,
             });
             self.group.last_record_start = Some(start);
             self.group.next_position += 1;
@@ -430,13 +452,19 @@ impl Writer {
             && let SegmentIndex::Active(mem) = &*index
         {
             let mut mem = sync::write(mem);
-            for GroupEntry { stream, entry, tombstone } in group.entries.drain(..) {
+            for GroupEntry { stream, entry, tombstone, event_type_at: (at, len) } in group.entries.drain(..) {
                 mem.push(&stream, entry, tombstone);
+                if !tombstone {
+                    let event_type = group.buf.get(at..at + len).and_then(|t| std::str::from_utf8(t).ok());
+                    mem.push_event_type(event_type.unwrap_or_default(), entry);
+                }
             }
         }
         self.active.publish(self.write_offset);
         self.shared.publish_position(group.next_position);
         self.shared.publish_streams(group.overlay.drain());
+        // Subscriptions hook in here: the whole group is visible, wake whoever follows.
+        self.shared.notify_followers();
         Ok(())
     }
 
@@ -459,6 +487,7 @@ impl Writer {
         tracing::error!(%error, "write path failed; the store refuses writes until reopened");
         let cause = Arc::clone(self.poison.get_or_insert_with(|| Arc::new(error)));
         self.shared.metrics.set_poisoned(&cause);
+        self.shared.mark_poisoned(&cause);
         Error::Poisoned { cause }
     }
 

@@ -1,0 +1,348 @@
+//! Subscriptions: catch-up then live as one reader (exactly once, in order, across the
+//! switch, with writers on many threads), filters, positions, every wake-up path (stop,
+//! close, last drop, poisoning), compaction under a subscriber, no lock kept after close.
+
+mod common;
+
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use chronicle::{Durability, Error, ExpectedVersion, Filter, NewEvent, Options, RecordedEvent, Store};
+
+fn ev(event_type: &str, data: impl Into<Vec<u8>>) -> NewEvent {
+    NewEvent::new(event_type, data.into())
+}
+
+fn matching(store: &Store, filter: &Filter) -> Vec<u64> {
+    store.read_all_filtered(0, filter.clone()).unwrap().map(|e| e.unwrap().position).collect()
+}
+
+/// Takes `n` events from `sub`, failing after a generous deadline instead of hanging.
+fn take(sub: &mut chronicle::Subscription, n: usize) -> Vec<RecordedEvent> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut out = Vec::new();
+    while out.len() < n {
+        assert!(Instant::now() < deadline, "only {} of {n} events arrived", out.len());
+        if let Some(event) = sub.recv_timeout(Duration::from_millis(200)).unwrap() {
+            out.push(event);
+        }
+    }
+    out
+}
+
+#[test]
+fn catch_up_then_live_exactly_once_in_order_with_many_writers() {
+    for durability in [Durability::Buffered, Durability::Sync] {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Store::open_with(dir.path(), Options::default().durability(durability).segment_bytes(16 << 10)).unwrap();
+        const WRITERS: usize = 6;
+        let per_writer = if durability == Durability::Sync { 150 } else { 600 };
+        // Some events before anyone subscribes: the catch-up part.
+        for i in 0..200u32 {
+            let stream = format!("{}-{}", if i % 3 == 0 { "order" } else { "user" }, i % 7);
+            let kind = if i % 2 == 0 { "Placed" } else { "Paid" };
+            store.append(&stream, ExpectedVersion::Any, [ev(kind, i.to_le_bytes())]).unwrap();
+        }
+        let filters = [
+            Filter::all(),
+            Filter::category("order"),
+            Filter::event_types(["Paid"]),
+            Filter::category("user").with_event_types(["Placed"]),
+            Filter::stream("order-3"),
+            Filter::stream_prefix("user-"),
+        ];
+        let start = Arc::new(Barrier::new(WRITERS + filters.len()));
+        let total = 200 + WRITERS * per_writer;
+        let subscribers: Vec<_> = filters
+            .iter()
+            .cloned()
+            .map(|filter| {
+                let mut sub = store.subscribe(0, filter).unwrap();
+                let start = Arc::clone(&start);
+                let stop = sub.stop_handle();
+                let thread = thread::spawn(move || {
+                    start.wait();
+                    let mut seen = Vec::new();
+                    for event in sub.by_ref() {
+                        seen.push(event.unwrap().position);
+                    }
+                    seen
+                });
+                (thread, stop)
+            })
+            .collect();
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let store = store.clone();
+                let start = Arc::clone(&start);
+                thread::spawn(move || {
+                    start.wait();
+                    for i in 0..per_writer {
+                        let stream =
+                            format!("{}-{}", if (w + i) % 3 == 0 { "order" } else { "user" }, (w * 31 + i) % 7);
+                        let kind = if i % 2 == 0 { "Placed" } else { "Paid" };
+                        store.append(&stream, ExpectedVersion::Any, [ev(kind, vec![w as u8])]).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        assert_eq!(store.read_all(0).unwrap().count(), total);
+        // Let every subscriber catch up to the end, then stop it.
+        for ((thread, stop), filter) in subscribers.into_iter().zip(&filters) {
+            let expected = matching(&store, filter);
+            let mut probe = store.subscribe(0, filter.clone()).unwrap();
+            let probed: Vec<u64> = take(&mut probe, expected.len()).iter().map(|e| e.position).collect();
+            assert_eq!(probed, expected);
+            // The live subscriber has certainly seen everything once a probe did, but give it time.
+            thread::sleep(Duration::from_millis(50));
+            stop.stop();
+            let seen = thread.join().unwrap();
+            assert_eq!(seen, expected, "{filter:?} under {durability:?}: every matching event exactly once, in order");
+        }
+    }
+}
+
+type Keep = Box<dyn Fn(&RecordedEvent) -> bool>;
+
+#[test]
+fn filtered_reads_agree_with_filtering_read_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options::default().segment_bytes(8 << 10);
+    let store = Store::open_with(dir.path(), options.clone()).unwrap();
+    for i in 0..2_000u32 {
+        let stream = format!("{}-{}", ["order", "user", "cart"][(i % 3) as usize], i % 11);
+        store
+            .append(&stream, ExpectedVersion::Any, [ev(["A", "B", "C"][(i % 5 % 3) as usize], i.to_le_bytes())])
+            .unwrap();
+    }
+    store.delete_stream("cart-5", ExpectedVersion::Any).unwrap();
+    let check = |store: &Store| {
+        let all: Vec<RecordedEvent> = common::read_all(store);
+        let cases: Vec<(Filter, Keep)> = vec![
+            (Filter::all(), Box::new(|_| true)),
+            (Filter::stream("order-3"), Box::new(|e| e.stream_id == "order-3")),
+            (Filter::category("user"), Box::new(|e| e.stream_id.starts_with("user-"))),
+            (Filter::stream_prefix("order-1"), Box::new(|e| e.stream_id.starts_with("order-1"))),
+            (Filter::event_types(["A", "C"]), Box::new(|e| e.event_type != "B")),
+            (
+                Filter::category("cart").with_event_types(["B"]),
+                Box::new(|e| e.stream_id.starts_with("cart-") && e.event_type == "B"),
+            ),
+            (Filter::stream("cart-5"), Box::new(|_| false)),
+        ];
+        for (filter, keep) in cases {
+            for from in [0u64, 1, 777, 1999, 5000] {
+                let expected: Vec<u64> =
+                    all.iter().filter(|e| e.position >= from && keep(e)).map(|e| e.position).collect();
+                let got: Vec<u64> =
+                    store.read_all_filtered(from, filter.clone()).unwrap().map(|e| e.unwrap().position).collect();
+                assert_eq!(got, expected, "{filter:?} from {from}");
+            }
+        }
+    };
+    check(&store);
+    store.close().unwrap();
+    // Reopened: sealed segments answer from mapped index files.
+    let store = Store::open_with(dir.path(), options).unwrap();
+    check(&store);
+}
+
+#[test]
+fn position_moves_past_events_that_do_not_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.append("a-1", ExpectedVersion::Any, [ev("X", ""), ev("Y", "")]).unwrap();
+    store.append("b-1", ExpectedVersion::Any, [ev("X", "")]).unwrap();
+    let mut sub = store.subscribe(0, Filter::category("a").with_event_types(["X"])).unwrap();
+    assert_eq!(sub.position(), 0);
+    assert_eq!(sub.recv_timeout(Duration::ZERO).unwrap().unwrap().position, 0);
+    assert_eq!(sub.position(), 1);
+    assert!(sub.recv_timeout(Duration::from_millis(20)).unwrap().is_none());
+    assert_eq!(sub.position(), 3, "past the examined non-matching events");
+}
+
+#[test]
+fn subscribing_beyond_the_end_waits_for_the_log_to_get_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut sub = store.subscribe(5, Filter::all()).unwrap();
+    for i in 0..5u8 {
+        store.append("s", ExpectedVersion::Any, [ev("T", vec![i])]).unwrap();
+        assert!(sub.recv_timeout(Duration::from_millis(5)).unwrap().is_none());
+    }
+    store.append("s", ExpectedVersion::Any, [ev("T", vec![5])]).unwrap();
+    assert_eq!(sub.recv_timeout(Duration::from_secs(10)).unwrap().unwrap().position, 5);
+}
+
+#[test]
+fn bad_filters_are_invalid_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let bad = [
+        Filter::event_types(Vec::<String>::new()),
+        Filter::event_types([""]),
+        Filter::category(""),
+        Filter::category("a-b"),
+        Filter::stream(""),
+        Filter::stream("x".repeat(100_000)),
+        Filter::stream_prefix(""),
+        Filter::category("order").with_event_types(Vec::<&str>::new()),
+    ];
+    for filter in bad {
+        assert!(matches!(store.read_all_filtered(0, filter.clone()), Err(Error::InvalidInput { .. })), "{filter:?}");
+        assert!(matches!(store.subscribe(0, filter.clone()), Err(Error::InvalidInput { .. })), "{filter:?}");
+        assert!(matches!(store.subscribe_durable("c", filter.clone()), Err(Error::InvalidInput { .. })), "{filter:?}");
+    }
+    assert!(common::files_ending_with(dir.path(), ".chk").iter().all(|p| !p.to_string_lossy().contains("consumer")));
+}
+
+#[test]
+fn stop_handle_wakes_a_blocked_next_from_another_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    for _ in 0..20 {
+        let mut sub = store.subscribe(0, Filter::all()).unwrap();
+        let stop = sub.stop_handle();
+        let blocked = thread::spawn(move || sub.next().is_none());
+        thread::sleep(Duration::from_millis(2));
+        stop.clone().stop();
+        assert!(blocked.join().unwrap());
+    }
+}
+
+#[test]
+fn close_wakes_a_blocked_subscriber_and_ends_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.append("s", ExpectedVersion::Any, [ev("T", "")]).unwrap();
+    let mut sub = store.subscribe(0, Filter::all()).unwrap();
+    let blocked = thread::spawn(move || {
+        let first = sub.next().map(|e| e.unwrap().position);
+        let after = sub.next().is_none();
+        (first, after, sub)
+    });
+    thread::sleep(Duration::from_millis(50));
+    store.close().unwrap();
+    let (first, ended, sub) = blocked.join().unwrap();
+    assert_eq!(first, Some(0));
+    assert!(ended && sub.is_finished());
+    // The subscription holds no lock: the directory reopens while it is still alive.
+    let reopened = Store::open(dir.path()).unwrap();
+    drop(sub);
+    drop(reopened);
+}
+
+#[test]
+fn dropping_the_last_store_clone_ends_subscribers_and_releases_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut sub = store.subscribe(0, Filter::all()).unwrap();
+    let blocked = thread::spawn(move || sub.next().is_none());
+    thread::sleep(Duration::from_millis(50));
+    drop(store);
+    assert!(blocked.join().unwrap());
+    let sub2 = {
+        let store = Store::open(dir.path()).expect("the lock was released");
+        store.subscribe(0, Filter::all()).unwrap()
+    };
+    // Its store is gone: the subscription ends at once.
+    let mut sub2 = sub2;
+    assert!(sub2.next().is_none());
+    Store::open(dir.path()).unwrap();
+}
+
+#[test]
+fn a_poisoned_writer_ends_subscribers_with_the_cause() {
+    use chronicle_testkit::{InjectedError, SimStorage};
+    let sim = SimStorage::new();
+    let store =
+        Store::open_with_storage("/poison", Options::default().durability(Durability::Sync), Arc::new(sim.clone()))
+            .unwrap();
+    store.append("s", ExpectedVersion::Any, [ev("T", "")]).unwrap();
+    let sub = store.subscribe(0, Filter::all()).unwrap();
+    let blocked = thread::spawn(move || {
+        let mut items = Vec::new();
+        for item in sub {
+            items.push(item.map(|e| e.position));
+        }
+        items
+    });
+    thread::sleep(Duration::from_millis(30));
+    sim.fail_from(sim.calls(), InjectedError::Io);
+    assert!(store.append("s", ExpectedVersion::Any, [ev("T", "")]).is_err());
+    let items = blocked.join().unwrap();
+    assert_eq!(items.len(), 2, "{items:?}");
+    assert!(matches!(items[0], Ok(0)));
+    assert!(matches!(items[1], Err(Error::Poisoned { .. })), "{items:?}");
+}
+
+#[test]
+fn a_subscriber_reads_through_a_compaction_that_removes_segments_it_has_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), Options::default().segment_bytes(4096)).unwrap();
+    for i in 0..600u32 {
+        let stream = if i % 2 == 0 { format!("keep-{}", i % 5) } else { format!("gone-{}", i % 3) };
+        store.append(&stream, ExpectedVersion::Any, [ev("T", vec![0u8; 40])]).unwrap();
+    }
+    let mut sub = store.subscribe(0, Filter::all()).unwrap();
+    let first = take(&mut sub, 10);
+    let segments_before = common::segment_files(dir.path());
+    for stream in ["gone-0", "gone-1", "gone-2"] {
+        store.delete_stream(stream, ExpectedVersion::Any).unwrap();
+    }
+    let report = store.compact().unwrap();
+    assert!(report.events_removed > 0);
+    let segments_after = common::segment_files(dir.path());
+    assert!(segments_before.iter().any(|s| !segments_after.contains(s)), "compaction removed segment files");
+    // The subscriber goes on: it finishes the segment list it was reading (retired segments
+    // stay readable), then continues on the compacted segments from its position.
+    let mut positions: Vec<u64> = first.iter().map(|e| e.position).collect();
+    for i in 600..650u32 {
+        store.append("keep-9", ExpectedVersion::Any, [ev("T", i.to_le_bytes())]).unwrap();
+    }
+    // Tombstones took positions 600..603: the new events are 603..653.
+    let last = common::read_all(&store).last().unwrap().position;
+    assert_eq!(last, 652);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while positions.last() != Some(&last) {
+        assert!(Instant::now() < deadline);
+        if let Some(event) = sub.recv_timeout(Duration::from_millis(100)).unwrap() {
+            positions.push(event.position);
+        }
+    }
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "in order, no duplicate");
+    let kept: Vec<u64> = (0..600).filter(|p| p % 2 == 0).chain(603..653).collect();
+    // Every surviving event arrived; of the deleted streams' events, at most those read before.
+    assert!(kept.iter().all(|p| positions.contains(p)));
+    assert_eq!(sub.position(), 653);
+}
+
+#[test]
+fn many_idle_subscribers_do_not_block_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let subs: Vec<_> = (0..100).map(|_| store.subscribe(0, Filter::all()).unwrap()).collect();
+    // Not one of them reads: appends go on, and each of them later reads everything.
+    for i in 0..1000u32 {
+        store.append("s", ExpectedVersion::Any, [ev("T", i.to_le_bytes())]).unwrap();
+    }
+    for mut sub in subs.into_iter().step_by(17) {
+        assert_eq!(take(&mut sub, 1000).last().unwrap().position, 999);
+    }
+}
+
+#[test]
+fn the_public_types_are_send_and_sync_where_promised() {
+    fn send<T: Send>() {}
+    fn send_sync<T: Send + Sync + Clone + std::fmt::Debug>() {}
+    send::<chronicle::Subscription>();
+    send::<chronicle::FilteredIter>();
+    send_sync::<Filter>();
+    send_sync::<chronicle::StopHandle>();
+    send_sync::<chronicle::AppendCondition>();
+}
