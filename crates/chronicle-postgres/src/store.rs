@@ -1,0 +1,1127 @@
+//! `PostgresStore`: connect, the owned runtime, and every `EventStore` operation.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex, Once};
+use std::time::Duration;
+
+use chronicle::{
+    AppendResult, Error, EventStore, ExpectedVersion, NewEvent, Result, SNAPSHOT_BYTES_MAX, SNAPSHOTS_KEPT, Snapshot,
+    StreamAppend,
+};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use tokio::runtime::{Handle, Runtime};
+
+use crate::error::{bad_row, db, from_db, to_i64, to_u64};
+use crate::filter::Filter;
+use crate::read::{Cursor, PgEvents, deleted, u128_from};
+use crate::sql::{Sql, check_schema_name};
+use crate::subscription::{Notifier, Subscription};
+
+/// How a [`PostgresStore`] connects and behaves.
+///
+/// ```
+/// use std::time::Duration;
+/// let options = chronicle_postgres::PostgresOptions::default()
+///     .schema("orders")
+///     .pool_size(8)
+///     .operation_timeout(Duration::from_secs(10));
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    pub(crate) schema: String,
+    pub(crate) pool_size: usize,
+    pub(crate) operation_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) poll_interval: Duration,
+    pub(crate) runtime_threads: usize,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        PostgresOptions {
+            schema: "chronicle".into(),
+            pool_size: 16,
+            operation_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            poll_interval: Duration::from_millis(500),
+            runtime_threads: 2,
+        }
+    }
+}
+
+impl PostgresOptions {
+    /// The PostgreSQL schema holding the store's tables (default `chronicle`): several
+    /// stores can share a database, one schema each. 1 to
+    /// [`SCHEMA_NAME_BYTES_MAX`](crate::SCHEMA_NAME_BYTES_MAX) bytes of `a-z`, `0-9`, `_`.
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// Most connections the store's pool opens (default 16).
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size.max(1);
+        self
+    }
+
+    /// Longest any one operation (one append, one page of a read, waiting for a pooled
+    /// connection included) may take before it fails with [`Error::Backend`] (default 30 s).
+    pub fn operation_timeout(mut self, timeout: Duration) -> Self {
+        self.operation_timeout = timeout;
+        self
+    }
+
+    /// Longest a new connection may take (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How often a waiting subscription looks for new events when no notification arrives
+    /// (default 500 ms): the fallback when `LISTEN` is unavailable or a notification is
+    /// lost while the listening connection is re-established.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Worker threads of the store's own tokio runtime (default 2).
+    pub fn runtime_threads(mut self, threads: usize) -> Self {
+        self.runtime_threads = threads.max(1);
+        self
+    }
+}
+
+/// What every operation needs; lives in tasks on the runtime (never owns the runtime).
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) pool: Pool,
+    pub(crate) sql: Sql,
+    pub(crate) options: PostgresOptions,
+    pub(crate) notifier: Arc<Notifier>,
+    ids: Mutex<IdGenerator>,
+    pub(crate) consumers_in_use: Mutex<HashSet<String>>,
+}
+
+impl Shared {
+    pub(crate) async fn client(&self) -> Result<Object> {
+        self.pool.get().await.map_err(crate::error::pool)
+    }
+}
+
+/// The store's own runtime: its threads run every query. Dropped with the last handle
+/// (store clone, iterator, subscription); `shutdown_background` never blocks and never
+/// panics, even when the last handle drops inside another runtime.
+#[derive(Debug)]
+struct OwnedRuntime {
+    runtime: Mutex<Option<Runtime>>,
+}
+
+impl Drop for OwnedRuntime {
+    fn drop(&mut self) {
+        let runtime = match self.runtime.get_mut() {
+            Ok(runtime) => runtime.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(runtime) = runtime {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Runs futures on the store's runtime and waits for them on the calling thread.
+#[derive(Debug, Clone)]
+pub(crate) struct Runner {
+    handle: Handle,
+    timeout: Duration,
+    _owner: Arc<OwnedRuntime>,
+}
+
+impl Runner {
+    /// Runs `future` on the store's runtime (bounded by the operation timeout) and blocks
+    /// the calling thread until it is done. Never calls `block_on`: safe on any thread,
+    /// though inside an async runtime it blocks that executor thread while it waits (use
+    /// the `*_async` methods or `spawn_blocking` there).
+    pub(crate) fn block<T: Send + 'static>(
+        &self,
+        future: impl Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+        let timeout = self.timeout;
+        self.handle.spawn(async move {
+            let _ = sender.send(bounded(timeout, future).await);
+        });
+        // The task answers within `timeout`; the margin covers scheduling.
+        match receiver.recv_timeout(timeout.saturating_add(Duration::from_secs(5))) {
+            Ok(result) => result,
+            Err(_) => Err(Error::backend(
+                format!("no answer from the store's runtime within {timeout:?} (is it shutting down?)"),
+                None,
+            )),
+        }
+    }
+
+    /// Runs `future` on the store's runtime and awaits it from any executor.
+    pub(crate) async fn run<T: Send + 'static>(
+        &self,
+        future: impl Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        let timeout = self.timeout;
+        match self.handle.spawn(bounded(timeout, future)).await {
+            Ok(result) => result,
+            Err(error) => Err(Error::backend(format!("the store's runtime dropped the operation: {error}"), None)),
+        }
+    }
+
+    pub(crate) fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) {
+        self.handle.spawn(future);
+    }
+}
+
+async fn bounded<T>(timeout: Duration, future: impl Future<Output = Result<T>>) -> Result<T> {
+    match tokio::time::timeout(timeout, future).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::backend(
+            format!(
+                "operation timed out after {timeout:?}; an append that timed out may or may not have committed (retry it with event ids)"
+            ),
+            None,
+        )),
+    }
+}
+
+/// An event store in PostgreSQL, with the semantics of the embedded [`chronicle::Store`]:
+/// implements [`chronicle::EventStore`] (and passes the same conformance suite), so the
+/// typed layer runs on it unchanged.
+///
+/// A clone-able handle (clones share the pool). The blocking methods run their queries on
+/// a small tokio runtime the store owns (its own threads, see
+/// [`PostgresOptions::runtime_threads`]) and wait for them on the caller's thread; they
+/// never call `block_on`, so they cannot panic inside another runtime, but there they
+/// block an executor thread: async code calls the `*_async` methods (which run on the
+/// store's runtime and can be awaited from any executor) or wraps the blocking ones in
+/// `spawn_blocking`.
+///
+/// Global positions are dense and assigned in commit order (docs/postgres.md): a reader
+/// that saw position `p` has seen, or will never see, every position below it.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    runner: Runner,
+    shared: Arc<Shared>,
+    listen: Option<Arc<ListenConfig>>,
+    listener: Arc<Once>,
+}
+
+#[derive(Debug)]
+struct ListenConfig {
+    config: tokio_postgres::Config,
+    #[cfg(feature = "tls")]
+    tls: bool,
+}
+
+fn build_runtime(options: &PostgresOptions) -> Result<Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(options.runtime_threads)
+        .thread_name("chronicle-pg")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::backend(format!("start the store's runtime: {e}"), Some(Arc::new(e))))
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user:password@host:port/database`, or the
+    /// `key=value` form; `host=/path/to/socket/dir` for a Unix socket) with default
+    /// [`PostgresOptions`], and migrates the schema.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a malformed URL; [`Error::Backend`] if the server cannot
+    /// be reached or the schema is newer than this code.
+    ///
+    /// ```no_run
+    /// let store = chronicle_postgres::PostgresStore::connect("postgres://chronicle@127.0.0.1:5432/app")?;
+    /// # Ok::<(), chronicle::Error>(())
+    /// ```
+    pub fn connect(url: &str) -> Result<PostgresStore> {
+        PostgresStore::connect_with(url, PostgresOptions::default())
+    }
+
+    /// [`PostgresStore::connect`] with options (schema, pool size, timeouts).
+    ///
+    /// # Errors
+    /// As [`PostgresStore::connect`]; [`Error::InvalidInput`] for a bad schema name.
+    pub fn connect_with(url: &str, options: PostgresOptions) -> Result<PostgresStore> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| Error::InvalidInput { message: format!("PostgreSQL URL: {e}") })?;
+        config.connect_timeout(options.connect_timeout);
+        if config.get_application_name().is_none() {
+            config.application_name("chronicle");
+        }
+        let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+        #[cfg(feature = "tls")]
+        let (manager, tls) = if matches!(config.get_ssl_mode(), tokio_postgres::config::SslMode::Disable) {
+            (Manager::from_config(config.clone(), tokio_postgres::NoTls, manager_config), false)
+        } else {
+            (Manager::from_config(config.clone(), crate::tls::connector(), manager_config), true)
+        };
+        #[cfg(not(feature = "tls"))]
+        let manager = Manager::from_config(config.clone(), tokio_postgres::NoTls, manager_config);
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(options.operation_timeout))
+            .create_timeout(Some(options.connect_timeout))
+            .build()
+            .map_err(|e| Error::backend(format!("build the connection pool: {e}"), None))?;
+        let listen = ListenConfig {
+            config,
+            #[cfg(feature = "tls")]
+            tls,
+        };
+        PostgresStore::start(pool, options, Some(Arc::new(listen)))
+    }
+
+    /// A store on an existing pool (its connections must be usable from any tokio
+    /// runtime, which deadpool's are). Subscriptions then poll
+    /// ([`PostgresOptions::poll_interval`]) instead of listening, as a pooled connection
+    /// cannot receive notifications.
+    ///
+    /// # Errors
+    /// As [`PostgresStore::connect_with`].
+    pub fn with_pool(pool: Pool, options: PostgresOptions) -> Result<PostgresStore> {
+        PostgresStore::start(pool, options, None)
+    }
+
+    fn start(pool: Pool, options: PostgresOptions, listen: Option<Arc<ListenConfig>>) -> Result<PostgresStore> {
+        check_schema_name(&options.schema)?;
+        let runtime = build_runtime(&options)?;
+        let handle = runtime.handle().clone();
+        let owner = Arc::new(OwnedRuntime { runtime: Mutex::new(Some(runtime)) });
+        let runner = Runner { handle, timeout: options.operation_timeout, _owner: owner };
+        let shared = Arc::new(Shared {
+            pool,
+            sql: Sql::new(&options.schema),
+            options,
+            notifier: Arc::new(Notifier::default()),
+            ids: Mutex::new(IdGenerator::new()),
+            consumers_in_use: Mutex::new(HashSet::new()),
+        });
+        let migrating = Arc::clone(&shared);
+        runner.block(async move {
+            let mut client = migrating.client().await?;
+            crate::schema::migrate(&mut client, &migrating.sql.schema).await.map(|_| ())
+        })?;
+        Ok(PostgresStore { runner, shared, listen, listener: Arc::new(Once::new()) })
+    }
+
+    pub(crate) fn runner(&self) -> &Runner {
+        &self.runner
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// The schema this store lives in.
+    pub fn schema(&self) -> &str {
+        &self.shared.sql.schema
+    }
+
+    /// Starts the `LISTEN` task once (a connection of its own, re-established after a
+    /// failure); without a URL (a store from [`PostgresStore::with_pool`]) there is none.
+    pub(crate) fn ensure_listener(&self) {
+        let Some(listen) = &self.listen else { return };
+        self.listener.call_once(|| {
+            let notifier = Arc::clone(&self.shared.notifier);
+            let channel = self.shared.sql.channel.clone();
+            let listen = Arc::clone(listen);
+            let retry = self.shared.options.poll_interval;
+            self.runner.spawn(async move {
+                #[cfg(feature = "tls")]
+                if listen.tls {
+                    crate::subscription::listen_forever(
+                        listen.config.clone(),
+                        crate::tls::connector(),
+                        channel,
+                        notifier,
+                        retry,
+                    )
+                    .await;
+                    return;
+                }
+                crate::subscription::listen_forever(
+                    listen.config.clone(),
+                    tokio_postgres::NoTls,
+                    channel,
+                    notifier,
+                    retry,
+                )
+                .await;
+            });
+        });
+    }
+
+    fn prepare_events(&self, events: &mut [NewEvent]) {
+        if events.iter().all(|e| e.id().is_some()) {
+            return;
+        }
+        let mut ids = match self.shared.ids.lock() {
+            Ok(ids) => ids,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        for event in events.iter_mut() {
+            if event.id().is_none() {
+                let id = ids.next_id();
+                *event = event.clone().with_id(id);
+            }
+        }
+    }
+
+    fn prepare(&self, parts: Vec<StreamAppend>) -> Result<Vec<Part>> {
+        chronicle::check_append(&parts)?;
+        Ok(parts
+            .into_iter()
+            .map(|part| {
+                let all_ids = part.events().iter().all(|e| e.id().is_some());
+                let (stream, expected, mut events) = part.into_parts();
+                self.prepare_events(&mut events);
+                Part { stream, expected, events, all_ids }
+            })
+            .collect())
+    }
+
+    /// As [`EventStore::append`].
+    ///
+    /// # Errors
+    /// As [`chronicle::Store::append`]; [`Error::Backend`] when the database fails (its
+    /// message says whether the append is known not to have been written).
+    pub fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: impl IntoIterator<Item = NewEvent>,
+    ) -> Result<AppendResult> {
+        let mut results = self.append_multi([StreamAppend::new(stream, expected, events)])?;
+        results.pop().ok_or_else(|| Error::backend("an append of one stream returned no result", None))
+    }
+
+    /// As [`EventStore::append_multi`]: all parts in one transaction.
+    ///
+    /// # Errors
+    /// As [`PostgresStore::append`].
+    pub fn append_multi(&self, parts: impl IntoIterator<Item = StreamAppend>) -> Result<Vec<AppendResult>> {
+        let parts = self.prepare(parts.into_iter().collect())?;
+        self.runner.block(append_parts(Arc::clone(&self.shared), parts))
+    }
+
+    /// [`PostgresStore::append_multi`] for async code: runs on the store's runtime,
+    /// awaitable from any executor.
+    ///
+    /// # Errors
+    /// As [`PostgresStore::append`].
+    pub async fn append_multi_async(&self, parts: Vec<StreamAppend>) -> Result<Vec<AppendResult>> {
+        let parts = self.prepare(parts)?;
+        self.runner.run(append_parts(Arc::clone(&self.shared), parts)).await
+    }
+
+    /// [`PostgresStore::append`] for async code.
+    ///
+    /// # Errors
+    /// As [`PostgresStore::append`].
+    pub async fn append_async(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult> {
+        let mut results = self.append_multi_async(vec![StreamAppend::new(stream, expected, events)]).await?;
+        results.pop().ok_or_else(|| Error::backend("an append of one stream returned no result", None))
+    }
+
+    fn stream_cursor(&self, stream: &str, next: i64, backward: bool) -> Result<PgEvents> {
+        chronicle::check_stream_id(stream)?;
+        let state = self.runner.block(stream_state(Arc::clone(&self.shared), stream.as_bytes().to_vec()))?;
+        if state.is_some_and(|(_, deleted)| deleted) {
+            return Err(deleted(stream));
+        }
+        if state.is_none_or(|(last, _)| last.is_none()) {
+            return Ok(PgEvents::empty(self.runner.clone(), Arc::clone(&self.shared)));
+        }
+        let cursor = Cursor::Stream { stream: stream.as_bytes().to_vec(), next, backward };
+        Ok(PgEvents::new(self.runner.clone(), Arc::clone(&self.shared), cursor))
+    }
+
+    /// As [`EventStore::read_stream`]: read lazily, one page at a time.
+    ///
+    /// # Errors
+    /// [`Error::StreamDeleted`], [`Error::InvalidInput`] for an invalid stream id,
+    /// [`Error::Backend`].
+    pub fn read_stream(&self, stream: &str, from_version: u64) -> Result<PgEvents> {
+        let from = i64::try_from(from_version).unwrap_or(i64::MAX);
+        self.stream_cursor(stream, from, false)
+    }
+
+    /// As [`EventStore::read_stream_backward`].
+    ///
+    /// # Errors
+    /// As [`PostgresStore::read_stream`].
+    pub fn read_stream_backward(&self, stream: &str, from_version: Option<u64>) -> Result<PgEvents> {
+        let from = from_version.map_or(i64::MAX, |v| i64::try_from(v).unwrap_or(i64::MAX));
+        self.stream_cursor(stream, from, true)
+    }
+
+    /// As [`EventStore::read_all`].
+    ///
+    /// # Errors
+    /// [`Error::Backend`] (items too).
+    pub fn read_all(&self, from_position: u64) -> Result<PgEvents> {
+        let next = i64::try_from(from_position).unwrap_or(i64::MAX);
+        Ok(PgEvents::new(self.runner.clone(), Arc::clone(&self.shared), Cursor::All { next, backward: false }))
+    }
+
+    /// As [`EventStore::read_all_backward`].
+    ///
+    /// # Errors
+    /// [`Error::Backend`] (items too).
+    pub fn read_all_backward(&self, from_position: Option<u64>) -> Result<PgEvents> {
+        let next = from_position.map_or(i64::MAX, |p| i64::try_from(p).unwrap_or(i64::MAX));
+        Ok(PgEvents::new(self.runner.clone(), Arc::clone(&self.shared), Cursor::All { next, backward: true }))
+    }
+
+    /// The events matching `filter` in position order from `from_position` on (the
+    /// embedded store's `read_all_filtered`); conditions are evaluated by the server.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a filter built from bad input; [`Error::Backend`].
+    pub fn read_all_filtered(&self, from_position: u64, filter: Filter) -> Result<PgEvents> {
+        filter.validate()?;
+        let next = i64::try_from(from_position).unwrap_or(i64::MAX);
+        Ok(PgEvents::new(self.runner.clone(), Arc::clone(&self.shared), Cursor::Filtered { next, filter }))
+    }
+
+    /// Up to `max_events` events of `stream` from `from_version` on, for async code (one
+    /// page; call again from the last version + 1 for more).
+    ///
+    /// # Errors
+    /// As [`PostgresStore::read_stream`].
+    pub async fn read_stream_async(
+        &self,
+        stream: &str,
+        from_version: u64,
+        max_events: usize,
+    ) -> Result<Vec<chronicle::RecordedEvent>> {
+        chronicle::check_stream_id(stream)?;
+        let shared = Arc::clone(&self.shared);
+        let id = stream.as_bytes().to_vec();
+        let name = stream.to_owned();
+        let next = i64::try_from(from_version).unwrap_or(i64::MAX);
+        self.runner
+            .run(async move {
+                if stream_state(Arc::clone(&shared), id.clone()).await?.is_some_and(|(_, deleted)| deleted) {
+                    return Err(deleted(&name));
+                }
+                let (mut events, _) =
+                    crate::read::fetch_page(shared, Cursor::Stream { stream: id, next, backward: false }).await?;
+                events.truncate(max_events);
+                Ok(events)
+            })
+            .await
+    }
+
+    /// Up to `max_events` events from `from_position` on, for async code (one page).
+    ///
+    /// # Errors
+    /// [`Error::Backend`].
+    pub async fn read_all_async(&self, from_position: u64, max_events: usize) -> Result<Vec<chronicle::RecordedEvent>> {
+        let next = i64::try_from(from_position).unwrap_or(i64::MAX);
+        let shared = Arc::clone(&self.shared);
+        let (mut events, _) =
+            self.runner.run(crate::read::fetch_page(shared, Cursor::All { next, backward: false })).await?;
+        events.truncate(max_events);
+        Ok(events)
+    }
+
+    /// As [`EventStore::stream_version`].
+    ///
+    /// # Errors
+    /// [`Error::StreamDeleted`], [`Error::InvalidInput`], [`Error::Backend`].
+    pub fn stream_version(&self, stream: &str) -> Result<Option<u64>> {
+        chronicle::check_stream_id(stream)?;
+        match self.runner.block(stream_state(Arc::clone(&self.shared), stream.as_bytes().to_vec()))? {
+            Some((_, true)) => Err(deleted(stream)),
+            Some((last, false)) => Ok(last),
+            None => Ok(None),
+        }
+    }
+
+    /// Every stream id with at least one event and not deleted, sorted.
+    ///
+    /// # Errors
+    /// [`Error::Backend`].
+    pub fn streams(&self) -> Result<Vec<String>> {
+        let shared = Arc::clone(&self.shared);
+        self.runner.block(async move {
+            let client = shared.client().await?;
+            let rows = client.query(&shared.sql.streams, &[]).await.map_err(db("list streams"))?;
+            rows.iter()
+                .map(|row| {
+                    let id: Vec<u8> = row.try_get(0).map_err(db("list streams"))?;
+                    String::from_utf8(id).map_err(|_| bad_row("stream id is not UTF-8"))
+                })
+                .collect()
+        })
+    }
+
+    /// The position the next committed event will get: every event below it is committed
+    /// (or was deleted with its stream).
+    ///
+    /// # Errors
+    /// [`Error::Backend`].
+    pub fn head_position(&self) -> Result<u64> {
+        self.runner.block(head(Arc::clone(&self.shared)))
+    }
+
+    /// As [`EventStore::save_snapshot`]: the newest [`SNAPSHOTS_KEPT`] per stream are kept.
+    ///
+    /// # Errors
+    /// As [`chronicle::Store::save_snapshot`]; [`Error::Backend`].
+    pub fn save_snapshot(&self, stream: &str, version: u64, state: &[u8]) -> Result<()> {
+        chronicle::check_stream_id(stream)?;
+        if state.len() > SNAPSHOT_BYTES_MAX {
+            return Err(Error::InvalidInput {
+                message: format!("snapshot of {} bytes, above the limit of {SNAPSHOT_BYTES_MAX}", state.len()),
+            });
+        }
+        let version_sql = to_i64(version, "snapshot version")?;
+        let shared = Arc::clone(&self.shared);
+        let name = stream.to_owned();
+        let state = state.to_vec();
+        self.runner.block(async move {
+            let id = name.as_bytes();
+            let mut client = shared.client().await?;
+            let tx = client.transaction().await.map_err(db("begin snapshot"))?;
+            let row =
+                tx.query_opt(&shared.sql.lock_stream_shared, &[&id]).await.map_err(db("snapshot: lock stream"))?;
+            let (last, is_deleted) = match row {
+                Some(row) => {
+                    let last: Option<i64> = row.try_get(0).map_err(db("snapshot"))?;
+                    let is_deleted: bool = row.try_get(1).map_err(db("snapshot"))?;
+                    (last, is_deleted)
+                }
+                None => (None, false),
+            };
+            if is_deleted {
+                return Err(deleted(&name));
+            }
+            match last {
+                None => {
+                    return Err(Error::InvalidInput {
+                        message: format!("snapshot of stream {name:?}, which has no events"),
+                    });
+                }
+                Some(last) if version_sql > last => {
+                    return Err(Error::InvalidInput {
+                        message: format!(
+                            "snapshot of stream {name:?} at version {version}, but its last version is Some({last})"
+                        ),
+                    });
+                }
+                Some(_) => {}
+            }
+            tx.execute(&shared.sql.save_snapshot, &[&id, &version_sql, &state]).await.map_err(db("save snapshot"))?;
+            let kept = SNAPSHOTS_KEPT as i64;
+            tx.execute(&shared.sql.prune_snapshots, &[&id, &kept]).await.map_err(db("prune snapshots"))?;
+            tx.commit().await.map_err(db("commit snapshot"))
+        })
+    }
+
+    /// As [`EventStore::load_snapshot`].
+    ///
+    /// # Errors
+    /// [`Error::StreamDeleted`], [`Error::InvalidInput`], [`Error::Backend`].
+    pub fn load_snapshot(&self, stream: &str) -> Result<Option<Snapshot>> {
+        chronicle::check_stream_id(stream)?;
+        let shared = Arc::clone(&self.shared);
+        let name = stream.to_owned();
+        self.runner.block(async move {
+            let client = shared.client().await?;
+            let row =
+                client.query_one(&shared.sql.load_snapshot, &[&name.as_bytes()]).await.map_err(db("load snapshot"))?;
+            let is_deleted: Option<bool> = row.try_get(0).map_err(db("load snapshot"))?;
+            if is_deleted == Some(true) {
+                return Err(deleted(&name));
+            }
+            let version: Option<i64> = row.try_get(1).map_err(db("load snapshot"))?;
+            let data: Option<Vec<u8>> = row.try_get(2).map_err(db("load snapshot"))?;
+            match (version, data) {
+                (Some(version), Some(data)) => {
+                    Ok(Some(Snapshot { version: to_u64(version, "snapshot version")?, data: data.into() }))
+                }
+                _ => Ok(None),
+            }
+        })
+    }
+
+    /// As [`EventStore::delete_stream`]: permanent. The stream's events and snapshots are
+    /// removed in the same transaction that marks it deleted; its id can never be used
+    /// again.
+    ///
+    /// # Errors
+    /// As [`chronicle::Store::delete_stream`]; [`Error::Backend`].
+    pub fn delete_stream(&self, stream: &str, expected: ExpectedVersion) -> Result<()> {
+        chronicle::check_stream_id(stream)?;
+        self.runner.block(delete(Arc::clone(&self.shared), stream.to_owned(), expected))
+    }
+
+    /// Follows the log: the events matching `filter` from `from_position` on, first those
+    /// already committed, then each one as it commits, in position order, each exactly
+    /// once (see [`Subscription`]).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a filter built from bad input.
+    pub fn subscribe(&self, from_position: u64, filter: Filter) -> Result<Subscription> {
+        filter.validate()?;
+        self.ensure_listener();
+        Ok(Subscription::new(self.clone(), from_position, filter, None))
+    }
+
+    /// A durable consumer: a subscription that starts just after the last position
+    /// acknowledged ([`Subscription::ack`]) under `name` (at 0 the first time); the
+    /// checkpoint is a row of the `consumers` table, written by `ack` in its own
+    /// transaction. Delivery is at-least-once. One live subscription per name in this
+    /// process (other processes are not prevented).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an invalid name (empty, over
+    /// [`CONSUMER_NAME_BYTES_MAX`](crate::CONSUMER_NAME_BYTES_MAX) bytes, or other than ASCII
+    /// letters, digits, `_`, `-`, `.`), a bad filter, or a name another live subscription
+    /// of this store holds; [`Error::Backend`].
+    pub fn subscribe_durable(&self, name: &str, filter: Filter) -> Result<Subscription> {
+        crate::subscription::validate_name(name)?;
+        filter.validate()?;
+        let acked = self.consumer_position(name)?;
+        {
+            let mut in_use = match self.shared.consumers_in_use.lock() {
+                Ok(in_use) => in_use,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if !in_use.insert(name.to_owned()) {
+                return Err(Error::InvalidInput {
+                    message: format!("durable consumer {name:?} is in use by another live subscription"),
+                });
+            }
+        }
+        self.ensure_listener();
+        let from = acked.map_or(0, |p| p.saturating_add(1));
+        Ok(Subscription::new(self.clone(), from, filter, Some((name.to_owned(), acked))))
+    }
+
+    /// The last position acknowledged by durable consumer `name`; `None` if it never
+    /// acknowledged one (or was deleted).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an invalid name; [`Error::Backend`].
+    pub fn consumer_position(&self, name: &str) -> Result<Option<u64>> {
+        crate::subscription::validate_name(name)?;
+        let shared = Arc::clone(&self.shared);
+        let name = name.to_owned();
+        self.runner.block(async move {
+            let client = shared.client().await?;
+            let row =
+                client.query_opt(&shared.sql.consumer_position, &[&name]).await.map_err(db("consumer position"))?;
+            match row {
+                Some(row) => Ok(Some(to_u64(row.try_get(0).map_err(db("consumer position"))?, "consumer position")?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Deletes durable consumer `name`'s checkpoint.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an invalid name or while a live subscription of this
+    /// store holds it; [`Error::Backend`].
+    pub fn delete_consumer(&self, name: &str) -> Result<()> {
+        crate::subscription::validate_name(name)?;
+        let held = match self.shared.consumers_in_use.lock() {
+            Ok(in_use) => in_use.contains(name),
+            Err(poisoned) => poisoned.into_inner().contains(name),
+        };
+        if held {
+            return Err(Error::InvalidInput { message: format!("durable consumer {name:?} is in use") });
+        }
+        let shared = Arc::clone(&self.shared);
+        let name = name.to_owned();
+        self.runner.block(async move {
+            let client = shared.client().await?;
+            client.execute(&shared.sql.consumer_delete, &[&name]).await.map_err(db("delete consumer"))?;
+            Ok(())
+        })
+    }
+}
+
+pub(crate) async fn head(shared: Arc<Shared>) -> Result<u64> {
+    let client = shared.client().await?;
+    let row = client.query_one(&shared.sql.head, &[]).await.map_err(db("read the head position"))?;
+    to_u64(row.try_get(0).map_err(db("read the head position"))?, "head position")
+}
+
+/// `(last_version, deleted)` of a stream row, `None` without a row.
+async fn stream_state(shared: Arc<Shared>, stream: Vec<u8>) -> Result<Option<(Option<u64>, bool)>> {
+    let client = shared.client().await?;
+    let statement = client.prepare_cached(&shared.sql.stream_state).await.map_err(db("prepare stream state"))?;
+    let row = client.query_opt(&statement, &[&stream]).await.map_err(db("read stream state"))?;
+    let Some(row) = row else { return Ok(None) };
+    let last: Option<i64> = row.try_get(0).map_err(db("read stream state"))?;
+    let is_deleted: bool = row.try_get(1).map_err(db("read stream state"))?;
+    Ok(Some((last.map(|v| to_u64(v, "version")).transpose()?, is_deleted)))
+}
+
+/// One validated part of an append, every event with an id.
+#[derive(Debug)]
+pub(crate) struct Part {
+    stream: String,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+    /// Every event carried a caller-given id (so it may be a retry).
+    all_ids: bool,
+}
+
+enum Check {
+    Proceed(Option<u64>),
+    Idempotent(AppendResult),
+    Fail(Error),
+}
+
+fn expected_ok(expected: ExpectedVersion, actual: Option<u64>) -> bool {
+    match expected {
+        ExpectedVersion::Any => true,
+        ExpectedVersion::NoStream => actual.is_none(),
+        ExpectedVersion::StreamExists => actual.is_some(),
+        ExpectedVersion::Exact(v) => actual == Some(v),
+    }
+}
+
+/// `(version, id, position)` of `stream`'s events `first..=last`.
+async fn stored_ids(
+    tx: &deadpool_postgres::Transaction<'_>,
+    shared: &Shared,
+    stream: &str,
+    first: u64,
+    last: u64,
+) -> Result<Vec<(u64, u128, u64)>> {
+    let statement = tx.prepare_cached(&shared.sql.recent_events).await.map_err(db("prepare retry check"))?;
+    let rows = tx
+        .query(&statement, &[&stream.as_bytes(), &to_i64(first, "version")?, &to_i64(last, "version")?])
+        .await
+        .map_err(db("read events to recognise a retry"))?;
+    rows.iter()
+        .map(|row| {
+            let version: i64 = row.try_get(0).map_err(db("retry check"))?;
+            let id: Vec<u8> = row.try_get(1).map_err(db("retry check"))?;
+            let position: i64 = row.try_get(2).map_err(db("retry check"))?;
+            Ok((to_u64(version, "version")?, u128_from(&id, "event id")?, to_u64(position, "position")?))
+        })
+        .collect()
+}
+
+fn result_of(stored: &[(u64, u128, u64)]) -> Option<AppendResult> {
+    let (first, last) = (stored.first()?, stored.last()?);
+    Some(AppendResult { first_version: first.0, last_version: last.0, first_position: first.2, last_position: last.2 })
+}
+
+/// The embedded writer's `check_part` (src/writer/check.rs), against the locked stream row.
+async fn check_part(
+    tx: &deadpool_postgres::Transaction<'_>,
+    shared: &Shared,
+    part: &Part,
+    state: (Option<u64>, bool),
+) -> Result<Check> {
+    let (actual, is_deleted) = state;
+    if is_deleted {
+        return Ok(Check::Fail(deleted(&part.stream)));
+    }
+    let wrong = || Error::WrongExpectedVersion { stream: part.stream.clone(), expected: part.expected, actual };
+    let count = part.events.len() as u64;
+    if expected_ok(part.expected, actual) {
+        let recent = part.all_ids && matches!(part.expected, ExpectedVersion::Any | ExpectedVersion::StreamExists);
+        let Some(last) = actual.filter(|_| recent) else { return Ok(Check::Proceed(actual)) };
+        let first = last.saturating_sub(count.saturating_sub(1));
+        let stored = stored_ids(tx, shared, &part.stream, first, last).await?;
+        let same = stored.len() == part.events.len()
+            && stored
+                .iter()
+                .zip(&part.events)
+                .enumerate()
+                .all(|(i, ((version, id, _), event))| *version == first + i as u64 && event.id() == Some(*id));
+        if same && let Some(result) = result_of(&stored) {
+            return Ok(Check::Idempotent(result));
+        }
+        let ids: HashSet<u128> = stored.iter().map(|(_, id, _)| *id).collect();
+        if part.events.iter().any(|e| e.id().is_some_and(|id| ids.contains(&id))) {
+            return Ok(Check::Fail(wrong()));
+        }
+        return Ok(Check::Proceed(actual));
+    }
+    let first = match part.expected {
+        ExpectedVersion::NoStream => Some(0),
+        ExpectedVersion::Exact(v) => v.checked_add(1),
+        ExpectedVersion::Any | ExpectedVersion::StreamExists => None,
+    };
+    if let Some(first) = first
+        && part.all_ids
+        && let Some(last) = first.checked_add(count - 1)
+        && actual.is_some_and(|actual| actual >= last)
+    {
+        let stored = stored_ids(tx, shared, &part.stream, first, last).await?;
+        let same = stored.len() == part.events.len()
+            && stored
+                .iter()
+                .zip(&part.events)
+                .enumerate()
+                .all(|(i, ((version, id, _), event))| *version == first + i as u64 && event.id() == Some(*id));
+        if same && let Some(result) = result_of(&stored) {
+            return Ok(Check::Idempotent(result));
+        }
+    }
+    Ok(Check::Fail(wrong()))
+}
+
+/// Locks the rows of `streams` (sorted, so that concurrent transactions lock in one order
+/// and cannot deadlock), creating missing ones; returns each stream's state.
+async fn lock_streams(
+    tx: &deadpool_postgres::Transaction<'_>,
+    shared: &Shared,
+    streams: &[&[u8]],
+) -> Result<HashMap<Vec<u8>, (Option<u64>, bool)>> {
+    let mut sorted: Vec<&[u8]> = streams.to_vec();
+    sorted.sort_unstable();
+    let ensure = tx.prepare_cached(&shared.sql.ensure_streams).await.map_err(db("prepare"))?;
+    let lock = tx.prepare_cached(&shared.sql.lock_streams).await.map_err(db("prepare"))?;
+    // Pipelined: both are sent at once, the server runs them in order.
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&sorted];
+    let (_, rows) =
+        tokio::try_join!(tx.execute(&ensure, &params), tx.query(&lock, &params)).map_err(db("lock streams"))?;
+    let mut states = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let id: Vec<u8> = row.try_get(0).map_err(db("lock streams"))?;
+        let last: Option<i64> = row.try_get(1).map_err(db("lock streams"))?;
+        let is_deleted: bool = row.try_get(2).map_err(db("lock streams"))?;
+        states.insert(id, (last.map(|v| to_u64(v, "version")).transpose()?, is_deleted));
+    }
+    Ok(states)
+}
+
+/// The outcome of a failed COMMIT is unknown to the client (the server may have committed
+/// before the connection broke).
+fn commit_failed(error: tokio_postgres::Error) -> Error {
+    from_db(
+        "COMMIT failed, so whether the append was written is unknown (it is whole or absent, never partial; retry with event ids to find out)",
+        error,
+    )
+}
+
+pub(crate) async fn append_parts(shared: Arc<Shared>, parts: Vec<Part>) -> Result<Vec<AppendResult>> {
+    let not_written = |context: &'static str| {
+        move |error: tokio_postgres::Error| from_db(&format!("append not written: {context}"), error)
+    };
+    let mut client = shared.client().await?;
+    let tx = client.transaction().await.map_err(not_written("begin"))?;
+    let ids: Vec<&[u8]> = parts.iter().map(|p| p.stream.as_bytes()).collect();
+    let states = lock_streams(&tx, &shared, &ids).await?;
+    let mut checks = Vec::with_capacity(parts.len());
+    for part in &parts {
+        let state = states.get(part.stream.as_bytes()).copied().unwrap_or((None, false));
+        checks.push(check_part(&tx, &shared, part, state).await?);
+    }
+    if let Some(index) = checks.iter().position(|c| matches!(c, Check::Fail(_))) {
+        if let Some(Check::Fail(error)) = checks.into_iter().nth(index) {
+            return Err(error);
+        }
+        return Err(Error::backend("lost a failed check", None));
+    }
+    if checks.iter().all(|c| matches!(c, Check::Idempotent(_))) {
+        return Ok(checks
+            .into_iter()
+            .filter_map(|c| if let Check::Idempotent(r) = c { Some(r) } else { None })
+            .collect());
+    }
+    if let Some((part, _)) = parts.iter().zip(&checks).find(|(_, c)| matches!(c, Check::Idempotent(_))) {
+        let actual = states.get(part.stream.as_bytes()).and_then(|s| s.0);
+        return Err(Error::WrongExpectedVersion { stream: part.stream.clone(), expected: part.expected, actual });
+    }
+    // Build the rows: versions from each stream's last; positions come from the counter.
+    let total: usize = parts.iter().map(|p| p.events.len()).sum();
+    let mut stream_col: Vec<&[u8]> = Vec::with_capacity(total);
+    let mut version_col: Vec<i64> = Vec::with_capacity(total);
+    let mut type_col: Vec<&[u8]> = Vec::with_capacity(total);
+    let mut data_col: Vec<&[u8]> = Vec::with_capacity(total);
+    let mut meta_col: Vec<&[u8]> = Vec::with_capacity(total);
+    let mut id_col: Vec<Vec<u8>> = Vec::with_capacity(total);
+    let mut corr_col: Vec<Option<Vec<u8>>> = Vec::with_capacity(total);
+    let mut caus_col: Vec<Option<Vec<u8>>> = Vec::with_capacity(total);
+    let mut streams_updated: Vec<&[u8]> = Vec::with_capacity(parts.len());
+    let mut lasts: Vec<i64> = Vec::with_capacity(parts.len());
+    let mut spans = Vec::with_capacity(parts.len());
+    for (part, check) in parts.iter().zip(&checks) {
+        let Check::Proceed(last) = check else { continue };
+        let first_version = last.map_or(0, |v| v + 1);
+        for (i, event) in part.events.iter().enumerate() {
+            stream_col.push(part.stream.as_bytes());
+            version_col.push(to_i64(first_version + i as u64, "version")?);
+            type_col.push(event.event_type().as_bytes());
+            data_col.push(event.data().as_ref());
+            meta_col.push(event.metadata().as_ref());
+            id_col.push(event.id().unwrap_or_default().to_be_bytes().to_vec());
+            corr_col.push(event.correlation_id().map(|c| c.to_be_bytes().to_vec()));
+            caus_col.push(event.causation_id().map(|c| c.to_be_bytes().to_vec()));
+        }
+        let last_version = first_version + part.events.len() as u64 - 1;
+        streams_updated.push(part.stream.as_bytes());
+        lasts.push(to_i64(last_version, "version")?);
+        spans.push((first_version, last_version));
+    }
+    let update = tx.prepare_cached(&shared.sql.update_streams).await.map_err(not_written("prepare"))?;
+    let insert = tx.prepare_cached(&shared.sql.insert_events).await.map_err(not_written("prepare"))?;
+    let count = total as i64;
+    // Pipelined: the stream rows (locked already), then the counter row — whose lock,
+    // held until COMMIT, is the only point where appends wait for each other — and the
+    // events with their positions, and the notification (delivered at commit).
+    let update_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&streams_updated, &lasts];
+    let insert_params: [&(dyn tokio_postgres::types::ToSql + Sync); 10] = [
+        &count,
+        &stream_col,
+        &version_col,
+        &type_col,
+        &data_col,
+        &meta_col,
+        &id_col,
+        &corr_col,
+        &caus_col,
+        &shared.sql.channel,
+    ];
+    let (_, row) = tokio::try_join!(tx.execute(&update, &update_params), tx.query_one(&insert, &insert_params))
+        .map_err(not_written("insert events"))?;
+    let first_position: i64 = row.try_get(0).map_err(not_written("insert events"))?;
+    let first_position = to_u64(first_position, "position")?;
+    tx.commit().await.map_err(commit_failed)?;
+    let mut results = Vec::with_capacity(spans.len());
+    let mut position = first_position;
+    for (first_version, last_version) in spans {
+        let n = last_version - first_version;
+        results.push(AppendResult {
+            first_version,
+            last_version,
+            first_position: position,
+            last_position: position + n,
+        });
+        position += n + 1;
+    }
+    Ok(results)
+}
+
+async fn delete(shared: Arc<Shared>, stream: String, expected: ExpectedVersion) -> Result<()> {
+    let not_written = |context: &'static str| {
+        move |error: tokio_postgres::Error| from_db(&format!("delete not done: {context}"), error)
+    };
+    let mut client = shared.client().await?;
+    let tx = client.transaction().await.map_err(not_written("begin"))?;
+    let id = stream.as_bytes();
+    let states = lock_streams(&tx, &shared, &[id]).await?;
+    let (actual, is_deleted) = states.get(id).copied().unwrap_or((None, false));
+    if is_deleted {
+        return Err(deleted(&stream));
+    }
+    if !expected_ok(expected, actual) {
+        return Err(Error::WrongExpectedVersion { stream, expected, actual });
+    }
+    tx.execute(&shared.sql.mark_deleted, &[&id]).await.map_err(not_written("mark deleted"))?;
+    tx.execute(&shared.sql.delete_events, &[&id]).await.map_err(not_written("remove events"))?;
+    tx.execute(&shared.sql.delete_snapshots, &[&id]).await.map_err(not_written("remove snapshots"))?;
+    tx.commit()
+        .await
+        .map_err(|e| from_db("COMMIT of delete_stream failed, so whether the stream was deleted is unknown", e))
+}
+
+impl EventStore for PostgresStore {
+    type StreamEvents = PgEvents;
+    type AllEvents = PgEvents;
+
+    fn append(&self, stream: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> Result<AppendResult> {
+        PostgresStore::append(self, stream, expected, events)
+    }
+
+    fn append_multi(&self, parts: Vec<StreamAppend>) -> Result<Vec<AppendResult>> {
+        PostgresStore::append_multi(self, parts)
+    }
+
+    fn read_stream(&self, stream: &str, from_version: u64) -> Result<PgEvents> {
+        PostgresStore::read_stream(self, stream, from_version)
+    }
+
+    fn read_stream_backward(&self, stream: &str, from_version: Option<u64>) -> Result<PgEvents> {
+        PostgresStore::read_stream_backward(self, stream, from_version)
+    }
+
+    fn read_all(&self, from_position: u64) -> Result<PgEvents> {
+        PostgresStore::read_all(self, from_position)
+    }
+
+    fn read_all_backward(&self, from_position: Option<u64>) -> Result<PgEvents> {
+        PostgresStore::read_all_backward(self, from_position)
+    }
+
+    fn stream_version(&self, stream: &str) -> Result<Option<u64>> {
+        PostgresStore::stream_version(self, stream)
+    }
+
+    fn save_snapshot(&self, stream: &str, version: u64, state: &[u8]) -> Result<()> {
+        PostgresStore::save_snapshot(self, stream, version, state)
+    }
+
+    fn load_snapshot(&self, stream: &str) -> Result<Option<Snapshot>> {
+        PostgresStore::load_snapshot(self, stream)
+    }
+
+    fn delete_stream(&self, stream: &str, expected: ExpectedVersion) -> Result<()> {
+        PostgresStore::delete_stream(self, stream, expected)
+    }
+}
+
+/// Event ids the store assigns, as the embedded store's: UUIDv7 layout (48-bit Unix
+/// milliseconds, version 7, variant 0b10, 74 pseudo-random bits).
+#[derive(Debug)]
+struct IdGenerator {
+    state: u64,
+}
+
+impl IdGenerator {
+    fn new() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u128(unix_ms());
+        hasher.write_u32(std::process::id());
+        IdGenerator { state: hasher.finish() }
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn next_id(&mut self) -> u128 {
+        let ms = u64::try_from(unix_ms()).unwrap_or(u64::MAX);
+        let high = ((ms & 0xffff_ffff_ffff) << 16) | 0x7000 | (self.next_u64() & 0x0fff);
+        let low = (self.next_u64() & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
+        (u128::from(high) << 64) | u128::from(low)
+    }
+}
+
+fn unix_ms() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis())
+}
