@@ -69,7 +69,7 @@ pub(crate) fn page(schema: &str, filter: &str, descending: bool, limit: usize, b
     format!(
         "SELECT {EVENT_COLUMNS}, candidates FROM (\
            SELECT p.*, \
-             sum(octet_length(p.data)::bigint + octet_length(p.metadata)) OVER (ORDER BY p.position {order}) AS upto, \
+             CAST(sum(octet_length(p.data)::bigint + octet_length(p.metadata)) OVER (ORDER BY p.position {order}) AS bigint) AS upto, \
              row_number() OVER (ORDER BY p.position {order}) AS rn, \
              count(*) OVER () AS candidates \
            FROM (SELECT {EVENT_COLUMNS} FROM \"{schema}\".events WHERE {filter} ORDER BY position {order} LIMIT ${limit}) p\

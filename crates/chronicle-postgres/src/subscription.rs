@@ -150,7 +150,7 @@ async fn round(shared: Arc<Shared>, position: i64, filter: Filter) -> Result<(Ve
         "WITH head AS (SELECT next_position FROM {s}.log_head WHERE id = 0) \
          SELECT head.next_position, q.* FROM head LEFT JOIN LATERAL (\
            SELECT {columns} FROM (\
-             SELECT p.*, sum(octet_length(p.data)::bigint + octet_length(p.metadata)) OVER (ORDER BY p.position) AS upto, \
+             SELECT p.*, CAST(sum(octet_length(p.data)::bigint + octet_length(p.metadata)) OVER (ORDER BY p.position) AS bigint) AS upto, \
                row_number() OVER (ORDER BY p.position) AS rn \
              FROM (SELECT {columns} FROM {s}.events WHERE position >= $1 AND position < head.next_position{condition} \
                    ORDER BY position LIMIT ${n}) p\
