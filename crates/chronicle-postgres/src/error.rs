@@ -34,3 +34,53 @@ pub(crate) fn to_i64(value: u64, what: &str) -> Result<i64, Error> {
 pub(crate) fn to_u64(value: i64, what: &str) -> Result<u64, Error> {
     u64::try_from(value).map_err(|_| bad_row(format!("negative {what} {value}")))
 }
+
+/// A failure whose outcome the client cannot know (the connection broke during COMMIT):
+/// wrapped so that [`is_retryable`] never retries it.
+#[derive(Debug)]
+pub(crate) struct OutcomeUnknown(pub(crate) tokio_postgres::Error);
+
+impl std::fmt::Display for OutcomeUnknown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "outcome unknown: {}", self.0)
+    }
+}
+
+impl std::error::Error for OutcomeUnknown {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+/// Whether `error` is a broken or terminated connection before anything could commit:
+/// then running the whole operation again on another connection is safe.
+pub(crate) fn is_retryable(error: &Error) -> bool {
+    let Error::Backend { source: Some(source), .. } = error else { return false };
+    let Some(error) = source.downcast_ref::<tokio_postgres::Error>() else { return false };
+    if error.is_closed() {
+        return true;
+    }
+    error.as_db_error().is_some_and(|db| {
+        let code = db.code().code();
+        code.starts_with("08") || code.starts_with("57P")
+    })
+}
+
+/// Runs `attempt` again (up to 3 times in all) while it fails with a retryable error.
+pub(crate) async fn retry<T, F, Fut>(mut attempt: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match attempt().await {
+            Err(error) if tries < 3 && is_retryable(&error) => {
+                tracing::debug!(%error, "chronicle-postgres: connection lost before commit; retrying on another");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            other => return other,
+        }
+    }
+}

@@ -78,6 +78,10 @@ pub(crate) fn event_from_row_at(row: &Row, at: usize) -> Result<RecordedEvent> {
 
 /// One page from `cursor`, and whether more may follow.
 pub(crate) async fn fetch_page(shared: Arc<Shared>, cursor: Cursor) -> Result<(Vec<RecordedEvent>, bool)> {
+    crate::error::retry(|| fetch_page_once(Arc::clone(&shared), cursor.clone())).await
+}
+
+async fn fetch_page_once(shared: Arc<Shared>, cursor: Cursor) -> Result<(Vec<RecordedEvent>, bool)> {
     let client = shared.client().await?;
     let limit = PAGE_EVENTS_MAX as i64;
     let bytes = PAGE_BYTES_MAX as i64;

@@ -597,44 +597,49 @@ impl PostgresStore {
         let version_sql = to_i64(version, "snapshot version")?;
         let shared = Arc::clone(&self.shared);
         let name = stream.to_owned();
-        let state = state.to_vec();
-        self.runner.block(async move {
-            let id = name.as_bytes();
-            let mut client = shared.client().await?;
-            let tx = client.transaction().await.map_err(db("begin snapshot"))?;
-            let row =
-                tx.query_opt(&shared.sql.lock_stream_shared, &[&id]).await.map_err(db("snapshot: lock stream"))?;
-            let (last, is_deleted) = match row {
-                Some(row) => {
-                    let last: Option<i64> = row.try_get(0).map_err(db("snapshot"))?;
-                    let is_deleted: bool = row.try_get(1).map_err(db("snapshot"))?;
-                    (last, is_deleted)
+        let state = Arc::new(state.to_vec());
+        self.runner.block(crate::error::retry(move || {
+            let (shared, name, state) = (Arc::clone(&shared), name.clone(), Arc::clone(&state));
+            async move {
+                let id = name.as_bytes();
+                let mut client = shared.client().await?;
+                let tx = client.transaction().await.map_err(db("begin snapshot"))?;
+                let row =
+                    tx.query_opt(&shared.sql.lock_stream_shared, &[&id]).await.map_err(db("snapshot: lock stream"))?;
+                let (last, is_deleted) = match row {
+                    Some(row) => {
+                        let last: Option<i64> = row.try_get(0).map_err(db("snapshot"))?;
+                        let is_deleted: bool = row.try_get(1).map_err(db("snapshot"))?;
+                        (last, is_deleted)
+                    }
+                    None => (None, false),
+                };
+                if is_deleted {
+                    return Err(deleted(&name));
                 }
-                None => (None, false),
-            };
-            if is_deleted {
-                return Err(deleted(&name));
+                match last {
+                    None => {
+                        return Err(Error::InvalidInput {
+                            message: format!("snapshot of stream {name:?}, which has no events"),
+                        });
+                    }
+                    Some(last) if version_sql > last => {
+                        return Err(Error::InvalidInput {
+                            message: format!(
+                                "snapshot of stream {name:?} at version {version}, but its last version is Some({last})"
+                            ),
+                        });
+                    }
+                    Some(_) => {}
+                }
+                tx.execute(&shared.sql.save_snapshot, &[&id, &version_sql, &*state])
+                    .await
+                    .map_err(db("save snapshot"))?;
+                let kept = SNAPSHOTS_KEPT as i64;
+                tx.execute(&shared.sql.prune_snapshots, &[&id, &kept]).await.map_err(db("prune snapshots"))?;
+                tx.commit().await.map_err(|e| commit_failed("save_snapshot", e))
             }
-            match last {
-                None => {
-                    return Err(Error::InvalidInput {
-                        message: format!("snapshot of stream {name:?}, which has no events"),
-                    });
-                }
-                Some(last) if version_sql > last => {
-                    return Err(Error::InvalidInput {
-                        message: format!(
-                            "snapshot of stream {name:?} at version {version}, but its last version is Some({last})"
-                        ),
-                    });
-                }
-                Some(_) => {}
-            }
-            tx.execute(&shared.sql.save_snapshot, &[&id, &version_sql, &state]).await.map_err(db("save snapshot"))?;
-            let kept = SNAPSHOTS_KEPT as i64;
-            tx.execute(&shared.sql.prune_snapshots, &[&id, &kept]).await.map_err(db("prune snapshots"))?;
-            tx.commit().await.map_err(db("commit snapshot"))
-        })
+        }))
     }
 
     /// As [`EventStore::load_snapshot`].
@@ -645,23 +650,28 @@ impl PostgresStore {
         chronicle::check_stream_id(stream)?;
         let shared = Arc::clone(&self.shared);
         let name = stream.to_owned();
-        self.runner.block(async move {
-            let client = shared.client().await?;
-            let row =
-                client.query_one(&shared.sql.load_snapshot, &[&name.as_bytes()]).await.map_err(db("load snapshot"))?;
-            let is_deleted: Option<bool> = row.try_get(0).map_err(db("load snapshot"))?;
-            if is_deleted == Some(true) {
-                return Err(deleted(&name));
-            }
-            let version: Option<i64> = row.try_get(1).map_err(db("load snapshot"))?;
-            let data: Option<Vec<u8>> = row.try_get(2).map_err(db("load snapshot"))?;
-            match (version, data) {
-                (Some(version), Some(data)) => {
-                    Ok(Some(Snapshot { version: to_u64(version, "snapshot version")?, data: data.into() }))
+        self.runner.block(crate::error::retry(move || {
+            let (shared, name) = (Arc::clone(&shared), name.clone());
+            async move {
+                let client = shared.client().await?;
+                let row = client
+                    .query_one(&shared.sql.load_snapshot, &[&name.as_bytes()])
+                    .await
+                    .map_err(db("load snapshot"))?;
+                let is_deleted: Option<bool> = row.try_get(0).map_err(db("load snapshot"))?;
+                if is_deleted == Some(true) {
+                    return Err(deleted(&name));
                 }
-                _ => Ok(None),
+                let version: Option<i64> = row.try_get(1).map_err(db("load snapshot"))?;
+                let data: Option<Vec<u8>> = row.try_get(2).map_err(db("load snapshot"))?;
+                match (version, data) {
+                    (Some(version), Some(data)) => {
+                        Ok(Some(Snapshot { version: to_u64(version, "snapshot version")?, data: data.into() }))
+                    }
+                    _ => Ok(None),
+                }
             }
-        })
+        }))
     }
 
     /// As [`EventStore::delete_stream`]: permanent. The stream's events and snapshots are
@@ -672,7 +682,9 @@ impl PostgresStore {
     /// As [`chronicle::Store::delete_stream`]; [`Error::Backend`].
     pub fn delete_stream(&self, stream: &str, expected: ExpectedVersion) -> Result<()> {
         chronicle::check_stream_id(stream)?;
-        self.runner.block(delete(Arc::clone(&self.shared), stream.to_owned(), expected))
+        let shared = Arc::clone(&self.shared);
+        let stream = stream.to_owned();
+        self.runner.block(crate::error::retry(move || delete(Arc::clone(&shared), stream.clone(), expected)))
     }
 
     /// Follows the log: the events matching `filter` from `from_position` on, first those
@@ -770,6 +782,10 @@ pub(crate) async fn head(shared: Arc<Shared>) -> Result<u64> {
 
 /// `(last_version, deleted)` of a stream row, `None` without a row.
 async fn stream_state(shared: Arc<Shared>, stream: Vec<u8>) -> Result<Option<(Option<u64>, bool)>> {
+    crate::error::retry(|| stream_state_once(Arc::clone(&shared), stream.clone())).await
+}
+
+async fn stream_state_once(shared: Arc<Shared>, stream: Vec<u8>) -> Result<Option<(Option<u64>, bool)>> {
     let client = shared.client().await?;
     let statement = client.prepare_cached(&shared.sql.stream_state).await.map_err(db("prepare stream state"))?;
     let row = client.query_opt(&statement, &[&stream]).await.map_err(db("read stream state"))?;
@@ -916,14 +932,21 @@ async fn lock_streams(
 
 /// The outcome of a failed COMMIT is unknown to the client (the server may have committed
 /// before the connection broke).
-fn commit_failed(error: tokio_postgres::Error) -> Error {
-    from_db(
-        "COMMIT failed, so whether the append was written is unknown (it is whole or absent, never partial; retry with event ids to find out)",
-        error,
-    )
+fn commit_failed(what: &str, error: tokio_postgres::Error) -> Error {
+    let message = format!(
+        "COMMIT failed, so whether the {what} was done is unknown (it is whole or absent, never partial; retry an append with event ids to find out): {error}"
+    );
+    Error::backend(message, Some(Arc::new(crate::error::OutcomeUnknown(error))))
 }
 
+/// Appends `parts` in one transaction; a connection lost before COMMIT (nothing written)
+/// is retried on another connection.
 pub(crate) async fn append_parts(shared: Arc<Shared>, parts: Vec<Part>) -> Result<Vec<AppendResult>> {
+    let parts = Arc::new(parts);
+    crate::error::retry(|| append_once(Arc::clone(&shared), Arc::clone(&parts))).await
+}
+
+async fn append_once(shared: Arc<Shared>, parts: Arc<Vec<Part>>) -> Result<Vec<AppendResult>> {
     let not_written = |context: &'static str| {
         move |error: tokio_postgres::Error| from_db(&format!("append not written: {context}"), error)
     };
@@ -932,7 +955,7 @@ pub(crate) async fn append_parts(shared: Arc<Shared>, parts: Vec<Part>) -> Resul
     let ids: Vec<&[u8]> = parts.iter().map(|p| p.stream.as_bytes()).collect();
     let states = lock_streams(&tx, &shared, &ids).await?;
     let mut checks = Vec::with_capacity(parts.len());
-    for part in &parts {
+    for part in parts.iter() {
         let state = states.get(part.stream.as_bytes()).copied().unwrap_or((None, false));
         checks.push(check_part(&tx, &shared, part, state).await?);
     }
@@ -1006,7 +1029,7 @@ pub(crate) async fn append_parts(shared: Arc<Shared>, parts: Vec<Part>) -> Resul
         .map_err(not_written("insert events"))?;
     let first_position: i64 = row.try_get(0).map_err(not_written("insert events"))?;
     let first_position = to_u64(first_position, "position")?;
-    tx.commit().await.map_err(commit_failed)?;
+    tx.commit().await.map_err(|e| commit_failed("append", e))?;
     let mut results = Vec::with_capacity(spans.len());
     let mut position = first_position;
     for (first_version, last_version) in spans {
