@@ -33,6 +33,9 @@ pub type Make<'a, S> = &'a dyn Fn() -> S;
 /// A check's verdict: `Err` describes the first deviation.
 pub type Check = Result<(), String>;
 
+/// One shared check, for a backend `S`.
+pub type SharedCheckFn<S> = fn(Make<'_, S>) -> Check;
+
 /// One check of the Store-only part.
 pub type CheckFn = fn(MakeStore<'_>) -> Check;
 
@@ -66,7 +69,7 @@ pub const STORE_CHECKS: &[(&str, CheckFn)] = &[
 /// # Ok::<(), String>(())
 /// ```
 pub fn run_shared<S: EventStore>(make_store: Make<'_, S>) -> Check {
-    let checks: [(&str, fn(Make<'_, S>) -> Check); 7] = [
+    let checks: [(&str, SharedCheckFn<S>); 7] = [
         ("expected_versions", expected_versions::<S>),
         ("idempotent_retries", idempotent_retries::<S>),
         ("multi_stream_appends", multi_stream_appends::<S>),
