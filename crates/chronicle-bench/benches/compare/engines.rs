@@ -643,7 +643,20 @@ impl PostgresEngine {
         let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("store");
         let mut schema: String =
             name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
-        schema = format!("bench_{}_{schema}", std::process::id());
+        // The schema of this directory: named in a marker file the first time, so a fresh
+        // (emptied) directory gets a fresh schema and a reopen finds the same one.
+        static OPENED: AtomicU64 = AtomicU64::new(0);
+        let marker = dir.join("postgres-schema");
+        schema = match std::fs::read_to_string(&marker) {
+            Ok(existing) => existing.trim().to_owned(),
+            Err(_) => {
+                let generation = OPENED.fetch_add(1, Ordering::Relaxed);
+                let mut fresh = format!("bench_{}_{generation}_{schema}", std::process::id());
+                fresh.truncate(chronicle_postgres::SCHEMA_NAME_BYTES_MAX);
+                std::fs::write(&marker, &fresh)?;
+                fresh
+            }
+        };
         schema.truncate(chronicle_postgres::SCHEMA_NAME_BYTES_MAX);
         let options = chronicle_postgres::PostgresOptions::default().schema(schema).pool_size(72).runtime_threads(2);
         let store = chronicle_postgres::PostgresStore::connect_with(&url, options)?;
