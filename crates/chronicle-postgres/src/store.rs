@@ -10,6 +10,8 @@ use chronicle::{
     StreamAppend,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use futures_util::TryFutureExt;
+use futures_util::future::try_join3;
 use tokio::runtime::{Handle, Runtime};
 
 use crate::error::{bad_row, db, from_db, to_i64, to_u64};
@@ -822,7 +824,7 @@ fn expected_ok(expected: ExpectedVersion, actual: Option<u64>) -> bool {
 
 /// `(version, id, position)` of `stream`'s events `first..=last`.
 async fn stored_ids(
-    tx: &deadpool_postgres::Transaction<'_>,
+    tx: &Object,
     shared: &Shared,
     stream: &str,
     first: u64,
@@ -849,12 +851,7 @@ fn result_of(stored: &[(u64, u128, u64)]) -> Option<AppendResult> {
 }
 
 /// The embedded writer's `check_part` (src/writer/check.rs), against the locked stream row.
-async fn check_part(
-    tx: &deadpool_postgres::Transaction<'_>,
-    shared: &Shared,
-    part: &Part,
-    state: (Option<u64>, bool),
-) -> Result<Check> {
+async fn check_part(tx: &Object, shared: &Shared, part: &Part, state: (Option<u64>, bool)) -> Result<Check> {
     let (actual, is_deleted) = state;
     if is_deleted {
         return Ok(Check::Fail(deleted(&part.stream)));
@@ -905,10 +902,12 @@ async fn check_part(
     Ok(Check::Fail(wrong()))
 }
 
-/// Locks the rows of `streams` (sorted, so that concurrent transactions lock in one order
-/// and cannot deadlock), creating missing ones; returns each stream's state.
-async fn lock_streams(
-    tx: &deadpool_postgres::Transaction<'_>,
+/// Opens a transaction and locks the rows of `streams` (sorted, so that concurrent
+/// transactions lock in one order and cannot deadlock), creating missing ones; returns
+/// each stream's state. `BEGIN`, the insert and the locking select are pipelined: one
+/// round trip. (futures-util's joins poll in order, so the requests leave in order.)
+async fn begin_and_lock_streams(
+    tx: &Object,
     shared: &Shared,
     streams: &[&[u8]],
 ) -> Result<HashMap<Vec<u8>, (Option<u64>, bool)>> {
@@ -916,10 +915,10 @@ async fn lock_streams(
     sorted.sort_unstable();
     let ensure = tx.prepare_cached(&shared.sql.ensure_streams).await.map_err(db("prepare"))?;
     let lock = tx.prepare_cached(&shared.sql.lock_streams).await.map_err(db("prepare"))?;
-    // Pipelined: both are sent at once, the server runs them in order.
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&sorted];
-    let (_, rows) =
-        tokio::try_join!(tx.execute(&ensure, &params), tx.query(&lock, &params)).map_err(db("lock streams"))?;
+    let (_, _, rows) = try_join3(tx.batch_execute("BEGIN"), tx.execute(&ensure, &params), tx.query(&lock, &params))
+        .await
+        .map_err(db("lock streams"))?;
     let mut states = HashMap::with_capacity(rows.len());
     for row in &rows {
         let id: Vec<u8> = row.try_get(0).map_err(db("lock streams"))?;
@@ -928,6 +927,61 @@ async fn lock_streams(
         states.insert(id, (last.map(|v| to_u64(v, "version")).transpose()?, is_deleted));
     }
     Ok(states)
+}
+
+/// A connection in a transaction: dropped before [`Discard::release`] (the operation's
+/// future was dropped, e.g. at the operation timeout), it closes the connection instead
+/// of returning it to the pool mid-transaction; the server then rolls back.
+struct Discard(Option<Object>);
+
+impl Discard {
+    fn release(mut self) {
+        // Back to the pool: the transaction is over.
+        drop(self.0.take());
+    }
+}
+
+impl Drop for Discard {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            drop(Object::take(client));
+        }
+    }
+}
+
+/// How a transaction ended without committing.
+enum Failure {
+    /// Nothing was written; the transaction is to be rolled back.
+    NotWritten(Error),
+    /// COMMIT was sent and its answer lost: the connection is discarded.
+    Unknown(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Failure::NotWritten(error)
+    }
+}
+
+/// Runs `body` on a fresh connection; rolls back unless it committed. The connection
+/// goes back to the pool only outside a transaction.
+async fn in_transaction<T>(shared: &Arc<Shared>, body: impl AsyncFnOnce(&Object) -> Result<T, Failure>) -> Result<T> {
+    let guard = Discard(Some(shared.client().await?));
+    let Some(client) = guard.0.as_ref() else { return Err(Error::backend("lost the connection", None)) };
+    match body(client).await {
+        Ok(value) => {
+            guard.release();
+            Ok(value)
+        }
+        Err(Failure::NotWritten(error)) => {
+            if !client.is_closed() && client.batch_execute("ROLLBACK").await.is_ok() {
+                guard.release();
+            }
+            Err(error)
+        }
+        // Dropping the guard closes the connection.
+        Err(Failure::Unknown(error)) => Err(error),
+    }
 }
 
 /// The outcome of a failed COMMIT is unknown to the client (the server may have committed
@@ -947,25 +1001,31 @@ pub(crate) async fn append_parts(shared: Arc<Shared>, parts: Vec<Part>) -> Resul
 }
 
 async fn append_once(shared: Arc<Shared>, parts: Arc<Vec<Part>>) -> Result<Vec<AppendResult>> {
+    in_transaction(&shared, async |client: &Object| append_in(&shared, client, &parts).await).await
+}
+
+async fn append_in(shared: &Shared, client: &Object, parts: &[Part]) -> Result<Vec<AppendResult>, Failure> {
     let not_written = |context: &'static str| {
         move |error: tokio_postgres::Error| from_db(&format!("append not written: {context}"), error)
     };
-    let mut client = shared.client().await?;
-    let tx = client.transaction().await.map_err(not_written("begin"))?;
+    let update = client.prepare_cached(&shared.sql.update_streams).await.map_err(not_written("prepare"))?;
+    let insert = client.prepare_cached(&shared.sql.insert_events).await.map_err(not_written("prepare"))?;
     let ids: Vec<&[u8]> = parts.iter().map(|p| p.stream.as_bytes()).collect();
-    let states = lock_streams(&tx, &shared, &ids).await?;
+    let states = begin_and_lock_streams(client, shared, &ids).await?;
     let mut checks = Vec::with_capacity(parts.len());
-    for part in parts.iter() {
+    for part in parts {
         let state = states.get(part.stream.as_bytes()).copied().unwrap_or((None, false));
-        checks.push(check_part(&tx, &shared, part, state).await?);
+        checks.push(check_part(client, shared, part, state).await?);
     }
     if let Some(index) = checks.iter().position(|c| matches!(c, Check::Fail(_))) {
         if let Some(Check::Fail(error)) = checks.into_iter().nth(index) {
-            return Err(error);
+            return Err(error.into());
         }
-        return Err(Error::backend("lost a failed check", None));
+        return Err(Error::backend("lost a failed check", None).into());
     }
     if checks.iter().all(|c| matches!(c, Check::Idempotent(_))) {
+        // A retry: nothing to write; end the transaction before answering.
+        client.batch_execute("ROLLBACK").await.map_err(not_written("rollback"))?;
         return Ok(checks
             .into_iter()
             .filter_map(|c| if let Check::Idempotent(r) = c { Some(r) } else { None })
@@ -973,7 +1033,8 @@ async fn append_once(shared: Arc<Shared>, parts: Arc<Vec<Part>>) -> Result<Vec<A
     }
     if let Some((part, _)) = parts.iter().zip(&checks).find(|(_, c)| matches!(c, Check::Idempotent(_))) {
         let actual = states.get(part.stream.as_bytes()).and_then(|s| s.0);
-        return Err(Error::WrongExpectedVersion { stream: part.stream.clone(), expected: part.expected, actual });
+        let error = Error::WrongExpectedVersion { stream: part.stream.clone(), expected: part.expected, actual };
+        return Err(error.into());
     }
     // Build the rows: versions from each stream's last; positions come from the counter.
     let total: usize = parts.iter().map(|p| p.events.len()).sum();
@@ -1006,12 +1067,7 @@ async fn append_once(shared: Arc<Shared>, parts: Arc<Vec<Part>>) -> Result<Vec<A
         lasts.push(to_i64(last_version, "version")?);
         spans.push((first_version, last_version));
     }
-    let update = tx.prepare_cached(&shared.sql.update_streams).await.map_err(not_written("prepare"))?;
-    let insert = tx.prepare_cached(&shared.sql.insert_events).await.map_err(not_written("prepare"))?;
     let count = total as i64;
-    // Pipelined: the stream rows (locked already), then the counter row — whose lock,
-    // held until COMMIT, is the only point where appends wait for each other — and the
-    // events with their positions, and the notification (delivered at commit).
     let update_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&streams_updated, &lasts];
     let insert_params: [&(dyn tokio_postgres::types::ToSql + Sync); 10] = [
         &count,
@@ -1025,11 +1081,34 @@ async fn append_once(shared: Arc<Shared>, parts: Arc<Vec<Part>>) -> Result<Vec<A
         &caus_col,
         &shared.sql.channel,
     ];
-    let (_, row) = tokio::try_join!(tx.execute(&update, &update_params), tx.query_one(&insert, &insert_params))
-        .map_err(not_written("insert events"))?;
-    let first_position: i64 = row.try_get(0).map_err(not_written("insert events"))?;
-    let first_position = to_u64(first_position, "position")?;
-    tx.commit().await.map_err(|e| commit_failed("append", e))?;
+    // Pipelined, in this order, one round trip: the stream rows (locked already); the
+    // counter row — whose lock is the only point where appends to different streams wait
+    // for each other — with the events and the notification; and COMMIT. The server runs
+    // COMMIT right after the insert, so the counter's lock is held for the insert and the
+    // WAL flush only, never for a client round trip.
+    //
+    // `try_join3` polls in order and stops at the first error, so a request that fails to
+    // encode is never sent and neither is anything after it (no COMMIT). An error the
+    // server reports for the update or the insert aborts the transaction, and the server
+    // turns the COMMIT that follows into a ROLLBACK: not written. Any other failure once
+    // COMMIT was sent (the connection broke, an answer was lost) leaves the outcome unknown.
+    let before_commit = |context: &'static str| {
+        move |error: tokio_postgres::Error| {
+            if error.as_db_error().is_some() {
+                Failure::NotWritten(from_db(&format!("append not written: {context}"), error))
+            } else {
+                Failure::Unknown(commit_failed("append", error))
+            }
+        }
+    };
+    let (_, row, ()) = try_join3(
+        client.execute(&update, &update_params).map_err(before_commit("update streams")),
+        client.query_one(&insert, &insert_params).map_err(before_commit("insert events")),
+        client.batch_execute("COMMIT").map_err(|e| Failure::Unknown(commit_failed("append", e))),
+    )
+    .await?;
+    let first_position: i64 = row.try_get(0).map_err(|e| Failure::Unknown(from_db("append committed, but", e)))?;
+    let first_position = to_u64(first_position, "position").map_err(Failure::Unknown)?;
     let mut results = Vec::with_capacity(spans.len());
     let mut position = first_position;
     for (first_version, last_version) in spans {
@@ -1046,26 +1125,25 @@ async fn append_once(shared: Arc<Shared>, parts: Arc<Vec<Part>>) -> Result<Vec<A
 }
 
 async fn delete(shared: Arc<Shared>, stream: String, expected: ExpectedVersion) -> Result<()> {
-    let not_written = |context: &'static str| {
-        move |error: tokio_postgres::Error| from_db(&format!("delete not done: {context}"), error)
-    };
-    let mut client = shared.client().await?;
-    let tx = client.transaction().await.map_err(not_written("begin"))?;
-    let id = stream.as_bytes();
-    let states = lock_streams(&tx, &shared, &[id]).await?;
-    let (actual, is_deleted) = states.get(id).copied().unwrap_or((None, false));
-    if is_deleted {
-        return Err(deleted(&stream));
-    }
-    if !expected_ok(expected, actual) {
-        return Err(Error::WrongExpectedVersion { stream, expected, actual });
-    }
-    tx.execute(&shared.sql.mark_deleted, &[&id]).await.map_err(not_written("mark deleted"))?;
-    tx.execute(&shared.sql.delete_events, &[&id]).await.map_err(not_written("remove events"))?;
-    tx.execute(&shared.sql.delete_snapshots, &[&id]).await.map_err(not_written("remove snapshots"))?;
-    tx.commit()
-        .await
-        .map_err(|e| from_db("COMMIT of delete_stream failed, so whether the stream was deleted is unknown", e))
+    in_transaction(&shared, async |client: &Object| {
+        let not_written = |context: &'static str| {
+            move |error: tokio_postgres::Error| from_db(&format!("delete not done: {context}"), error)
+        };
+        let id = stream.as_bytes();
+        let states = begin_and_lock_streams(client, &shared, &[id]).await?;
+        let (actual, is_deleted) = states.get(id).copied().unwrap_or((None, false));
+        if is_deleted {
+            return Err(deleted(&stream).into());
+        }
+        if !expected_ok(expected, actual) {
+            return Err(Error::WrongExpectedVersion { stream: stream.clone(), expected, actual }.into());
+        }
+        client.execute(&shared.sql.mark_deleted, &[&id]).await.map_err(not_written("mark deleted"))?;
+        client.execute(&shared.sql.delete_events, &[&id]).await.map_err(not_written("remove events"))?;
+        client.execute(&shared.sql.delete_snapshots, &[&id]).await.map_err(not_written("remove snapshots"))?;
+        client.batch_execute("COMMIT").await.map_err(|e| Failure::Unknown(commit_failed("delete_stream", e)))
+    })
+    .await
 }
 
 impl EventStore for PostgresStore {

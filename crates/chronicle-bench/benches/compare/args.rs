@@ -146,7 +146,9 @@ pub fn parse(raw: Vec<String>) -> Result<Args, String> {
                     return Err(format!("unknown engine {bad:?}"));
                 }
                 if args.has_engine("postgres") && postgres_url().is_none() {
-                    return Err("engine postgres needs CHRONICLE_TEST_PG_URL (run through scripts/with-postgres.sh)".into());
+                    return Err(
+                        "engine postgres needs CHRONICLE_TEST_PG_URL (run through scripts/with-postgres.sh)".into()
+                    );
                 }
             }
             "--only" => {
