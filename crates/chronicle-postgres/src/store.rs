@@ -1,6 +1,6 @@
 //! `PostgresStore`: connect, the owned runtime, and every `EventStore` operation.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
@@ -212,6 +212,7 @@ async fn bounded<T>(timeout: Duration, future: impl Future<Output = Result<T>>) 
 pub struct PostgresStore {
     runner: Runner,
     shared: Arc<Shared>,
+    committer: tokio::sync::mpsc::Sender<Request>,
     listen: Option<Arc<ListenConfig>>,
     listener: Arc<Once>,
 }
@@ -315,7 +316,9 @@ impl PostgresStore {
             let mut client = migrating.client().await?;
             crate::schema::migrate(&mut client, &migrating.sql.schema).await.map(|_| ())
         })?;
-        Ok(PostgresStore { runner, shared, listen, listener: Arc::new(Once::new()) })
+        let (committer, queue) = tokio::sync::mpsc::channel(COMMIT_QUEUE_DEPTH_MAX);
+        runner.spawn(self::committer(Arc::clone(&shared), queue));
+        Ok(PostgresStore { runner, shared, committer, listen, listener: Arc::new(Once::new()) })
     }
 
     pub(crate) fn runner(&self) -> &Runner {
@@ -415,7 +418,7 @@ impl PostgresStore {
     /// As [`PostgresStore::append`].
     pub fn append_multi(&self, parts: impl IntoIterator<Item = StreamAppend>) -> Result<Vec<AppendResult>> {
         let parts = self.prepare(parts.into_iter().collect())?;
-        self.runner.block(append_parts(Arc::clone(&self.shared), parts))
+        self.runner.block(submit(self.committer.clone(), parts))
     }
 
     /// [`PostgresStore::append_multi`] for async code: runs on the store's runtime,
@@ -425,7 +428,7 @@ impl PostgresStore {
     /// As [`PostgresStore::append`].
     pub async fn append_multi_async(&self, parts: Vec<StreamAppend>) -> Result<Vec<AppendResult>> {
         let parts = self.prepare(parts)?;
-        self.runner.run(append_parts(Arc::clone(&self.shared), parts)).await
+        self.runner.run(submit(self.committer.clone(), parts)).await
     }
 
     /// [`PostgresStore::append`] for async code.
@@ -993,51 +996,177 @@ fn commit_failed(what: &str, error: tokio_postgres::Error) -> Error {
     Error::backend(message, Some(Arc::new(crate::error::OutcomeUnknown(error))))
 }
 
-/// Appends `parts` in one transaction; a connection lost before COMMIT (nothing written)
-/// is retried on another connection.
-pub(crate) async fn append_parts(shared: Arc<Shared>, parts: Vec<Part>) -> Result<Vec<AppendResult>> {
-    let parts = Arc::new(parts);
-    crate::error::retry(|| append_once(Arc::clone(&shared), Arc::clone(&parts))).await
+/// Most appends one group commit takes.
+const GROUP_REQUESTS_MAX: usize = 512;
+/// Most bytes of event data and metadata one group commit takes (a single larger append,
+/// up to the batch limit, is a group of its own).
+const GROUP_PAYLOAD_BYTES_MAX: usize = chronicle::BATCH_BYTES_MAX_DEFAULT;
+/// Appends waiting for the committer, at most.
+const COMMIT_QUEUE_DEPTH_MAX: usize = chronicle::WRITER_QUEUE_DEPTH_MAX;
+
+/// One caller's append, queued for the committer.
+pub(crate) struct Request {
+    parts: Vec<Part>,
+    events: usize,
+    bytes: usize,
+    reply: tokio::sync::oneshot::Sender<Result<Vec<AppendResult>>>,
 }
 
-async fn append_once(shared: Arc<Shared>, parts: Arc<Vec<Part>>) -> Result<Vec<AppendResult>> {
-    in_transaction(&shared, async |client: &Object| append_in(&shared, client, &parts).await).await
+impl Request {
+    pub(crate) fn new(parts: Vec<Part>) -> (Self, tokio::sync::oneshot::Receiver<Result<Vec<AppendResult>>>) {
+        let events = parts.iter().map(|p| p.events.len()).sum();
+        let bytes = parts.iter().flat_map(|p| &p.events).map(|e| e.data().len() + e.metadata().len()).sum();
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        (Request { parts, events, bytes, reply }, answer)
+    }
 }
 
-async fn append_in(shared: &Shared, client: &Object, parts: &[Part]) -> Result<Vec<AppendResult>, Failure> {
-    let not_written = |context: &'static str| {
-        move |error: tokio_postgres::Error| from_db(&format!("append not written: {context}"), error)
-    };
-    let update = client.prepare_cached(&shared.sql.update_streams).await.map_err(not_written("prepare"))?;
-    let insert = client.prepare_cached(&shared.sql.insert_events).await.map_err(not_written("prepare"))?;
-    let ids: Vec<&[u8]> = parts.iter().map(|p| p.stream.as_bytes()).collect();
-    let states = begin_and_lock_streams(client, shared, &ids).await?;
+/// Queues `parts` for the store's committer and waits for the answer.
+pub(crate) async fn submit(queue: tokio::sync::mpsc::Sender<Request>, parts: Vec<Part>) -> Result<Vec<AppendResult>> {
+    let (request, answer) = Request::new(parts);
+    queue.send(request).await.map_err(|_| Error::backend("the store's committer has stopped", None))?;
+    answer.await.map_err(|_| {
+        Error::backend("the store's committer dropped the append; it may or may not have committed", None)
+    })?
+}
+
+/// The committer: one task per store that turns every append queued meanwhile into one
+/// transaction (group commit, as the embedded writer does): one stream-lock round trip,
+/// one insert, one COMMIT and one WAL flush for the whole group. Appends of one group touch
+/// disjoint streams (an append to a stream already in the group waits for the next), so
+/// each is checked exactly as it would be alone; a refused or retried append is answered
+/// without affecting the others.
+pub(crate) async fn committer(shared: Arc<Shared>, mut queue: tokio::sync::mpsc::Receiver<Request>) {
+    let mut pending: VecDeque<Request> = VecDeque::new();
+    loop {
+        if pending.is_empty() {
+            match queue.recv().await {
+                Some(request) => pending.push_back(request),
+                None => return,
+            }
+        }
+        while pending.len() < GROUP_REQUESTS_MAX * 2 {
+            match queue.try_recv() {
+                Ok(request) => pending.push_back(request),
+                Err(_) => break,
+            }
+        }
+        let mut group: Vec<Request> = Vec::new();
+        let mut streams: HashSet<String> = HashSet::new();
+        let mut blocked: HashSet<String> = HashSet::new();
+        let (mut events, mut bytes) = (0usize, 0usize);
+        let mut later = VecDeque::new();
+        for request in pending.drain(..) {
+            let touches = |set: &HashSet<String>| request.parts.iter().any(|p| set.contains(&p.stream));
+            let fits = group.is_empty()
+                || (group.len() < GROUP_REQUESTS_MAX
+                    && events + request.events <= chronicle::BATCH_EVENTS_MAX
+                    && bytes + request.bytes <= GROUP_PAYLOAD_BYTES_MAX);
+            if fits && !touches(&streams) && !touches(&blocked) {
+                streams.extend(request.parts.iter().map(|p| p.stream.clone()));
+                events += request.events;
+                bytes += request.bytes;
+                group.push(request);
+            } else {
+                // Keeps the order of appends to each stream: nothing after a deferred
+                // append to its streams joins this group.
+                blocked.extend(request.parts.iter().map(|p| p.stream.clone()));
+                later.push_back(request);
+            }
+        }
+        pending = later;
+        let requests: Arc<Vec<Vec<Part>>> = Arc::new(group.iter_mut().map(|r| std::mem::take(&mut r.parts)).collect());
+        let timeout = shared.options.operation_timeout;
+        let outcome =
+            bounded(timeout, crate::error::retry(|| commit_group(Arc::clone(&shared), Arc::clone(&requests)))).await;
+        match outcome {
+            Ok(answers) => {
+                for (request, answer) in group.into_iter().zip(answers) {
+                    let _ = request.reply.send(answer);
+                }
+            }
+            Err(error) => {
+                for request in group {
+                    let _ = request.reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// One group in one transaction; a connection lost before COMMIT (nothing written) is
+/// retried by the caller on another connection.
+async fn commit_group(shared: Arc<Shared>, requests: Arc<Vec<Vec<Part>>>) -> Result<Vec<Result<Vec<AppendResult>>>> {
+    in_transaction(&shared, async |client: &Object| group_in(&shared, client, &requests).await).await
+}
+
+/// What one append of a group comes to before the insert.
+enum Verdict {
+    Answered(Result<Vec<AppendResult>>),
+    /// To write: each part's last version before it.
+    Write(Vec<Option<u64>>),
+}
+
+async fn verdict(
+    client: &Object,
+    shared: &Shared,
+    parts: &[Part],
+    states: &HashMap<Vec<u8>, (Option<u64>, bool)>,
+) -> Result<Verdict> {
     let mut checks = Vec::with_capacity(parts.len());
     for part in parts {
         let state = states.get(part.stream.as_bytes()).copied().unwrap_or((None, false));
         checks.push(check_part(client, shared, part, state).await?);
     }
     if let Some(index) = checks.iter().position(|c| matches!(c, Check::Fail(_))) {
-        if let Some(Check::Fail(error)) = checks.into_iter().nth(index) {
-            return Err(error.into());
-        }
-        return Err(Error::backend("lost a failed check", None).into());
+        return Ok(match checks.into_iter().nth(index) {
+            Some(Check::Fail(error)) => Verdict::Answered(Err(error)),
+            _ => Verdict::Answered(Err(Error::backend("lost a failed check", None))),
+        });
     }
     if checks.iter().all(|c| matches!(c, Check::Idempotent(_))) {
-        // A retry: nothing to write; end the transaction before answering.
-        client.batch_execute("ROLLBACK").await.map_err(not_written("rollback"))?;
-        return Ok(checks
-            .into_iter()
-            .filter_map(|c| if let Check::Idempotent(r) = c { Some(r) } else { None })
-            .collect());
+        let results = checks.into_iter().filter_map(|c| if let Check::Idempotent(r) = c { Some(r) } else { None });
+        return Ok(Verdict::Answered(Ok(results.collect())));
     }
     if let Some((part, _)) = parts.iter().zip(&checks).find(|(_, c)| matches!(c, Check::Idempotent(_))) {
         let actual = states.get(part.stream.as_bytes()).and_then(|s| s.0);
         let error = Error::WrongExpectedVersion { stream: part.stream.clone(), expected: part.expected, actual };
-        return Err(error.into());
+        return Ok(Verdict::Answered(Err(error)));
+    }
+    Ok(Verdict::Write(checks.into_iter().map(|c| if let Check::Proceed(last) = c { last } else { None }).collect()))
+}
+
+async fn group_in(
+    shared: &Shared,
+    client: &Object,
+    requests: &[Vec<Part>],
+) -> Result<Vec<Result<Vec<AppendResult>>>, Failure> {
+    let not_written = |context: &'static str| {
+        move |error: tokio_postgres::Error| from_db(&format!("append not written: {context}"), error)
+    };
+    let update = client.prepare_cached(&shared.sql.update_streams).await.map_err(not_written("prepare"))?;
+    let insert = client.prepare_cached(&shared.sql.insert_events).await.map_err(not_written("prepare"))?;
+    let ids: Vec<&[u8]> = requests.iter().flatten().map(|p| p.stream.as_bytes()).collect();
+    let states = begin_and_lock_streams(client, shared, &ids).await?;
+    let mut verdicts = Vec::with_capacity(requests.len());
+    for parts in requests {
+        verdicts.push(verdict(client, shared, parts, &states).await?);
+    }
+    if verdicts.iter().all(|v| matches!(v, Verdict::Answered(_))) {
+        // Nothing to write; end the transaction before answering.
+        client.batch_execute("ROLLBACK").await.map_err(not_written("rollback"))?;
+        return Ok(verdicts
+            .into_iter()
+            .map(|v| if let Verdict::Answered(a) = v { a } else { Ok(Vec::new()) })
+            .collect());
     }
     // Build the rows: versions from each stream's last; positions come from the counter.
-    let total: usize = parts.iter().map(|p| p.events.len()).sum();
+    let total: usize = requests
+        .iter()
+        .zip(&verdicts)
+        .filter(|(_, v)| matches!(v, Verdict::Write(_)))
+        .map(|(parts, _)| parts.iter().map(|p| p.events.len()).sum::<usize>())
+        .sum();
     let mut stream_col: Vec<&[u8]> = Vec::with_capacity(total);
     let mut version_col: Vec<i64> = Vec::with_capacity(total);
     let mut type_col: Vec<&[u8]> = Vec::with_capacity(total);
@@ -1046,26 +1175,31 @@ async fn append_in(shared: &Shared, client: &Object, parts: &[Part]) -> Result<V
     let mut id_col: Vec<Vec<u8>> = Vec::with_capacity(total);
     let mut corr_col: Vec<Option<Vec<u8>>> = Vec::with_capacity(total);
     let mut caus_col: Vec<Option<Vec<u8>>> = Vec::with_capacity(total);
-    let mut streams_updated: Vec<&[u8]> = Vec::with_capacity(parts.len());
-    let mut lasts: Vec<i64> = Vec::with_capacity(parts.len());
-    let mut spans = Vec::with_capacity(parts.len());
-    for (part, check) in parts.iter().zip(&checks) {
-        let Check::Proceed(last) = check else { continue };
-        let first_version = last.map_or(0, |v| v + 1);
-        for (i, event) in part.events.iter().enumerate() {
-            stream_col.push(part.stream.as_bytes());
-            version_col.push(to_i64(first_version + i as u64, "version")?);
-            type_col.push(event.event_type().as_bytes());
-            data_col.push(event.data().as_ref());
-            meta_col.push(event.metadata().as_ref());
-            id_col.push(event.id().unwrap_or_default().to_be_bytes().to_vec());
-            corr_col.push(event.correlation_id().map(|c| c.to_be_bytes().to_vec()));
-            caus_col.push(event.causation_id().map(|c| c.to_be_bytes().to_vec()));
+    let mut streams_updated: Vec<&[u8]> = Vec::new();
+    let mut lasts: Vec<i64> = Vec::new();
+    // Per written request: each part's (first_version, last_version).
+    let mut spans: Vec<Vec<(u64, u64)>> = Vec::new();
+    for (parts, verdict) in requests.iter().zip(&verdicts) {
+        let Verdict::Write(lasts_before) = verdict else { continue };
+        let mut request_spans = Vec::with_capacity(parts.len());
+        for (part, last) in parts.iter().zip(lasts_before) {
+            let first_version = last.map_or(0, |v| v + 1);
+            for (i, event) in part.events.iter().enumerate() {
+                stream_col.push(part.stream.as_bytes());
+                version_col.push(to_i64(first_version + i as u64, "version")?);
+                type_col.push(event.event_type().as_bytes());
+                data_col.push(event.data().as_ref());
+                meta_col.push(event.metadata().as_ref());
+                id_col.push(event.id().unwrap_or_default().to_be_bytes().to_vec());
+                corr_col.push(event.correlation_id().map(|c| c.to_be_bytes().to_vec()));
+                caus_col.push(event.causation_id().map(|c| c.to_be_bytes().to_vec()));
+            }
+            let last_version = first_version + part.events.len() as u64 - 1;
+            streams_updated.push(part.stream.as_bytes());
+            lasts.push(to_i64(last_version, "version")?);
+            request_spans.push((first_version, last_version));
         }
-        let last_version = first_version + part.events.len() as u64 - 1;
-        streams_updated.push(part.stream.as_bytes());
-        lasts.push(to_i64(last_version, "version")?);
-        spans.push((first_version, last_version));
+        spans.push(request_spans);
     }
     let count = total as i64;
     let update_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&streams_updated, &lasts];
@@ -1082,10 +1216,10 @@ async fn append_in(shared: &Shared, client: &Object, parts: &[Part]) -> Result<V
         &shared.sql.channel,
     ];
     // Pipelined, in this order, one round trip: the stream rows (locked already); the
-    // counter row — whose lock is the only point where appends to different streams wait
-    // for each other — with the events and the notification; and COMMIT. The server runs
-    // COMMIT right after the insert, so the counter's lock is held for the insert and the
-    // WAL flush only, never for a client round trip.
+    // counter row — whose lock is the only point where appends of different committers
+    // (processes) wait for each other — with the events and the notification; and COMMIT.
+    // The server runs COMMIT right after the insert, so the counter's lock is held for the
+    // insert and the WAL flush only, never for a client round trip.
     //
     // `try_join3` polls in order and stops at the first error, so a request that fails to
     // encode is never sent and neither is anything after it (no COMMIT). An error the
@@ -1108,20 +1242,29 @@ async fn append_in(shared: &Shared, client: &Object, parts: &[Part]) -> Result<V
     )
     .await?;
     let first_position: i64 = row.try_get(0).map_err(|e| Failure::Unknown(from_db("append committed, but", e)))?;
-    let first_position = to_u64(first_position, "position").map_err(Failure::Unknown)?;
-    let mut results = Vec::with_capacity(spans.len());
-    let mut position = first_position;
-    for (first_version, last_version) in spans {
-        let n = last_version - first_version;
-        results.push(AppendResult {
-            first_version,
-            last_version,
-            first_position: position,
-            last_position: position + n,
-        });
-        position += n + 1;
+    let mut position = to_u64(first_position, "position").map_err(Failure::Unknown)?;
+    let mut spans = spans.into_iter();
+    let mut answers = Vec::with_capacity(verdicts.len());
+    for verdict in verdicts {
+        match verdict {
+            Verdict::Answered(answer) => answers.push(answer),
+            Verdict::Write(_) => {
+                let mut results = Vec::new();
+                for (first_version, last_version) in spans.next().unwrap_or_default() {
+                    let n = last_version - first_version;
+                    results.push(AppendResult {
+                        first_version,
+                        last_version,
+                        first_position: position,
+                        last_position: position + n,
+                    });
+                    position += n + 1;
+                }
+                answers.push(Ok(results));
+            }
+        }
     }
-    Ok(results)
+    Ok(answers)
 }
 
 async fn delete(shared: Arc<Shared>, stream: String, expected: ExpectedVersion) -> Result<()> {
