@@ -560,7 +560,7 @@ fn group_commits_answer_each_append_on_its_own() {
                 let stream = format!("g-{t}");
                 let (mut written, mut refused) = (0u64, 0u64);
                 for round in 0..ROUNDS {
-                    let id = u128::from(t as u64) << 64 | u128::from(round) + 1;
+                    let id = (u128::from(t as u64) << 64) | (u128::from(round) + 1);
                     let event = NewEvent::new("T", format!("{t}:{round}")).with_id(id);
                     let expected =
                         if round == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(round - 1) };
