@@ -9,7 +9,13 @@
 //! cargo run --example order_processing -- --data DIR show ORDER
 //! cargo run --example order_processing -- --data DIR stats
 //! cargo run --example order_processing -- --data DIR watch
+//! cargo run --example order_processing -- --postgres URL place ORDER CUSTOMER ITEM:QTY:PRICE_CENTS [...]
 //! ```
+//!
+//! `--postgres URL` (e.g. `postgres://user@127.0.0.1:5432/db`) keeps the orders in
+//! PostgreSQL instead of a directory, through `chronicle_postgres::PostgresStore`, in the
+//! schema named by `CHRONICLE_PG_SCHEMA` (default `orders`): the same domain code, the same
+//! repository, another `EventStore`. `watch` then follows a live subscription.
 //!
 //! Exit status: 0 done, 1 refused by the order's rules (or a store error), with a one-line
 //! reason on stderr and nothing written; 2 malformed arguments, with the usage line.
@@ -20,10 +26,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use chronicle::typed::{Aggregate, Event, LoadSource, Repository, RepositoryError, Schema};
-use chronicle::{Error, RecordedEvent, Store};
+use chronicle::{Error, EventStore, RecordedEvent, Store};
 use serde::{Deserialize, Serialize};
 
-const USAGE: &str = "usage: order_processing --data DIR (place ORDER CUSTOMER ITEM:QTY:PRICE_CENTS... | add ORDER ITEM:QTY:PRICE_CENTS | cancel ORDER | ship ORDER TRACKING | show ORDER | stats | watch)";
+const USAGE: &str = "usage: order_processing (--data DIR | --postgres URL) (place ORDER CUSTOMER ITEM:QTY:PRICE_CENTS... | add ORDER ITEM:QTY:PRICE_CENTS | cancel ORDER | ship ORDER TRACKING | show ORDER | stats | watch)";
 
 /// How long a command waits for another process (say, `watch`) to release the store.
 const OPEN_WAIT_MAX: Duration = Duration::from_secs(5);
@@ -179,7 +185,7 @@ impl Projection for OrdersByStatus {
 }
 
 /// Feeds `projection` every event from `from_position`; returns the next position.
-fn catch_up(store: &Store, from_position: u64, projection: &mut impl Projection) -> Result<u64, Error> {
+fn catch_up(store: &impl EventStore, from_position: u64, projection: &mut impl Projection) -> Result<u64, Error> {
     let mut next = from_position;
     for event in store.read_all(from_position)? {
         let event = event?;
@@ -207,11 +213,20 @@ fn parse_line(arg: &str) -> Option<Line> {
     Some(Line { item: item.to_owned(), quantity: quantity.parse().ok()?, price_cents: price.parse().ok()? })
 }
 
-fn parse(args: &[String]) -> Option<(PathBuf, Action)> {
+/// Where the orders live.
+enum Location {
+    Data(PathBuf),
+    Postgres(String),
+}
+
+fn parse(args: &[String]) -> Option<(Location, Action)> {
     let [flag, dir, verb, rest @ ..] = args else { return None };
-    if flag != "--data" || dir.is_empty() {
-        return None;
-    }
+    let location = match flag.as_str() {
+        _ if dir.is_empty() => return None,
+        "--data" => Location::Data(PathBuf::from(dir)),
+        "--postgres" => Location::Postgres(dir.clone()),
+        _ => return None,
+    };
     let id = |s: &String| (!s.is_empty()).then(|| s.clone());
     let action = match (verb.as_str(), rest) {
         ("place", [order, customer, lines @ ..]) if !lines.is_empty() => Action::Execute {
@@ -231,7 +246,15 @@ fn parse(args: &[String]) -> Option<(PathBuf, Action)> {
         ("watch", []) => Action::Watch,
         _ => return None,
     };
-    Some((PathBuf::from(dir), action))
+    Some((location, action))
+}
+
+fn connect(url: &str) -> Result<chronicle_postgres::PostgresStore, Error> {
+    let schema = std::env::var("CHRONICLE_PG_SCHEMA").unwrap_or_else(|_| "orders".to_owned());
+    chronicle_postgres::PostgresStore::connect_with(
+        url,
+        chronicle_postgres::PostgresOptions::default().schema(schema).pool_size(2),
+    )
 }
 
 /// Opens the store, waiting while another process (such as `watch`) holds it.
@@ -256,10 +279,20 @@ fn describe(event: &OrderEvent) -> String {
     }
 }
 
-fn run(dir: &Path, action: Action) -> Result<(), String> {
+fn run(location: &Location, action: Action) -> Result<(), String> {
+    match (location, action) {
+        (Location::Data(dir), Action::Watch) => watch(dir),
+        (Location::Postgres(url), Action::Watch) => watch_postgres(url),
+        (Location::Data(dir), action) => run_on(open(dir).map_err(|e| e.to_string())?, action),
+        (Location::Postgres(url), action) => run_on(connect(url).map_err(|e| e.to_string())?, action),
+    }
+}
+
+/// Every command but `watch`, on any backend.
+fn run_on<S: EventStore>(store: S, action: Action) -> Result<(), String> {
     match action {
         Action::Execute { order, command } => {
-            let orders = Repository::<Order>::new(open(dir).map_err(|e| e.to_string())?);
+            let orders = Repository::<Order, S>::new(store);
             match orders.execute(&order, command) {
                 Ok(done) => {
                     let version = done.version.map_or_else(|| "-".to_owned(), |v| v.to_string());
@@ -273,7 +306,7 @@ fn run(dir: &Path, action: Action) -> Result<(), String> {
             }
         }
         Action::Show { order } => {
-            let orders = Repository::<Order>::new(open(dir).map_err(|e| e.to_string())?);
+            let orders = Repository::<Order, S>::new(store);
             let loaded = orders.load(&order).map_err(|e| format!("order {order}: {e}"))?;
             let Some(version) = loaded.version else {
                 return Err(format!("order {order}: {}", Refused::Missing));
@@ -299,7 +332,6 @@ fn run(dir: &Path, action: Action) -> Result<(), String> {
             Ok(())
         }
         Action::Stats => {
-            let store = open(dir).map_err(|e| e.to_string())?;
             let mut by_status = OrdersByStatus::default();
             catch_up(&store, 0, &mut by_status).map_err(|e| e.to_string())?;
             let mut counts: BTreeMap<Status, usize> = BTreeMap::new();
@@ -312,8 +344,29 @@ fn run(dir: &Path, action: Action) -> Result<(), String> {
             }
             Ok(())
         }
-        Action::Watch => watch(dir),
+        Action::Watch => Err("watch is run by run()".to_owned()),
     }
+}
+
+fn print_event(schema: &Schema<OrderEvent>, event: &RecordedEvent) {
+    let what = match schema.decode(event) {
+        Ok(Some(decoded)) => describe(&decoded),
+        Ok(None) => format!("({} event)", event.event_type),
+        Err(error) => format!("undecodable: {error}"),
+    };
+    println!("@{} {} v{}: {what}", event.position, event.stream_id, event.version);
+}
+
+/// `watch` on PostgreSQL: one live subscription (catch-up, then woken by LISTEN/NOTIFY),
+/// until Ctrl-C; many processes can write meanwhile.
+fn watch_postgres(url: &str) -> Result<(), String> {
+    let schema = Schema::<OrderEvent>::new().skip_unknown_types();
+    let store = connect(url).map_err(|e| e.to_string())?;
+    let subscription = store.subscribe(0, chronicle_postgres::Filter::all()).map_err(|e| e.to_string())?;
+    for event in subscription {
+        print_event(&schema, &event.map_err(|e| e.to_string())?);
+    }
+    Ok(())
 }
 
 /// Prints events as they commit, until Ctrl-C. It polls `read_all` from the last position,
@@ -329,12 +382,7 @@ fn watch(dir: &Path) -> Result<(), String> {
             for event in store.read_all(next).map_err(|e| e.to_string())? {
                 let event = event.map_err(|e| e.to_string())?;
                 next = event.position + 1;
-                let what = match schema.decode(&event) {
-                    Ok(Some(decoded)) => describe(&decoded),
-                    Ok(None) => format!("({} event)", event.event_type),
-                    Err(error) => format!("undecodable: {error}"),
-                };
-                println!("@{} {} v{}: {what}", event.position, event.stream_id, event.version);
+                print_event(&schema, &event);
             }
             store.close().map_err(|e| e.to_string())?;
         }
@@ -344,11 +392,11 @@ fn watch(dir: &Path) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some((dir, action)) = parse(&args) else {
+    let Some((location, action)) = parse(&args) else {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
-    match run(&dir, action) {
+    match run(&location, action) {
         Ok(()) => ExitCode::SUCCESS,
         Err(reason) => {
             eprintln!("{reason}");

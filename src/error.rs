@@ -120,6 +120,20 @@ pub enum Error {
         /// The refused call.
         operation: &'static str,
     },
+    /// A backend other than the embedded engine (e.g. `chronicle-postgres`) failed: the
+    /// database refused the statement, the connection broke, or a call timed out. Never
+    /// returned by [`Store`](crate::Store). For an append, the message says whether the
+    /// outcome is known; when it is not (the connection broke during commit), retry with
+    /// event ids ([`NewEvent::with_id`](crate::NewEvent::with_id)): a retry of an append
+    /// that did commit returns its original result.
+    #[error("backend error: {message}")]
+    Backend {
+        /// What the backend was doing and what went wrong.
+        message: String,
+        /// The backend's own error, where there is one.
+        #[source]
+        source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    },
     /// An internal invariant did not hold: a bug in chronicle, never caused by the caller's
     /// input or the directory's bytes (those are `InvalidInput` and `Corruption`). Nothing
     /// was written by the call that reports it.
@@ -140,6 +154,16 @@ impl Error {
 
     pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Error::InvalidInput { message: message.into() }
+    }
+
+    /// An [`Error::Backend`] with `message` and the backend's own error as its source.
+    ///
+    /// ```
+    /// let error = chronicle::Error::backend("connect to db", None);
+    /// assert_eq!(error.to_string(), "backend error: connect to db");
+    /// ```
+    pub fn backend(message: impl Into<String>, source: Option<Arc<dyn std::error::Error + Send + Sync>>) -> Self {
+        Error::Backend { message: message.into(), source }
     }
 
     pub(crate) fn internal(message: impl Into<String>) -> Self {

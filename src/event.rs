@@ -464,4 +464,45 @@ impl StreamAppend {
     ) -> Self {
         StreamAppend { stream: stream.into(), expected, events: events.into_iter().collect() }
     }
+
+    /// The stream appended to.
+    ///
+    /// ```
+    /// # use chronicle::{ExpectedVersion, StreamAppend};
+    /// assert_eq!(StreamAppend::new("a", ExpectedVersion::Any, []).stream(), "a");
+    /// ```
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    /// The expected version of the stream.
+    ///
+    /// ```
+    /// # use chronicle::{ExpectedVersion, StreamAppend};
+    /// assert_eq!(StreamAppend::new("a", ExpectedVersion::NoStream, []).expected(), ExpectedVersion::NoStream);
+    /// ```
+    pub fn expected(&self) -> ExpectedVersion {
+        self.expected
+    }
+
+    /// The events to append.
+    ///
+    /// ```
+    /// # use chronicle::{ExpectedVersion, NewEvent, StreamAppend};
+    /// assert_eq!(StreamAppend::new("a", ExpectedVersion::Any, [NewEvent::new("T", "")]).events().len(), 1);
+    /// ```
+    pub fn events(&self) -> &[NewEvent] {
+        &self.events
+    }
+
+    /// Stream, expected version and events, by value (for backends that move the events).
+    ///
+    /// ```
+    /// # use chronicle::{ExpectedVersion, NewEvent, StreamAppend};
+    /// let (stream, _, events) = StreamAppend::new("a", ExpectedVersion::Any, [NewEvent::new("T", "")]).into_parts();
+    /// assert_eq!((stream.as_str(), events.len()), ("a", 1));
+    /// ```
+    pub fn into_parts(self) -> (String, ExpectedVersion, Vec<NewEvent>) {
+        (self.stream, self.expected, self.events)
+    }
 }

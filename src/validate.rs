@@ -43,6 +43,13 @@ pub(crate) fn events_part(
     expected: ExpectedVersion,
     events: Vec<NewEvent>,
 ) -> Result<WritePart> {
+    let encoded_bytes = events_bytes(options, stream, &events)?;
+    let all_ids = events.iter().all(|e| e.id.is_some());
+    Ok(WritePart { stream: Arc::from(stream), expected, events, tombstone: false, all_ids, encoded_bytes })
+}
+
+/// Checks one stream's events against the limits; returns their encoded size.
+pub(crate) fn events_bytes(options: &Options, stream: &str, events: &[NewEvent]) -> Result<usize> {
     stream_id(stream)?;
     if events.is_empty() {
         return Err(Error::invalid(format!("append to stream {stream:?} has no events")));
@@ -80,8 +87,7 @@ pub(crate) fn events_part(
         }
         encoded_bytes += len;
     }
-    let all_ids = events.iter().all(|e| e.id.is_some());
-    Ok(WritePart { stream: Arc::from(stream), expected, events, tombstone: false, all_ids, encoded_bytes })
+    Ok(encoded_bytes)
 }
 
 /// A tombstone part.
@@ -99,16 +105,24 @@ pub(crate) fn tombstone_part(stream: &str, expected: ExpectedVersion) -> Result<
 
 /// Checks the whole append (all parts) against the batch limit and for duplicate streams.
 pub(crate) fn batch(options: &Options, parts: &[WritePart]) -> Result<()> {
-    let total: usize = parts.iter().map(|p| p.encoded_bytes).sum();
+    batch_totals(options, parts.iter().map(|p| (&*p.stream, p.encoded_bytes, p.events.len())))
+}
+
+/// [`batch`] over `(stream, encoded bytes, events)` of each part.
+pub(crate) fn batch_totals<'a>(
+    options: &Options,
+    parts: impl Iterator<Item = (&'a str, usize, usize)> + Clone,
+) -> Result<()> {
+    let total: usize = parts.clone().map(|(_, bytes, _)| bytes).sum();
     let limit = options.effective_batch_bytes_max();
     if total > limit {
         return Err(Error::invalid(format!("append encodes to {total} bytes, above batch_bytes_max ({limit} bytes)")));
     }
-    let events: usize = parts.iter().map(|p| p.events.len()).sum();
+    let events: usize = parts.clone().map(|(_, _, events)| events).sum();
     if events > BATCH_EVENTS_MAX {
         return Err(Error::invalid(format!("append has {events} events, above the limit of {BATCH_EVENTS_MAX}")));
     }
-    let mut streams: Vec<&str> = parts.iter().map(|p| &*p.stream).collect();
+    let mut streams: Vec<&str> = parts.map(|(stream, _, _)| stream).collect();
     streams.sort_unstable();
     if let Some(pair) = streams.windows(2).find(|pair| pair.first() == pair.get(1)) {
         return Err(Error::invalid(format!(

@@ -1,14 +1,19 @@
 //! The backend-neutral event-store interface: what the typed layer
 //! ([`typed`](crate::typed), with the `typed` feature) needs from a store. [`Store`]
-//! implements it; a PostgreSQL backend will implement the same trait and pass the same
-//! conformance suite. `docs/backend-trait.md` explains why it is blocking and how async
-//! applications use it.
+//! implements it, and so does `chronicle_postgres::PostgresStore`; both pass the same
+//! conformance suite (`chronicle_testkit::conformance`). `docs/design.md` ("The backend
+//! trait") explains why it is blocking and how async applications use it.
+//!
+//! [`check_append`] and [`check_stream_id`] are the embedded store's input checks (with
+//! default [`Options`](crate::Options)), public so that every backend rejects exactly
+//! the same input with the same [`Error::InvalidInput`](crate::Error::InvalidInput).
 //!
 //! Subscriptions (`Store::subscribe`) are being built separately and are not part of the
 //! trait yet.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::event::{AppendResult, ExpectedVersion, NewEvent, RecordedEvent, StreamAppend};
+use crate::options::{BATCH_STREAMS_MAX, Options};
 use crate::read::{AllIter, StreamIter};
 use crate::snapshot::Snapshot;
 use crate::store::Store;
@@ -80,6 +85,35 @@ pub trait EventStore: Send + Sync {
     /// # Ok::<(), chronicle::Error>(())
     /// ```
     fn read_stream(&self, stream: &str, from_version: u64) -> Result<Self::StreamEvents>;
+
+    /// The events of `stream` from `from_version` (`None`: its last) down to its first.
+    ///
+    /// # Errors
+    /// As [`Store::read_stream_backward`].
+    ///
+    /// ```
+    /// # use chronicle::{EventStore, ExpectedVersion, NewEvent, Store};
+    /// let store = Store::open_in_memory()?;
+    /// EventStore::append(&store, "s", ExpectedVersion::Any, vec![NewEvent::new("T", ""), NewEvent::new("T", "")])?;
+    /// let versions: Vec<u64> = EventStore::read_stream_backward(&store, "s", None)?.map(|e| e.unwrap().version).collect();
+    /// assert_eq!(versions, [1, 0]);
+    /// # Ok::<(), chronicle::Error>(())
+    /// ```
+    fn read_stream_backward(&self, stream: &str, from_version: Option<u64>) -> Result<Self::StreamEvents>;
+
+    /// Every event from global position `from_position` (`None`: the last) down to the
+    /// first, in reverse position order.
+    ///
+    /// # Errors
+    /// As [`Store::read_all_backward`].
+    ///
+    /// ```
+    /// # use chronicle::{EventStore, Store};
+    /// let store = Store::open_in_memory()?;
+    /// assert_eq!(EventStore::read_all_backward(&store, None)?.count(), 0);
+    /// # Ok::<(), chronicle::Error>(())
+    /// ```
+    fn read_all_backward(&self, from_position: Option<u64>) -> Result<Self::AllEvents>;
 
     /// Every event from global position `from_position` on.
     ///
@@ -169,6 +203,14 @@ impl EventStore for Store {
         Store::read_all(self, from_position)
     }
 
+    fn read_stream_backward(&self, stream: &str, from_version: Option<u64>) -> Result<StreamIter> {
+        Store::read_stream_backward(self, stream, from_version)
+    }
+
+    fn read_all_backward(&self, from_position: Option<u64>) -> Result<AllIter> {
+        Store::read_all_backward(self, from_position)
+    }
+
     fn stream_version(&self, stream: &str) -> Result<Option<u64>> {
         Store::stream_version(self, stream)
     }
@@ -184,4 +226,49 @@ impl EventStore for Store {
     fn delete_stream(&self, stream: &str, expected: ExpectedVersion) -> Result<()> {
         Store::delete_stream(self, stream, expected)
     }
+}
+
+/// Checks a stream id as every [`Store`] method does: not empty, at most
+/// [`STREAM_ID_BYTES_MAX`](crate::STREAM_ID_BYTES_MAX) bytes.
+///
+/// # Errors
+/// [`Error::InvalidInput`] saying what is wrong.
+///
+/// ```
+/// assert!(chronicle::check_stream_id("order-1").is_ok());
+/// assert!(matches!(chronicle::check_stream_id(""), Err(chronicle::Error::InvalidInput { .. })));
+/// ```
+pub fn check_stream_id(stream: &str) -> Result<()> {
+    crate::validate::stream_id(stream)
+}
+
+/// Checks an append of `parts` (one part for [`Store::append`], several for
+/// [`Store::append_multi`]) against the limits of a [`Store`] opened with default
+/// [`Options`]: stream ids, event types, event and batch sizes, counts, a stream named twice.
+/// Other backends call this so that they refuse exactly what the embedded store refuses.
+///
+/// # Errors
+/// [`Error::InvalidInput`], with the embedded store's message.
+///
+/// ```
+/// use chronicle::{ExpectedVersion, NewEvent, StreamAppend, check_append};
+/// assert!(check_append(&[StreamAppend::new("a", ExpectedVersion::Any, [NewEvent::new("T", "")])]).is_ok());
+/// assert!(check_append(&[StreamAppend::new("a", ExpectedVersion::Any, [])]).is_err());
+/// ```
+pub fn check_append(parts: &[StreamAppend]) -> Result<()> {
+    let options = Options::default();
+    if parts.is_empty() {
+        return Err(Error::invalid("append_multi has no streams"));
+    }
+    if parts.len() > BATCH_STREAMS_MAX {
+        return Err(Error::invalid(format!("append_multi has more than {BATCH_STREAMS_MAX} streams")));
+    }
+    let mut sizes = Vec::with_capacity(parts.len());
+    for part in parts {
+        sizes.push(crate::validate::events_bytes(&options, &part.stream, &part.events)?);
+    }
+    crate::validate::batch_totals(
+        &options,
+        parts.iter().zip(&sizes).map(|(part, bytes)| (part.stream.as_str(), *bytes, part.events.len())),
+    )
 }

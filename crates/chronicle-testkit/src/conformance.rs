@@ -1,44 +1,91 @@
 //! The behaviour suite every store must pass, whatever its storage: run it against
 //! `Store::open(dir)` and `Store::open_in_memory()` (the root crate's
-//! `tests/conformance.rs`), and later against every backend.
+//! `tests/conformance.rs`) and against `chronicle_postgres::PostgresStore`
+//! (`crates/chronicle-postgres/tests/conformance.rs`).
+//!
+//! The shared part ([`SHARED_CHECKS`], [`run_shared`]) uses only the
+//! [`chronicle::EventStore`] trait and is generic over it: a check that only some backends
+//! pass is a bug in one of them. The rest ([`STORE_CHECKS`]: compaction, retention,
+//! `close`, the zero-copy `read_all_with`, `streams`, `stream_info`) is administration of
+//! the embedded engine and takes a [`Store`]. [`run_all`] runs both on a `Store`.
 //!
 //! Each check takes a function that makes a fresh, empty store and returns the first
 //! deviation as an `Err` naming the check, so a failure reads
-//! `idempotent_retries: retry returned ...`. [`run_all`] runs every check.
+//! `idempotent_retries: retry returned ...`.
 //!
 //! ```
 //! use chronicle::Store;
 //! chronicle_testkit::conformance::run_all(&|| Store::open_in_memory().expect("open"))?;
+//! chronicle_testkit::conformance::run_shared(&|| Store::open_in_memory().expect("open"))?;
 //! # Ok::<(), String>(())
 //! ```
 
 use std::ops::ControlFlow;
 
-use chronicle::{Error, ExpectedVersion, NewEvent, RecordedEvent, Retention, Store, StreamAppend};
+use chronicle::{Error, EventStore, ExpectedVersion, NewEvent, RecordedEvent, Retention, Store, StreamAppend};
 
 /// Makes a fresh, empty store.
 pub type MakeStore<'a> = &'a dyn Fn() -> Store;
 
+/// Makes a fresh, empty store of any backend.
+pub type Make<'a, S> = &'a dyn Fn() -> S;
+
 /// A check's verdict: `Err` describes the first deviation.
 pub type Check = Result<(), String>;
 
-/// One check of the suite.
+/// One shared check, for a backend `S`.
+pub type SharedCheckFn<S> = fn(Make<'_, S>) -> Check;
+
+/// One check of the Store-only part.
 pub type CheckFn = fn(MakeStore<'_>) -> Check;
 
-/// Every check, with its name.
-pub const CHECKS: &[(&str, CheckFn)] = &[
-    ("expected_versions", expected_versions),
-    ("idempotent_retries", idempotent_retries),
-    ("multi_stream_appends", multi_stream_appends),
-    ("reads", reads),
-    ("snapshots", snapshots),
-    ("deletion", deletion),
+/// The names of the shared checks, in the order [`run_shared`] runs them.
+pub const SHARED_CHECKS: &[&str] = &[
+    "expected_versions",
+    "idempotent_retries",
+    "multi_stream_appends",
+    "reads",
+    "snapshots",
+    "deletion",
+    "hostile_input",
+];
+
+/// The Store-only checks, with their names.
+pub const STORE_CHECKS: &[(&str, CheckFn)] = &[
+    ("store_listing_and_views", store_listing_and_views),
     ("retention_and_compaction", retention_and_compaction),
     ("compaction_erases_deleted_streams", compaction_erases_deleted_streams),
     ("close", close),
 ];
 
-/// Runs every check of [`CHECKS`] on fresh stores from `make_store`.
+/// Runs every shared check ([`SHARED_CHECKS`]) on fresh stores from `make_store`: only
+/// [`EventStore`] methods, so any backend can run it.
+///
+/// # Errors
+/// The first failing check, as `"name: what went wrong"`.
+///
+/// ```
+/// chronicle_testkit::conformance::run_shared(&|| chronicle::Store::open_in_memory().expect("open"))?;
+/// # Ok::<(), String>(())
+/// ```
+pub fn run_shared<S: EventStore>(make_store: Make<'_, S>) -> Check {
+    let checks: [(&str, SharedCheckFn<S>); 7] = [
+        ("expected_versions", expected_versions::<S>),
+        ("idempotent_retries", idempotent_retries::<S>),
+        ("multi_stream_appends", multi_stream_appends::<S>),
+        ("reads", reads::<S>),
+        ("snapshots", snapshots::<S>),
+        ("deletion", deletion::<S>),
+        ("hostile_input", hostile_input::<S>),
+    ];
+    debug_assert_eq!(checks.len(), SHARED_CHECKS.len());
+    for (name, check) in checks {
+        check(make_store).map_err(|reason| format!("{name}: {reason}"))?;
+    }
+    Ok(())
+}
+
+/// Runs the shared checks and then every Store-only check of [`STORE_CHECKS`].
 ///
 /// # Errors
 /// The first failing check, as `"name: what went wrong"`.
@@ -48,7 +95,8 @@ pub const CHECKS: &[(&str, CheckFn)] = &[
 /// # Ok::<(), String>(())
 /// ```
 pub fn run_all(make_store: MakeStore<'_>) -> Check {
-    for (name, check) in CHECKS {
+    run_shared(make_store)?;
+    for (name, check) in STORE_CHECKS {
         check(make_store).map_err(|reason| format!("{name}: {reason}"))?;
     }
     Ok(())
@@ -66,12 +114,25 @@ fn event(kind: &str, data: &str) -> NewEvent {
     NewEvent::new(kind, data.to_owned())
 }
 
-fn stream_events(store: &Store, stream: &str, from: u64) -> Result<Vec<RecordedEvent>, String> {
+fn stream_events<S: EventStore>(store: &S, stream: &str, from: u64) -> Result<Vec<RecordedEvent>, String> {
     step(step(store.read_stream(stream, from), "read_stream")?.collect::<Result<Vec<_>, _>>(), "read_stream item")
+}
+
+fn all_events<S: EventStore>(store: &S, from: u64) -> Result<Vec<RecordedEvent>, String> {
+    step(step(store.read_all(from), "read_all")?.collect::<Result<Vec<_>, _>>(), "read_all item")
 }
 
 fn versions(events: &[RecordedEvent]) -> Vec<u64> {
     events.iter().map(|e| e.version).collect()
+}
+
+fn append<S: EventStore>(
+    store: &S,
+    stream: &str,
+    expected: ExpectedVersion,
+    events: impl IntoIterator<Item = NewEvent>,
+) -> Result<chronicle::AppendResult, Error> {
+    store.append(stream, expected, events.into_iter().collect())
 }
 
 /// `NoStream`, `Exact`, `StreamExists` and `Any`: what each accepts, and that a refused
@@ -84,26 +145,26 @@ fn versions(events: &[RecordedEvent]) -> Vec<u64> {
 /// chronicle_testkit::conformance::expected_versions(&|| chronicle::Store::open_in_memory().expect("open"))?;
 /// # Ok::<(), String>(())
 /// ```
-pub fn expected_versions(make_store: MakeStore<'_>) -> Check {
+pub fn expected_versions<S: EventStore>(make_store: Make<'_, S>) -> Check {
     let store = make_store();
-    let refused = store.append("s", ExpectedVersion::StreamExists, [event("A", "0")]);
+    let refused = append(&store, "s", ExpectedVersion::StreamExists, [event("A", "0")]);
     ensure(matches!(refused, Err(Error::WrongExpectedVersion { actual: None, .. })), || {
         format!("StreamExists on a missing stream: {refused:?}")
     })?;
-    let first = step(store.append("s", ExpectedVersion::NoStream, [event("A", "0"), event("B", "1")]), "NoStream")?;
+    let first = step(append(&store, "s", ExpectedVersion::NoStream, [event("A", "0"), event("B", "1")]), "NoStream")?;
     ensure(first.first_version == 0 && first.last_version == 1, || format!("first append: {first:?}"))?;
-    let again = store.append("s", ExpectedVersion::NoStream, [event("A", "x")]);
+    let again = append(&store, "s", ExpectedVersion::NoStream, [event("A", "x")]);
     ensure(matches!(again, Err(Error::WrongExpectedVersion { actual: Some(1), .. })), || {
         format!("NoStream on an existing stream: {again:?}")
     })?;
-    let stale = store.append("s", ExpectedVersion::Exact(0), [event("A", "x")]);
+    let stale = append(&store, "s", ExpectedVersion::Exact(0), [event("A", "x")]);
     ensure(matches!(stale, Err(Error::WrongExpectedVersion { actual: Some(1), .. })), || {
         format!("Exact(0) at version 1: {stale:?}")
     })?;
-    let exact = step(store.append("s", ExpectedVersion::Exact(1), [event("C", "2")]), "Exact(1)")?;
+    let exact = step(append(&store, "s", ExpectedVersion::Exact(1), [event("C", "2")]), "Exact(1)")?;
     ensure(exact.first_version == 2, || format!("Exact(1) append: {exact:?}"))?;
-    step(store.append("s", ExpectedVersion::StreamExists, [event("D", "3")]), "StreamExists")?;
-    let any = step(store.append("s", ExpectedVersion::Any, [event("E", "4")]), "Any")?;
+    step(append(&store, "s", ExpectedVersion::StreamExists, [event("D", "3")]), "StreamExists")?;
+    let any = step(append(&store, "s", ExpectedVersion::Any, [event("E", "4")]), "Any")?;
     ensure(any.last_version == 4 && any.last_position == 4, || format!("Any append: {any:?}"))?;
     let events = stream_events(&store, "s", 0)?;
     let data: Vec<&[u8]> = events.iter().map(|e| &e.data[..]).collect();
@@ -112,9 +173,9 @@ pub fn expected_versions(make_store: MakeStore<'_>) -> Check {
     ensure(step(store.stream_version("missing"), "stream_version")?.is_none(), || {
         "missing stream has a version".into()
     })?;
-    let invalid = store.append("", ExpectedVersion::Any, [event("A", "")]);
+    let invalid = append(&store, "", ExpectedVersion::Any, [event("A", "")]);
     ensure(matches!(invalid, Err(Error::InvalidInput { .. })), || format!("empty stream id: {invalid:?}"))?;
-    let empty = store.append("s", ExpectedVersion::Any, []);
+    let empty = append(&store, "s", ExpectedVersion::Any, []);
     ensure(matches!(empty, Err(Error::InvalidInput { .. })), || format!("no events: {empty:?}"))
 }
 
@@ -128,16 +189,16 @@ pub fn expected_versions(make_store: MakeStore<'_>) -> Check {
 /// chronicle_testkit::conformance::idempotent_retries(&|| chronicle::Store::open_in_memory().expect("open"))?;
 /// # Ok::<(), String>(())
 /// ```
-pub fn idempotent_retries(make_store: MakeStore<'_>) -> Check {
+pub fn idempotent_retries<S: EventStore>(make_store: Make<'_, S>) -> Check {
     let store = make_store();
     let batch = || [event("A", "a").with_id(1), event("B", "b").with_id(2)];
-    let first = step(store.append("s", ExpectedVersion::NoStream, batch()), "first")?;
-    let retry = step(store.append("s", ExpectedVersion::NoStream, batch()), "retry under NoStream")?;
+    let first = step(append(&store, "s", ExpectedVersion::NoStream, batch()), "first")?;
+    let retry = step(append(&store, "s", ExpectedVersion::NoStream, batch()), "retry under NoStream")?;
     ensure(retry == first, || format!("retry returned {retry:?}, first {first:?}"))?;
-    step(store.append("s", ExpectedVersion::Exact(1), [event("C", "c").with_id(3)]), "next")?;
-    let late = step(store.append("s", ExpectedVersion::NoStream, batch()), "late retry under NoStream")?;
+    step(append(&store, "s", ExpectedVersion::Exact(1), [event("C", "c").with_id(3)]), "next")?;
+    let late = step(append(&store, "s", ExpectedVersion::NoStream, batch()), "late retry under NoStream")?;
     ensure(late == first, || format!("late retry returned {late:?}"))?;
-    let any = step(store.append("s", ExpectedVersion::Any, [event("C", "c").with_id(3)]), "retry under Any")?;
+    let any = step(append(&store, "s", ExpectedVersion::Any, [event("C", "c").with_id(3)]), "retry under Any")?;
     ensure(any.first_version == 2, || format!("Any retry of the last append: {any:?}"))?;
     let events = stream_events(&store, "s", 0)?;
     ensure(versions(&events) == [0, 1, 2], || format!("retries wrote events: {:?}", versions(&events)))?;
@@ -153,11 +214,11 @@ pub fn idempotent_retries(make_store: MakeStore<'_>) -> Check {
 /// chronicle_testkit::conformance::multi_stream_appends(&|| chronicle::Store::open_in_memory().expect("open"))?;
 /// # Ok::<(), String>(())
 /// ```
-pub fn multi_stream_appends(make_store: MakeStore<'_>) -> Check {
+pub fn multi_stream_appends<S: EventStore>(make_store: Make<'_, S>) -> Check {
     let store = make_store();
-    step(store.append("a", ExpectedVersion::Any, [event("T", "a0")]), "seed")?;
+    step(append(&store, "a", ExpectedVersion::Any, [event("T", "a0")]), "seed")?;
     let results = step(
-        store.append_multi([
+        store.append_multi(vec![
             StreamAppend::new("a", ExpectedVersion::Exact(0), [event("T", "a1")]),
             StreamAppend::new("b", ExpectedVersion::NoStream, [event("T", "b0"), event("T", "b1")]),
         ]),
@@ -166,7 +227,7 @@ pub fn multi_stream_appends(make_store: MakeStore<'_>) -> Check {
     ensure(results.len() == 2 && results[1].first_position == results[0].last_position + 1, || {
         format!("positions not contiguous: {results:?}")
     })?;
-    let refused = store.append_multi([
+    let refused = store.append_multi(vec![
         StreamAppend::new("c", ExpectedVersion::Any, [event("T", "c0")]),
         StreamAppend::new("b", ExpectedVersion::NoStream, [event("T", "b2")]),
     ]);
@@ -174,7 +235,11 @@ pub fn multi_stream_appends(make_store: MakeStore<'_>) -> Check {
     ensure(step(store.stream_version("c"), "stream_version")?.is_none(), || {
         "a refused multi-append wrote part c".into()
     })?;
-    ensure(step(store.streams(), "streams")? == ["a", "b"], || "streams()".into())
+    let b = stream_events(&store, "b", 0)?;
+    ensure(versions(&b) == [0, 1], || format!("b after a refused multi-append: {:?}", versions(&b)))?;
+    let all = all_events(&store, 0)?;
+    let order: Vec<(&str, u64)> = all.iter().map(|e| (e.stream_id.as_str(), e.position)).collect();
+    ensure(order == [("a", 0), ("a", 1), ("b", 2), ("b", 3)], || format!("read_all after multi-append: {order:?}"))
 }
 
 /// Forward and backward stream reads, `read_all` (iterator, callback, backward), from any
@@ -187,12 +252,12 @@ pub fn multi_stream_appends(make_store: MakeStore<'_>) -> Check {
 /// chronicle_testkit::conformance::reads(&|| chronicle::Store::open_in_memory().expect("open"))?;
 /// # Ok::<(), String>(())
 /// ```
-pub fn reads(make_store: MakeStore<'_>) -> Check {
+pub fn reads<S: EventStore>(make_store: Make<'_, S>) -> Check {
     let store = make_store();
     for i in 0..30u32 {
         let stream = if i % 3 == 0 { "x" } else { "y" };
         let data = format!("{i}");
-        step(store.append(stream, ExpectedVersion::Any, [event("T", &data).with_metadata("m")]), "append")?;
+        step(append(&store, stream, ExpectedVersion::Any, [event("T", &data).with_metadata("m")]), "append")?;
     }
     let x = stream_events(&store, "x", 0)?;
     ensure(versions(&x) == (0..10).collect::<Vec<_>>(), || format!("x versions {:?}", versions(&x)))?;
@@ -212,24 +277,32 @@ pub fn reads(make_store: MakeStore<'_>) -> Check {
         .map(|e| e.position)
         .collect();
     ensure(all == [25, 26, 27, 28, 29], || format!("read_all from 25: {all:?}"))?;
-    let mut seen = 0u64;
-    step(
-        store.read_all_with(0, |view| {
-            if view.position == seen && view.data == format!("{seen}").as_bytes() {
-                seen += 1;
-                ControlFlow::Continue(())
-            } else {
-                ControlFlow::Break(())
-            }
-        }),
-        "read_all_with",
-    )?;
-    ensure(seen == 30, || format!("read_all_with stopped at {seen}"))?;
+    let all = all_events(&store, 0)?;
+    let in_order = all.iter().enumerate().all(|(i, e)| e.position == i as u64 && e.data == format!("{i}").as_bytes());
+    ensure(all.len() == 30 && in_order, || format!("read_all from 0: {} events", all.len()))?;
+    let past = all_events(&store, 30)?;
+    ensure(past.is_empty(), || format!("read_all past the end: {past:?}"))?;
+    let backward_all: Vec<u64> = step(
+        step(store.read_all_backward(Some(2)), "read_all_backward")?.collect::<Result<Vec<_>, _>>(),
+        "read_all_backward item",
+    )?
+    .iter()
+    .map(|e| e.position)
+    .collect();
+    ensure(backward_all == [2, 1, 0], || format!("read_all_backward from 2: {backward_all:?}"))?;
+    let last_two: Vec<u64> = step(
+        step(store.read_stream_backward("y", None), "backward")?.take(2).collect::<Result<Vec<_>, _>>(),
+        "backward item",
+    )?
+    .iter()
+    .map(|e| e.version)
+    .collect();
+    ensure(last_two == [19, 18], || format!("read_stream_backward from the end: {last_two:?}"))?;
     let newest = step(step(store.read_all_backward(None), "read_all_backward")?.next().transpose(), "item")?;
     ensure(newest.is_some_and(|e| e.position == 29), || "read_all_backward starts at the end".into())?;
     ensure(stream_events(&store, "missing", 0)?.is_empty(), || "missing stream reads events".into())?;
-    let info = step(store.stream_info("y"), "stream_info")?;
-    ensure(info.is_some_and(|i| i.first_version == 0 && i.last_version == 19), || format!("stream_info {info:?}"))
+    let invalid = store.read_stream("", 0).map(|_| ());
+    ensure(matches!(invalid, Err(Error::InvalidInput { .. })), || format!("read of an empty stream id: {invalid:?}"))
 }
 
 /// Snapshots: the newest one is loaded, one past the stream's version is refused.
@@ -241,10 +314,10 @@ pub fn reads(make_store: MakeStore<'_>) -> Check {
 /// chronicle_testkit::conformance::snapshots(&|| chronicle::Store::open_in_memory().expect("open"))?;
 /// # Ok::<(), String>(())
 /// ```
-pub fn snapshots(make_store: MakeStore<'_>) -> Check {
+pub fn snapshots<S: EventStore>(make_store: Make<'_, S>) -> Check {
     let store = make_store();
     ensure(step(store.load_snapshot("s"), "load")?.is_none(), || "snapshot of a missing stream".into())?;
-    step(store.append("s", ExpectedVersion::Any, (0..5).map(|i| event("T", &i.to_string()))), "append")?;
+    step(append(&store, "s", ExpectedVersion::Any, (0..5).map(|i| event("T", &i.to_string()))), "append")?;
     step(store.save_snapshot("s", 1, b"at 1"), "save at 1")?;
     step(store.save_snapshot("s", 4, b"at 4"), "save at 4")?;
     let newest = step(store.load_snapshot("s"), "load")?;
@@ -266,10 +339,10 @@ pub fn snapshots(make_store: MakeStore<'_>) -> Check {
 /// chronicle_testkit::conformance::deletion(&|| chronicle::Store::open_in_memory().expect("open"))?;
 /// # Ok::<(), String>(())
 /// ```
-pub fn deletion(make_store: MakeStore<'_>) -> Check {
+pub fn deletion<S: EventStore>(make_store: Make<'_, S>) -> Check {
     let store = make_store();
-    step(store.append("d", ExpectedVersion::Any, [event("T", "0"), event("T", "1")]), "append")?;
-    step(store.append("keep", ExpectedVersion::Any, [event("T", "k")]), "append")?;
+    step(append(&store, "d", ExpectedVersion::Any, [event("T", "0"), event("T", "1")]), "append")?;
+    step(append(&store, "keep", ExpectedVersion::Any, [event("T", "k")]), "append")?;
     let wrong = store.delete_stream("d", ExpectedVersion::Exact(0));
     ensure(matches!(wrong, Err(Error::WrongExpectedVersion { .. })), || format!("stale delete: {wrong:?}"))?;
     let missing = store.delete_stream("typo", ExpectedVersion::StreamExists);
@@ -277,11 +350,162 @@ pub fn deletion(make_store: MakeStore<'_>) -> Check {
     step(store.delete_stream("d", ExpectedVersion::Exact(1)), "delete")?;
     let read = store.read_stream("d", 0).map(|_| ());
     ensure(matches!(read, Err(Error::StreamDeleted { .. })), || format!("read after delete: {read:?}"))?;
-    let append = store.append("d", ExpectedVersion::Any, [event("T", "again")]);
-    ensure(matches!(append, Err(Error::StreamDeleted { .. })), || format!("append after delete: {append:?}"))?;
+    let appended = append(&store, "d", ExpectedVersion::Any, [event("T", "again")]);
+    ensure(matches!(appended, Err(Error::StreamDeleted { .. })), || format!("append after delete: {appended:?}"))?;
     let snapshot = store.load_snapshot("d");
     ensure(matches!(snapshot, Err(Error::StreamDeleted { .. })), || format!("snapshot after delete: {snapshot:?}"))?;
-    ensure(step(store.streams(), "streams")? == ["keep"], || "deleted stream still listed".into())
+    let version = store.stream_version("d");
+    ensure(matches!(version, Err(Error::StreamDeleted { .. })), || format!("version after delete: {version:?}"))?;
+    let again = store.delete_stream("d", ExpectedVersion::Any);
+    ensure(matches!(again, Err(Error::StreamDeleted { .. })), || format!("second delete: {again:?}"))?;
+    let snapshot_save = store.save_snapshot("d", 0, b"x");
+    ensure(matches!(snapshot_save, Err(Error::StreamDeleted { .. })), || {
+        format!("snapshot save after delete: {snapshot_save:?}")
+    })?;
+    let all = all_events(&store, 0)?;
+    ensure(all.iter().all(|e| e.stream_id == "keep") && all.len() == 1, || {
+        format!("read_all after delete: {:?}", all.iter().map(|e| &e.stream_id).collect::<Vec<_>>())
+    })?;
+    ensure(stream_events(&store, "keep", 0)?.len() == 1, || "the other stream lost events".into())?;
+    // A stream that never had events is tombstoned under Any: the id is burnt.
+    step(store.delete_stream("never", ExpectedVersion::NoStream), "delete a missing stream")?;
+    let burnt = append(&store, "never", ExpectedVersion::Any, [event("T", "")]);
+    ensure(matches!(burnt, Err(Error::StreamDeleted { .. })), || format!("append to a burnt id: {burnt:?}"))
+}
+
+/// Input hostile to encodings and query languages round-trips exactly or is refused with
+/// `InvalidInput` before anything is written: quotes, NUL bytes, non-ASCII, 1 MiB of
+/// metadata, ids at and past the limits, empty event types.
+///
+/// # Errors
+/// The first deviation.
+///
+/// ```
+/// chronicle_testkit::conformance::hostile_input(&|| chronicle::Store::open_in_memory().expect("open"))?;
+/// # Ok::<(), String>(())
+/// ```
+pub fn hostile_input<S: EventStore>(make_store: Make<'_, S>) -> Check {
+    let store = make_store();
+    let streams = [
+        "it's \"quoted\"; DROP TABLE events; --".to_owned(),
+        "nul\0byte\0".to_owned(),
+        "ünïcødé-流-🚀".to_owned(),
+        "%_like_*?".to_owned(),
+        "x".repeat(chronicle::STREAM_ID_BYTES_MAX),
+    ];
+    let big = vec![0u8; 1 << 20];
+    for (i, stream) in streams.iter().enumerate() {
+        let data: Vec<u8> = (0..=255u8).chain([0, 0, b'\'', b'"']).collect();
+        let new = |metadata: &[u8]| {
+            NewEvent::new("type'with\0\"quotes\"", data.clone())
+                .with_metadata(metadata.to_vec())
+                .with_id(u128::MAX - i as u128)
+                .with_correlation_id(u128::MAX)
+                .with_causation_id(0)
+        };
+        let mut metadata = if i == 0 { big.clone() } else { b"\0'\\".to_vec() };
+        match append(&store, stream, ExpectedVersion::NoStream, [new(&metadata)]) {
+            Ok(_) => {}
+            // A store configured with small segments caps events below 1 MiB: refused
+            // whole, before anything is written, as the limit says.
+            Err(Error::InvalidInput { message }) if i == 0 && message.contains("event_bytes_max") => {
+                metadata = b"small".to_vec();
+                step(append(&store, stream, ExpectedVersion::NoStream, [new(&metadata)]), "hostile append")?;
+            }
+            Err(error) => return Err(format!("hostile append: {error}")),
+        }
+        let events = stream_events(&store, stream, 0)?;
+        let ok = events.len() == 1
+            && events[0].stream_id == *stream
+            && events[0].event_type == "type'with\0\"quotes\""
+            && events[0].data == data
+            && events[0].metadata == metadata
+            && events[0].id == u128::MAX - i as u128
+            && events[0].correlation_id == Some(u128::MAX)
+            && events[0].causation_id == Some(0);
+        ensure(ok, || format!("stream {i} did not round-trip: {:?}", events.first().map(|e| &e.stream_id)))?;
+        ensure(step(store.stream_version(stream), "stream_version")? == Some(0), || format!("version of stream {i}"))?;
+        step(store.save_snapshot(stream, 0, &data), "hostile snapshot")?;
+        let snapshot = step(store.load_snapshot(stream), "load hostile snapshot")?;
+        ensure(snapshot.is_some_and(|s| s.version == 0 && s.data == data), || format!("snapshot {i} round-trip"))?;
+    }
+    let all = all_events(&store, 0)?;
+    let ids: Vec<&str> = all.iter().map(|e| e.stream_id.as_str()).collect();
+    let expected: Vec<&str> = streams.iter().map(String::as_str).collect();
+    ensure(ids == expected, || "read_all order of hostile streams".into())?;
+    let too_long = "x".repeat(chronicle::STREAM_ID_BYTES_MAX + 1);
+    let refused = [
+        ("stream id over the limit", append(&store, &too_long, ExpectedVersion::Any, [event("T", "")]).map(|_| ())),
+        ("empty event type", append(&store, "s", ExpectedVersion::Any, [event("", "")]).map(|_| ())),
+        (
+            "event type over the limit",
+            append(&store, "s", ExpectedVersion::Any, [event(&"t".repeat(chronicle::EVENT_TYPE_BYTES_MAX + 1), "")])
+                .map(|_| ()),
+        ),
+        (
+            "event over the size limit",
+            append(
+                &store,
+                "s",
+                ExpectedVersion::Any,
+                [NewEvent::new("T", vec![0u8; chronicle::EVENT_BYTES_MAX_DEFAULT])],
+            )
+            .map(|_| ()),
+        ),
+        (
+            "a stream twice in one append_multi",
+            store
+                .append_multi(vec![
+                    StreamAppend::new("s", ExpectedVersion::Any, [event("T", "")]),
+                    StreamAppend::new("s", ExpectedVersion::Any, [event("T", "")]),
+                ])
+                .map(|_| ()),
+        ),
+        ("append_multi of nothing", store.append_multi(vec![]).map(|_| ())),
+        ("version of an oversized id", store.stream_version(&too_long).map(|_| ())),
+        ("snapshot of an oversized id", store.load_snapshot(&too_long).map(|_| ())),
+        ("delete of an empty id", store.delete_stream("", ExpectedVersion::Any)),
+    ];
+    for (what, result) in refused {
+        ensure(matches!(result, Err(Error::InvalidInput { .. })), || format!("{what}: {result:?}"))?;
+    }
+    ensure(step(store.stream_version("s"), "stream_version")?.is_none(), || "a refused append wrote".into())
+}
+
+/// The embedded store's own views: `streams()`, `stream_info`, the zero-copy
+/// `read_all_with`.
+///
+/// # Errors
+/// The first deviation.
+///
+/// ```
+/// chronicle_testkit::conformance::store_listing_and_views(&|| chronicle::Store::open_in_memory().expect("open"))?;
+/// # Ok::<(), String>(())
+/// ```
+pub fn store_listing_and_views(make_store: MakeStore<'_>) -> Check {
+    let store = make_store();
+    for i in 0..30u32 {
+        let stream = if i % 3 == 0 { "x" } else { "y" };
+        step(store.append(stream, ExpectedVersion::Any, [event("T", &format!("{i}"))]), "append")?;
+    }
+    let mut seen = 0u64;
+    step(
+        store.read_all_with(0, |view| {
+            if view.position == seen && view.data == format!("{seen}").as_bytes() {
+                seen += 1;
+                ControlFlow::Continue(())
+            } else {
+                ControlFlow::Break(())
+            }
+        }),
+        "read_all_with",
+    )?;
+    ensure(seen == 30, || format!("read_all_with stopped at {seen}"))?;
+    let info = step(store.stream_info("y"), "stream_info")?;
+    ensure(info.is_some_and(|i| i.first_version == 0 && i.last_version == 19), || format!("stream_info {info:?}"))?;
+    step(store.append("gone", ExpectedVersion::Any, [event("T", "")]), "append")?;
+    step(store.delete_stream("gone", ExpectedVersion::Any), "delete")?;
+    ensure(step(store.streams(), "streams")? == ["x", "y"], || "streams()".into())
 }
 
 /// Retention rules let compaction discard the start of a stream; the last event and the

@@ -5,7 +5,18 @@ use std::path::PathBuf;
 /// Every workload the program knows, in the order it runs them.
 pub const WORKLOADS: [&str; 9] = ["disk", "w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8"];
 /// Every engine the program knows.
-pub const ENGINES: [&str; 4] = ["chronicle", "sqlite", "fjall", "redb"];
+pub const ENGINES: [&str; 5] = ["chronicle", "sqlite", "fjall", "redb", "postgres"];
+
+/// The engines that need nothing but this program: `postgres` joins them when
+/// `CHRONICLE_TEST_PG_URL` names a server (e.g. under `scripts/with-postgres.sh`).
+fn default_engines() -> Vec<String> {
+    ENGINES.iter().filter(|e| **e != "postgres" || postgres_url().is_some()).map(|s| s.to_string()).collect()
+}
+
+/// The server the `postgres` engine uses.
+pub fn postgres_url() -> Option<String> {
+    std::env::var("CHRONICLE_TEST_PG_URL").ok().filter(|url| !url.is_empty())
+}
 
 /// Run settings; `--quick` picks small defaults, the full mode the sizes of issue 5.
 #[derive(Debug, Clone)]
@@ -55,7 +66,7 @@ impl Args {
             big_events: 10_000_000,
             disk_bandwidth_bytes: if quick { 32 << 20 } else { 256 << 20 },
             disk_syncs: if quick { 200 } else { 1000 },
-            engines: ENGINES.iter().map(|s| s.to_string()).collect(),
+            engines: default_engines(),
             workloads: WORKLOADS.iter().map(|s| s.to_string()).collect(),
             dir: None,
             keep: false,
@@ -90,7 +101,8 @@ usage: cargo bench --bench compare -- [--quick] [flags]
   --big-events N          size of that data set (10000000)
   --disk-mib N            MiB written by the disk bandwidth test (quick 32, full 256)
   --disk-syncs N          fdatasync calls timed by the disk section (quick 200, full 1000)
-  --engines a,b           subset of chronicle,sqlite,fjall,redb
+  --engines a,b           subset of chronicle,sqlite,fjall,redb,postgres (postgres: only with
+                          CHRONICLE_TEST_PG_URL set, and then by default; W1, W2, W4, W5 only)
   --only w1,w4            subset of disk,w1,w2,w3,w4,w5,w6,w7,w8
   --dir PATH              where to create stores (default: the system temp dir)
   --keep                  keep the stores afterwards";
@@ -132,6 +144,11 @@ pub fn parse(raw: Vec<String>) -> Result<Args, String> {
                 args.engines = list(&iter.next().ok_or("--engines needs a value")?);
                 if let Some(bad) = args.engines.iter().find(|e| !ENGINES.contains(&e.as_str())) {
                     return Err(format!("unknown engine {bad:?}"));
+                }
+                if args.has_engine("postgres") && postgres_url().is_none() {
+                    return Err(
+                        "engine postgres needs CHRONICLE_TEST_PG_URL (run through scripts/with-postgres.sh)".into()
+                    );
                 }
             }
             "--only" => {

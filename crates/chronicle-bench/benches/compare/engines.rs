@@ -51,6 +51,7 @@ pub fn open(name: &str, dir: &Path, durable: bool, data: &Bytes) -> Res<Box<dyn 
         "sqlite" => Box::new(SqliteEngine::open(dir, durable, data)?),
         "fjall" => Box::new(FjallEngine::open(dir, durable, data)?),
         "redb" => Box::new(RedbEngine::open(dir, durable, data)?),
+        "postgres" => Box::new(PostgresEngine::open(dir, durable, data)?),
         other => return Err(format!("unknown engine {other}").into()),
     })
 }
@@ -622,6 +623,101 @@ impl Engine for RedbEngine {
     fn close(self: Box<Self>) -> Res<()> {
         self.flush()?;
         drop(self);
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// PostgreSQL: chronicle-postgres on the server named by CHRONICLE_TEST_PG_URL, one schema
+// per store directory name (the directory itself stays empty). Always durable (the
+// server's synchronous_commit=on): the data set is loaded durably too.
+
+struct PostgresEngine {
+    store: chronicle_postgres::PostgresStore,
+    data: Bytes,
+}
+
+impl PostgresEngine {
+    fn open(dir: &Path, _durable: bool, data: &Bytes) -> Res<Self> {
+        let url = crate::args::postgres_url().ok_or("the postgres engine needs CHRONICLE_TEST_PG_URL")?;
+        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("store");
+        let mut schema: String =
+            name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
+        // The schema of this directory: named in a marker file the first time, so a fresh
+        // (emptied) directory gets a fresh schema and a reopen finds the same one.
+        static OPENED: AtomicU64 = AtomicU64::new(0);
+        let marker = dir.join("postgres-schema");
+        schema = match std::fs::read_to_string(&marker) {
+            Ok(existing) => existing.trim().to_owned(),
+            Err(_) => {
+                let generation = OPENED.fetch_add(1, Ordering::Relaxed);
+                let mut fresh = format!("bench_{}_{generation}_{schema}", std::process::id());
+                fresh.truncate(chronicle_postgres::SCHEMA_NAME_BYTES_MAX);
+                std::fs::write(&marker, &fresh)?;
+                fresh
+            }
+        };
+        schema.truncate(chronicle_postgres::SCHEMA_NAME_BYTES_MAX);
+        let options = chronicle_postgres::PostgresOptions::default().schema(schema).pool_size(72).runtime_threads(2);
+        let store = chronicle_postgres::PostgresStore::connect_with(&url, options)?;
+        Ok(PostgresEngine { store, data: data.clone() })
+    }
+}
+
+impl Engine for PostgresEngine {
+    fn append(&self, stream: &str, expected: Option<u64>, count: usize) -> Res<()> {
+        let events = (0..count).map(|_| chronicle::NewEvent::new(EVENT_TYPE, self.data.clone()));
+        self.store.append(stream, ChronicleEngine::expected(expected), events)?;
+        Ok(())
+    }
+
+    fn load(&self, version: u64, streams: &[String]) -> Res<()> {
+        let expected = ChronicleEngine::expected(version.checked_sub(1));
+        let parts = streams.iter().map(|stream| {
+            chronicle::StreamAppend::new(
+                stream.as_str(),
+                expected,
+                [chronicle::NewEvent::new(EVENT_TYPE, self.data.clone())],
+            )
+        });
+        self.store.append_multi(parts)?;
+        Ok(())
+    }
+
+    fn flush(&self) -> Res<()> {
+        Ok(())
+    }
+
+    fn replay(&self) -> Res<(u64, u64)> {
+        let mut count = 0;
+        let mut acc = 0;
+        for event in self.store.read_all(0)? {
+            let e = event?;
+            let texts = e.stream_id.len() + e.event_type.len();
+            acc = digest(acc, e.version, e.position, e.id, texts, &e.metadata, &e.data);
+            count += 1;
+        }
+        Ok((count, acc))
+    }
+
+    fn read_stream(&self, stream: &str) -> Res<usize> {
+        let mut count = 0;
+        let mut acc = 0;
+        for event in self.store.read_stream(stream, 0)? {
+            let e = event?;
+            let texts = e.stream_id.len() + e.event_type.len();
+            acc = digest(acc, e.version, e.position, e.id, texts, &e.metadata, &e.data);
+            count += 1;
+        }
+        std::hint::black_box(acc);
+        Ok(count)
+    }
+
+    fn probe(&self, stream: &str) -> Res<Option<u64>> {
+        Ok(self.store.stream_version(stream)?)
+    }
+
+    fn close(self: Box<Self>) -> Res<()> {
         Ok(())
     }
 }

@@ -27,6 +27,12 @@ impl Ctx {
         crate::args::ENGINES.iter().copied().filter(|e| self.args.has_engine(e))
     }
 
+    /// The engines of workloads that measure files (W3 non-durable, W6 open, W8 bytes on
+    /// disk): not the server-backed `postgres`.
+    fn file_engines(&self) -> impl Iterator<Item = &str> {
+        self.engines().filter(|e| *e != "postgres")
+    }
+
     /// A fresh, empty directory under the run's base directory.
     fn fresh(&self, name: &str) -> Res<PathBuf> {
         let dir = self.base.join(name);
@@ -171,7 +177,7 @@ pub fn w2(ctx: &Ctx) -> Res<Vec<Row>> {
 /// W3: non-durable 1-event appends, one thread.
 pub fn w3(ctx: &Ctx) -> Res<Vec<Row>> {
     let mut rows = Vec::new();
-    for name in ctx.engines() {
+    for name in ctx.file_engines() {
         eprintln!("W3: {name}");
         let dir = ctx.fresh(&format!("w3-{name}"))?;
         let mut timed = with_engine(ctx, name, &dir, false, |e| timed_appends(e, 1, 1, ctx.run()))?;
@@ -236,13 +242,17 @@ pub fn data_workloads(ctx: &Ctx) -> Res<DataRows> {
         let engine = engines::open(name, &dir, false, &ctx.data)?;
         let load_time = load(&*engine, &streams, args.events_per_stream)?;
         eprintln!("  loaded in {load_time:.2?} ({}/s)", count(expected_events as f64 / load_time.as_secs_f64()));
-        if wants_open {
+        // The server-backed engine has no files of its own here: no W6 or W8.
+        let files = name != "postgres";
+        if wants_open && files {
             // A crash image: everything written and synced, the store still open.
             copy_dir(&dir, &crash_dir)?;
         }
         engine.close()?;
-        let (apparent, allocated) = report::dir_bytes(&dir);
-        out.w8.push(size_row(name, apparent, allocated, expected_events));
+        if files {
+            let (apparent, allocated) = report::dir_bytes(&dir);
+            out.w8.push(size_row(name, apparent, allocated, expected_events));
+        }
         if args.runs("w4") || args.runs("w5") {
             let engine = engines::open(name, &dir, false, &ctx.data)?;
             if args.runs("w4") {
@@ -256,7 +266,7 @@ pub fn data_workloads(ctx: &Ctx) -> Res<DataRows> {
             }
             engine.close()?;
         }
-        if wants_open {
+        if wants_open && files {
             eprintln!("W6: {name}");
             out.w6.push(open_row(ctx, name, &group, &dir, &crash_dir, &streams[0], baseline_hwm_kib)?);
             std::fs::remove_dir_all(&crash_dir)?;
