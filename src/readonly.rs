@@ -75,7 +75,8 @@ type StreamChanges = Vec<(Arc<str>, StreamState)>;
 #[derive(Default)]
 struct Tail {
     committed: u64,
-    records: Vec<(String, IndexEntry, bool)>,
+    /// Stream id, index entry, tombstone, event type.
+    records: Vec<(String, IndexEntry, bool, String)>,
 }
 
 impl Follower {
@@ -373,7 +374,7 @@ fn follow_tail(segment: &Arc<Segment>, previous_last: Option<u64>) -> Result<(u6
     let mut end = end_now;
     {
         let mut mem = sync::write(mem);
-        for (name, entry, tombstone) in tail.records {
+        for (name, entry, tombstone, event_type) in tail.records {
             let stream = mem.stream_id(&name);
             let state = changes.entry(Arc::clone(&stream)).or_default();
             if tombstone {
@@ -383,6 +384,11 @@ fn follow_tail(segment: &Arc<Segment>, previous_last: Option<u64>) -> Result<(u6
             }
             end = end.max(entry.position + 1);
             mem.push(&stream, entry, tombstone);
+            // The event-type lists too, or a read-only store's event-type filters would miss
+            // the active segment's events.
+            if !tombstone {
+                mem.push_event_type(&event_type, entry);
+            }
         }
     }
     segment.publish(tail.committed);
@@ -439,10 +445,12 @@ fn scan_tail(
                 stop = true;
                 break;
             };
+            let event_type = rest.get(..decoded.record_bytes).and_then(|r| text(r, decoded.event_type.clone()));
             pending.push((
                 name.to_owned(),
                 IndexEntry::of_record(&decoded, offset),
                 decoded.kind == RecordKind::Tombstone,
+                event_type.unwrap_or_default().to_owned(),
             ));
             group_last = Some(decoded.position);
             rel += decoded.record_bytes;

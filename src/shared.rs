@@ -47,6 +47,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: Metrics,
     /// Where followers of the log (subscriptions) wait for commits, stop and close.
     pub(crate) notifier: CommitNotifier,
+    /// Live subscriptions, for `Store::stats`.
+    pub(crate) subscribers: AtomicU64,
     /// The failure that poisoned the writer: followers stop waiting for commits that will
     /// never come.
     poison: OnceLock<Arc<Error>>,
@@ -83,6 +85,7 @@ impl Shared {
             closing: AtomicBool::new(false),
             metrics: Metrics::default(),
             notifier: CommitNotifier::default(),
+            subscribers: AtomicU64::new(0),
             poison: OnceLock::new(),
             live_consumers: Mutex::new(HashSet::new()),
             park_lock: Mutex::new(()),

@@ -41,7 +41,7 @@ pub struct Stats {
     pub compaction_runs_done: u64,
     /// Runs the running (or last) compaction planned.
     pub compaction_runs_total: u64,
-    /// Live subscriptions (0 until subscriptions exist).
+    /// Live subscriptions (every `Subscription` not yet dropped, durable ones included).
     pub subscribers: u64,
     /// A read-only store's refreshes since open (0 for a writable store).
     pub refreshes: u64,

@@ -1280,7 +1280,7 @@ impl Store {
             compaction_running: metrics.compaction_running.load(Relaxed),
             compaction_runs_done: metrics.compaction_runs_done.load(Relaxed),
             compaction_runs_total: metrics.compaction_runs_total.load(Relaxed),
-            subscribers: 0,
+            subscribers: self.shared().subscribers.load(std::sync::atomic::Ordering::Relaxed),
             refreshes: self.inner.follower.as_deref().map_or(0, Follower::refreshes),
         }
     }

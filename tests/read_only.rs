@@ -382,6 +382,10 @@ fn a_subscription_on_a_read_only_store_follows_the_writer() {
         data.push(event.data[0]);
     }
     assert_eq!(data, (1..=20).collect::<Vec<u8>>());
+    // Event-type filters see the active segment's events as the reader indexed them.
+    reader.refresh().unwrap();
+    let seen = reader.read_all_filtered(0, chronicle::Filter::event_types(["Seen"])).unwrap();
+    assert_eq!(seen.map(|e| e.unwrap().data[0]).collect::<Vec<u8>>(), (1..=20).collect::<Vec<u8>>());
     // A durable consumer writes its checkpoint: refused on a read-only store.
     assert!(matches!(reader.subscribe_durable("c", chronicle::Filter::all()), Err(Error::ReadOnly { .. })));
     // Closing the reader ends the subscription.

@@ -52,3 +52,17 @@ fn health_reports_a_failed_fsync_as_poisoned_with_its_cause() {
     drop(store.close());
     assert!(matches!(other.health(), Health::Closed), "{:?}", other.health());
 }
+
+#[test]
+fn stats_count_live_subscriptions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.stats().subscribers, 0);
+    let first = store.subscribe(0, chronicle::Filter::all()).unwrap();
+    let second = store.subscribe_durable("billing", chronicle::Filter::all()).unwrap();
+    assert_eq!(store.stats().subscribers, 2);
+    drop(first);
+    assert_eq!(store.stats().subscribers, 1);
+    drop(second);
+    assert_eq!(store.stats().subscribers, 0);
+}

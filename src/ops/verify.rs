@@ -120,7 +120,7 @@ fn verify_segment(
     let checkpoint_cover = if sealed { Some(committed) } else { index_checkpoint_cover(shared, segment) };
     let mut mem = MemIndex::default();
     let mut at_cover: Option<Vec<u8>> = None;
-    let mut pending: Vec<(Arc<str>, IndexEntry, bool)> = Vec::new();
+    let mut pending: Vec<(Arc<str>, IndexEntry, bool, String)> = Vec::new();
     let mut last = min_position.checked_sub(1);
     let mut offset = SEGMENT_HEADER_BYTES as u64;
     let mut walked_whole = true;
@@ -154,15 +154,25 @@ fn verify_segment(
             walked_whole = false;
             break;
         };
-        if bytes.get(..decoded.record_bytes).and_then(|r| text(r, decoded.event_type.clone())).is_none() {
+        let event_type = bytes.get(..decoded.record_bytes).and_then(|r| text(r, decoded.event_type.clone()));
+        if event_type.is_none() {
             report.problem(path, offset, "event type is not UTF-8");
         }
+        let event_type = event_type.unwrap_or_default().to_owned();
         let stream = mem.stream_id(name);
-        pending.push((stream, IndexEntry::of_record(&decoded, offset), decoded.kind == RecordKind::Tombstone));
+        pending.push((
+            stream,
+            IndexEntry::of_record(&decoded, offset),
+            decoded.kind == RecordKind::Tombstone,
+            event_type,
+        ));
         offset += decoded.record_bytes as u64;
         if decoded.commit {
-            for (stream, entry, tombstone) in pending.drain(..) {
+            for (stream, entry, tombstone, event_type) in pending.drain(..) {
                 mem.push(&stream, entry, tombstone);
+                if !tombstone {
+                    mem.push_event_type(&event_type, entry);
+                }
             }
             if checkpoint_cover == Some(offset) {
                 at_cover = Some(index_file::encode(&mem, segment.id(), offset));

@@ -157,6 +157,7 @@ impl Subscription {
     }
 
     fn with_writer(shared: &Arc<Shared>, writer: Weak<WriterFront>, from: u64, filter: Filter) -> Self {
+        shared.subscribers.fetch_add(1, Ordering::Relaxed);
         Subscription {
             key: shared.notifier.new_key(),
             shared: Arc::clone(shared),
@@ -539,6 +540,7 @@ impl Iterator for Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        self.shared.subscribers.fetch_sub(1, Ordering::Relaxed);
         #[cfg(feature = "async")]
         self.shared.notifier.unregister(self.key);
     }
