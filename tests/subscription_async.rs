@@ -1,5 +1,7 @@
 //! `Subscription` as a `futures_core::Stream` under tokio (feature `async`): the writer's
-//! publish wakes the task; no thread is blocked per subscription.
+//! publish wakes the task; no thread is blocked per subscription. Compiled when the feature is
+//! on, which it is in the workspace's own builds (`chronicle-testkit` turns it on).
+#![cfg(feature = "async")]
 
 use std::future::poll_fn;
 use std::pin::Pin;
