@@ -191,7 +191,12 @@ fn a_backend_terminated_mid_append_leaves_the_batch_whole_or_absent() {
     let mut failed = 0;
     let mut committed = 0;
     let mut terminated = 0u32;
-    for round in 0..12u64 {
+    // At least 12 rounds; more (up to 48) until a termination landed mid-append, since when
+    // the kill lands depends on the machine's speed.
+    for round in 0..48u64 {
+        if round >= 12 && terminated > 0 {
+            break;
+        }
         let stream = format!("batch-{round}");
         let events: Vec<NewEvent> = (0..2000u64)
             .map(|i| NewEvent::new("Big", vec![7u8; 512]).with_id(u128::from(round << 32 | i) + 1))
@@ -203,7 +208,7 @@ fn a_backend_terminated_mid_append_leaves_the_batch_whole_or_absent() {
             thread::spawn(move || store.append(&stream, ExpectedVersion::NoStream, events))
         };
         // Terminate the appending backend at a different moment each round.
-        thread::sleep(Duration::from_millis(round * 7));
+        thread::sleep(Duration::from_millis((round % 12) * 7));
         let killed = common::sql(&format!(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'killme_{schema}' AND state <> 'idle'"
         ));
