@@ -19,7 +19,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::format::bytes_reader::LeBytes;
 use crate::format::crc32_salted;
-use crate::storage::{OpenMode, Storage, read_whole};
+use crate::storage::{Storage, read_whole, write_durable};
 use crate::sync;
 
 /// Which events of a stream compaction may discard. A stream's last event is always kept, so
@@ -111,19 +111,7 @@ impl RetentionTable {
         let bytes = encode(rules);
         let path = self.dir.join(RETENTION_FILE);
         let tmp = self.dir.join(format!("{RETENTION_FILE}{}", crate::layout::TMP_SUFFIX));
-        let storage = &*self.storage;
-        match storage.remove_file(&tmp) {
-            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-                return Err(Error::io("remove stale temporary file", &tmp, error));
-            }
-            _ => {}
-        }
-        let file = storage.open(&tmp, OpenMode::CreateNew).map_err(|e| Error::io("create retention table", &tmp, e))?;
-        let written = file.write_all_at(&bytes, 0).and_then(|()| file.sync_data());
-        drop(file);
-        written
-            .and_then(|()| storage.rename(&tmp, &path))
-            .and_then(|()| storage.sync_dir(&self.dir))
+        write_durable(&*self.storage, &self.dir, &path, &tmp, &bytes)
             .map_err(|e| Error::io("write retention table", &path, e))
     }
 }

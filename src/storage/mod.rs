@@ -141,7 +141,6 @@ pub trait StorageFile: Send + Sync + Debug {
     unsafe fn map(&self, capacity: u64) -> io::Result<Bytes>;
 }
 
-/// Reads a whole small file through the seam.
 /// Writes `bytes` to `tmp` (replacing a leftover) and renames it over `path`, without
 /// fsync: for derived files (index files, the stream-table checkpoint), which are checked
 /// when read and rebuilt or ignored if a crash tore or lost them.
@@ -156,6 +155,32 @@ pub(crate) fn write_derived(storage: &dyn Storage, path: &Path, tmp: &Path, byte
     storage.rename(tmp, path)
 }
 
+/// Writes `bytes` to `tmp` (replacing a leftover), fsyncs it, renames it over `path` and
+/// fsyncs `dir`: for files that cannot be rebuilt (the retention table, consumer checkpoints,
+/// parked events). On failure the temporary file is removed (best effort) and the previous
+/// file at `path` is still in place.
+pub(crate) fn write_durable(
+    storage: &dyn Storage,
+    dir: &Path,
+    path: &Path,
+    tmp: &Path,
+    bytes: &[u8],
+) -> io::Result<()> {
+    match storage.remove_file(tmp) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+        _ => {}
+    }
+    let file = storage.open(tmp, OpenMode::CreateNew)?;
+    let written = file.write_all_at(bytes, 0).and_then(|()| file.sync_data());
+    drop(file);
+    if let Err(error) = written.and_then(|()| storage.rename(tmp, path)) {
+        let _ = storage.remove_file(tmp);
+        return Err(error);
+    }
+    storage.sync_dir(dir)
+}
+
+/// Reads a whole small file through the seam.
 pub(crate) fn read_whole(storage: &dyn Storage, path: &Path, bytes_max: u64) -> io::Result<Vec<u8>> {
     let file = storage.open(path, OpenMode::Read)?;
     let len = file.len()?;

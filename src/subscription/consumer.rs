@@ -21,7 +21,7 @@ use crate::format::bytes_reader::LeBytes;
 use crate::format::crc32_salted;
 use crate::layout::TMP_SUFFIX;
 use crate::shared::Shared;
-use crate::storage::{OpenMode, Storage, read_whole};
+use crate::storage::{Storage, read_whole, write_durable};
 use crate::sync;
 
 /// The longest consumer name, in bytes.
@@ -117,20 +117,8 @@ pub(crate) fn read(storage: &dyn Storage, dir: &Path, name: &str) -> Result<Opti
 pub(crate) fn write(storage: &dyn Storage, dir: &Path, name: &str, acked_position: u64) -> Result<()> {
     let path = path_of(dir, name);
     let tmp = dir.join(format!("{PREFIX}{name}{SUFFIX}{TMP_SUFFIX}"));
-    match storage.remove_file(&tmp) {
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-            return Err(Error::io("remove stale temporary file", &tmp, error));
-        }
-        _ => {}
-    }
-    let file = storage.open(&tmp, OpenMode::CreateNew).map_err(|e| Error::io("create consumer checkpoint", &tmp, e))?;
-    let written = file.write_all_at(&encode(name, acked_position), 0).and_then(|()| file.sync_data());
-    drop(file);
-    if let Err(error) = written.and_then(|()| storage.rename(&tmp, &path)) {
-        let _ = storage.remove_file(&tmp);
-        return Err(Error::io("write consumer checkpoint", &path, error));
-    }
-    storage.sync_dir(dir).map_err(|e| Error::io("sync directory", dir, e))
+    write_durable(storage, dir, &path, &tmp, &encode(name, acked_position))
+        .map_err(|e| Error::io("write consumer checkpoint", &path, e))
 }
 
 /// Removes consumer `name`'s checkpoint (absent is fine).

@@ -21,7 +21,7 @@ use crate::format::bytes_reader::LeBytes;
 use crate::format::crc32_salted;
 use crate::layout::TMP_SUFFIX;
 use crate::options::STREAM_ID_BYTES_MAX;
-use crate::storage::{OpenMode, Storage, read_whole};
+use crate::storage::{Storage, read_whole, write_durable};
 
 /// The longest reason for parking an event, in bytes.
 pub const PARK_REASON_BYTES_MAX: usize = 1024;
@@ -142,20 +142,7 @@ pub(crate) fn write(storage: &dyn Storage, dir: &Path, name: &str, parked: &[Par
         return remove(storage, dir, name);
     }
     let tmp = dir.join(format!("consumer-{name}.park{TMP_SUFFIX}"));
-    match storage.remove_file(&tmp) {
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-            return Err(Error::io("remove stale temporary file", &tmp, error));
-        }
-        _ => {}
-    }
-    let file = storage.open(&tmp, OpenMode::CreateNew).map_err(|e| Error::io("create parked events", &tmp, e))?;
-    let written = file.write_all_at(&encode(parked), 0).and_then(|()| file.sync_data());
-    drop(file);
-    if let Err(error) = written.and_then(|()| storage.rename(&tmp, &path)) {
-        let _ = storage.remove_file(&tmp);
-        return Err(Error::io("write parked events", &path, error));
-    }
-    storage.sync_dir(dir).map_err(|e| Error::io("sync directory", dir, e))
+    write_durable(storage, dir, &path, &tmp, &encode(parked)).map_err(|e| Error::io("write parked events", &path, e))
 }
 
 /// Removes consumer `name`'s parked events (absent is fine).
