@@ -114,7 +114,7 @@ fn run_all(ctx: &Ctx) -> Res<()> {
             "W5 read {} random whole streams of {} events (among {})",
             args.stream_reads, args.events_per_stream, args.streams
         );
-        table(&title, &["streams/s", "p50", "p99"], &data.w5, false);
+        table(&title, &["store", "streams/s", "p50", "p99"], &data.w5, false);
     }
     if args.runs("w6") {
         table(
