@@ -10,9 +10,9 @@ use crate::error::{Error, Result};
 use crate::format::record::RECORD_BYTES_MAX;
 use crate::format::segment_header::{SEGMENT_HEADER_BYTES, SegmentHeader};
 use crate::index::checkpoint::{self, SegmentKey};
-use crate::index::file::{IndexSummary, MappedIndex, read_summary};
+use crate::index::file::{Damage, IndexSummary, IndexedStream, MappedIndex, read_summary};
 use crate::index::streams::{StreamState, StreamTable};
-use crate::index::{MemIndex, SegmentIndex};
+use crate::index::{MemIndex, SegmentIndex, stream_hash};
 use crate::layout;
 use crate::options::Options;
 use crate::segment::Segment;
@@ -84,9 +84,6 @@ pub(crate) fn recover(cache: &Arc<MapCache>, dir: &Path, options: &Options) -> R
         } else {
             open_sealed(cache, segment, next_position, i >= merged_from)?
         };
-        if i >= merged_from {
-            merge_streams(&**storage, &opened, &mut streams)?;
-        }
         if i == merged_from && keys.get(i).is_some_and(|key| opened.committed_len() < key.len) {
             checkpoint_invalid = checkpoint_used;
         }
@@ -97,9 +94,9 @@ pub(crate) fn recover(cache: &Arc<MapCache>, dir: &Path, options: &Options) -> R
     if checkpoint_invalid {
         tracing::warn!("the stream-table checkpoint counts bytes recovery cut off; rebuilding the table");
         streams = StreamTable::new();
-        for segment in &segments {
-            merge_streams(&**storage, segment, &mut streams)?;
-        }
+        merge_segments_streams(&**storage, &segments, &mut streams)?;
+    } else {
+        merge_segments_streams(&**storage, segments.get(merged_from..).unwrap_or_default(), &mut streams)?;
     }
     if segments.is_empty() {
         segments.push(Segment::create(cache, dir, options.segment_bytes, next_segment_id, 0)?);
@@ -339,6 +336,104 @@ fn rewrite(file: &dyn StorageFile, path: &Path, from: u64, to: u64) -> Result<()
     Ok(())
 }
 
+/// Sealed segments whose stream tables are merged with one another at a time: each holds
+/// its index file's map meanwhile, so this bounds the maps held beyond the cache's bound.
+const MERGE_BATCH_SEGMENTS: usize = 8;
+
+/// Folds the streams of `segments` into `streams`, as [`merge_streams`] on each would.
+/// The stream tables of index files are all sorted by (hash, name), so those of up to
+/// [`MERGE_BATCH_SEGMENTS`] sealed segments are merged with one another first, in one pass
+/// over each, and every stream is looked up in `streams` once per batch rather than once per
+/// segment. The lookups are what an open after a crash spent its time on: in a table of
+/// 100 000 streams each costs a cache miss or two (issue 15, docs/performance.md).
+pub(crate) fn merge_segments_streams(
+    storage: &dyn Storage,
+    segments: &[Arc<Segment>],
+    streams: &mut StreamTable,
+) -> Result<()> {
+    let mut batch: Vec<(&Arc<Segment>, Arc<SegmentIndex>)> = Vec::with_capacity(MERGE_BATCH_SEGMENTS);
+    for segment in segments {
+        match segment.loaded_index() {
+            Some(index) if matches!(*index, SegmentIndex::Sealed(_)) => batch.push((segment, index)),
+            // In memory (the active segment, a rebuilt index), or not mapped (the cache's bound).
+            _ => merge_streams(storage, segment, streams)?,
+        }
+        if batch.len() == MERGE_BATCH_SEGMENTS {
+            merge_batch(storage, &batch, streams)?;
+            batch.clear();
+        }
+    }
+    merge_batch(storage, &batch, streams)
+}
+
+/// Merges the stream tables of `batch` into `streams`. Merging a stream's state twice changes
+/// nothing (the larger version, deleted if either says so), and every record merged was
+/// verified first, so after damage in one of the files the batch is simply merged again
+/// segment by segment, which rebuilds the damaged index.
+fn merge_batch(
+    storage: &dyn Storage,
+    batch: &[(&Arc<Segment>, Arc<SegmentIndex>)],
+    streams: &mut StreamTable,
+) -> Result<()> {
+    let mapped: Vec<&MappedIndex> = batch
+        .iter()
+        .filter_map(|(_, index)| match &**index {
+            SegmentIndex::Sealed(mapped) => Some(mapped),
+            SegmentIndex::Active(_) => None,
+        })
+        .collect();
+    if let Err(damage) = merge_sorted(&mapped, streams) {
+        tracing::warn!(damage, "damaged stream table in an index file; merging segment by segment");
+        for (segment, _) in batch {
+            merge_streams(storage, segment, streams)?;
+        }
+    }
+    Ok(())
+}
+
+/// Stream record `i` of `index`, verified, if it comes after `previous` in the table's order.
+fn stream_after<'a>(
+    index: &'a MappedIndex,
+    i: usize,
+    previous: Option<(u64, &str)>,
+) -> std::result::Result<Option<IndexedStream<'a>>, Damage> {
+    if i >= index.stream_count() {
+        return Ok(None);
+    }
+    let stream = index.stream_at(i)?;
+    if stream_hash(stream.name) != stream.hash() {
+        return Err("stream hash does not match its name");
+    }
+    if previous.is_some_and(|p| p >= (stream.hash(), stream.name)) {
+        return Err("streams are not sorted");
+    }
+    Ok(Some(stream))
+}
+
+/// The k-way merge of sorted stream tables: one [`merge_stream`] per distinct stream.
+fn merge_sorted(indexes: &[&MappedIndex], streams: &mut StreamTable) -> std::result::Result<(), Damage> {
+    let mut heads = Vec::with_capacity(indexes.len());
+    for index in indexes {
+        heads.push((0usize, stream_after(index, 0, None)?));
+    }
+    loop {
+        let Some(key) = heads.iter().filter_map(|(_, head)| head.as_ref()).map(|s| (s.hash(), s.name)).min() else {
+            return Ok(());
+        };
+        let mut state = StreamState::default();
+        for (index, (at, head)) in indexes.iter().zip(&mut heads) {
+            if let Some(stream) = head
+                && (stream.hash(), stream.name) == key
+            {
+                state.merge(stream.last_version, stream.tombstone.is_some());
+                *at += 1;
+                *head = stream_after(index, *at, Some(key))?;
+            }
+        }
+        merge_stream(streams, key.1, state.last_version, state.deleted);
+    }
+}
+
 /// Folds the streams of `segment` into `streams`.
 pub(crate) fn merge_streams(storage: &dyn Storage, segment: &Segment, streams: &mut StreamTable) -> Result<()> {
     segment.lookup(storage, |index| {
@@ -377,6 +472,83 @@ pub(crate) fn segment_end_position(index: &SegmentIndex) -> u64 {
         SegmentIndex::Active(mem) => {
             let mem = sync::read(mem);
             mem.positions.last().map_or(0, |&(p, _)| p + 1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::IndexEntry;
+    use bytes::Bytes;
+
+    /// A mapped index of segment `id` holding `versions` events of each of `streams` (and a
+    /// tombstone for the names in `deleted`).
+    fn mapped(id: u64, streams: &[&str], versions: std::ops::Range<u64>, deleted: &[&str]) -> MappedIndex {
+        let mut mem = MemIndex::default();
+        let mut position = 0u64;
+        for version in versions {
+            for name in streams {
+                let entry = IndexEntry { version, position, offset: 64 + position as u32 * 100, record_bytes: 100 };
+                mem.push(&Arc::from(*name), entry, false);
+                mem.push_event_type("T", entry);
+                position += 1;
+            }
+        }
+        for name in deleted {
+            let entry = IndexEntry { version: 0, position, offset: 64 + position as u32 * 100, record_bytes: 100 };
+            mem.push(&Arc::from(*name), entry, true);
+            position += 1;
+        }
+        let covered = 64 + position * 100;
+        MappedIndex::parse(Bytes::from(crate::index::file::encode(&mem, id, covered)), id).unwrap()
+    }
+
+    /// The table merged one segment at a time, the way `merge_streams` does.
+    fn merged_one_by_one(indexes: &[&MappedIndex], mut table: StreamTable) -> StreamTable {
+        for index in indexes {
+            for stream in index.streams().unwrap() {
+                merge_stream(&mut table, stream.name, stream.last_version, stream.tombstone.is_some());
+            }
+        }
+        table
+    }
+
+    #[test]
+    fn the_k_way_merge_of_stream_tables_equals_merging_each() {
+        let names: Vec<String> = (0..300).map(|i| format!("stream-{i:06}")).collect();
+        let all: Vec<&str> = names.iter().map(String::as_str).collect();
+        let a = mapped(1, &all[..200], 0..3, &[]);
+        let b = mapped(2, &all[100..], 3..5, &["stream-000007"]);
+        let c = mapped(3, &all[250..], 5..6, &["stream-000299"]);
+        let empty = mapped(4, &[], 0..0, &[]);
+        let mut start = StreamTable::new();
+        start.insert(Arc::from("stream-000001"), StreamState { last_version: Some(9), deleted: false });
+        start.insert(Arc::from("elsewhere"), StreamState { last_version: Some(1), deleted: true });
+        let indexes = [&a, &b, &c, &empty];
+        let mut merged = start.clone();
+        merge_sorted(&indexes, &mut merged).unwrap();
+        assert_eq!(merged, merged_one_by_one(&indexes, start));
+        assert_eq!(merged.len(), 301);
+        assert_eq!(merged["stream-000001"], StreamState { last_version: Some(9), deleted: false });
+        assert_eq!(merged["stream-000007"], StreamState { last_version: Some(2), deleted: true });
+        assert_eq!(merged["stream-000150"], StreamState { last_version: Some(4), deleted: false });
+        assert_eq!(merged["stream-000299"], StreamState { last_version: Some(5), deleted: true });
+    }
+
+    #[test]
+    fn a_damaged_stream_record_stops_the_k_way_merge() {
+        let names: Vec<String> = (0..50).map(|i| format!("s-{i}")).collect();
+        let all: Vec<&str> = names.iter().map(String::as_str).collect();
+        let intact = mapped(1, &all, 0..2, &[]);
+        let bytes = crate::index::file::encode(&intact.to_mem().unwrap(), 2, intact.covered_bytes);
+        for record in [0usize, 17, 49] {
+            // The last-version field of stream record `record` (64-byte header, 56-byte records).
+            let mut damaged = bytes.clone();
+            damaged[64 + record * 56 + 8] ^= 1;
+            let damaged = MappedIndex::parse(Bytes::from(damaged), 2).unwrap();
+            let mut table = StreamTable::new();
+            assert!(merge_sorted(&[&intact, &damaged], &mut table).is_err(), "record {record}");
         }
     }
 }

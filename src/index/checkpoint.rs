@@ -14,13 +14,14 @@
 //! header   0 8 magic "CHRNSTB\0"  8 4 format_version (1)  12 4 segment_count  16 4 stream_count
 //! segments segment_count x 32 bytes: id u64, base_position u64, created_unix_ms u64, length u64
 //! streams  stream_count records: name_len u16, flags u8 (bit 0: deleted, bit 1: has events),
-//!          last_version u64, name (UTF-8)
+//!          last_version u64, name (UTF-8); written sorted by (FNV-1a hash, name), read in any order
 //! trailer  4 bytes: CRC-32 (salt 0) of everything before it
 //! ```
 
 use std::path::Path;
 use std::sync::Arc;
 
+use super::stream_hash;
 use super::streams::{StreamState, StreamTable};
 use crate::format::bytes_reader::LeBytes;
 use crate::format::crc32_salted;
@@ -102,7 +103,15 @@ pub(crate) fn encode(segments: &[SegmentKey], streams: &StreamTable) -> Vec<u8> 
             out.extend_from_slice(&field.to_le_bytes());
         }
     }
-    for (name, state) in streams {
+    // In the order of index files' stream tables (hash, then name): an open after a crash
+    // merges those tables in that order into the table decoded from this file, and the
+    // decoded names then lie in memory in that order too, so the merge reads them one after
+    // another instead of each from a random place (a cache miss per stream). Readers accept
+    // any order.
+    let mut sorted: Vec<(u64, &Arc<str>, &StreamState)> =
+        streams.iter().map(|(name, state)| (stream_hash(name), name, state)).collect();
+    sorted.sort_unstable_by(|a, b| (a.0, &**a.1).cmp(&(b.0, &**b.1)));
+    for (_, name, state) in sorted {
         // Stream ids are at most STREAM_ID_BYTES_MAX (1 KiB) long: they fit the u16.
         out.extend_from_slice(&(name.len() as u16).to_le_bytes());
         let mut flags = 0u8;
@@ -230,6 +239,27 @@ mod tests {
         let decoded = decode(&encode(&segments, &streams)).unwrap();
         assert_eq!(decoded.segments, segments);
         assert_eq!(decoded.streams, streams);
+    }
+
+    #[test]
+    fn streams_are_written_in_the_order_of_index_files() {
+        let mut streams = StreamTable::new();
+        for i in 0..500 {
+            streams.insert(Arc::from(format!("stream-{i:06}")), StreamState { last_version: Some(i), deleted: false });
+        }
+        let bytes = encode(&[key(1, 100)], &streams);
+        let le = LeBytes(&bytes);
+        let mut at = HEADER_BYTES + SEGMENT_BYTES;
+        let mut keys = Vec::new();
+        while at + 4 < bytes.len() {
+            let name_len = usize::from(le.u16(at).unwrap());
+            let name = std::str::from_utf8(le.slice(at + STREAM_FIXED_BYTES, name_len).unwrap()).unwrap();
+            keys.push((stream_hash(name), name.to_owned()));
+            at += STREAM_FIXED_BYTES + name_len;
+        }
+        assert_eq!(keys.len(), 500);
+        assert!(keys.windows(2).all(|pair| pair[0] < pair[1]), "not sorted by (hash, name)");
+        assert_eq!(decode(&bytes).unwrap().streams, streams);
     }
 
     #[test]

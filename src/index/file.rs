@@ -38,7 +38,7 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
-use super::{IndexEntry, MemIndex, MemStream, stream_hash};
+use super::{IndexEntry, MemIndex, MemStream, stream_hash, versions_in};
 use crate::format::bytes_reader::LeBytes;
 use crate::format::crc32_salted;
 use crate::storage::Storage;
@@ -299,6 +299,13 @@ pub(crate) struct IndexedStream<'a> {
     entries_crc: u32,
 }
 
+impl IndexedStream<'_> {
+    /// The stream id's hash ([`stream_hash`]), the first key of the table's order.
+    pub(crate) fn hash(&self) -> u64 {
+        self.hash
+    }
+}
+
 /// A memory-mapped index file whose header is valid; every other part is verified on use.
 #[derive(Debug)]
 pub(crate) struct MappedIndex {
@@ -483,15 +490,20 @@ impl MappedIndex {
             return Err("stream entries checksum mismatch");
         }
         let mut last: Option<u64> = None;
-        for k in stream.first_entry..stream.first_entry + stream.entry_count {
-            let entry = self.entry(k).ok_or("entry out of range")?;
-            if last.is_some_and(|v| v >= entry.version) {
+        // Straight over the verified block: the first touch of every stream after an open
+        // pays this loop, once per segment the stream is in.
+        for raw in block.chunks_exact(ENTRY_BYTES) {
+            let raw = LeBytes(raw);
+            let (Some(version), Some(offset), Some(record_bytes)) = (raw.u64(0), raw.u32(16), raw.u32(20)) else {
+                return Err("entry out of range");
+            };
+            if last.is_some_and(|v| v >= version) {
                 return Err("stream entries are not sorted by version");
             }
-            if u64::from(entry.offset) + u64::from(entry.record_bytes) > self.covered_bytes {
+            if u64::from(offset) + u64::from(record_bytes) > self.covered_bytes {
                 return Err("entry points past the covered bytes");
             }
-            last = Some(entry.version);
+            last = Some(version);
         }
         if last != stream.last_version {
             return Err("stream last version does not match its entries");
@@ -553,6 +565,9 @@ impl MappedIndex {
             let mid = low + (high - low) / 2;
             if self.entry(mid).is_some_and(|e| e.version < from) { low = mid + 1 } else { high = mid }
         }
+        // Versions only grow, so at most `to - from + 1` of the rest of the run: reserved at
+        // once, as `take_while` would grow `out` step by step.
+        out.reserve((range.end - low).min(versions_in(from, to)));
         out.extend((low..range.end).map_while(|k| self.entry(k)).take_while(|e| e.version <= to));
         Ok(())
     }
@@ -587,6 +602,13 @@ impl MappedIndex {
     /// (sorted, hashes matching names, entries contiguous). Entries are not read.
     pub(crate) fn streams(&self) -> Result<Vec<IndexedStream<'_>>, Damage> {
         let mut streams = Vec::with_capacity(self.stream_count.min(self.bytes.len() / STREAM_BYTES));
+        self.walk_streams(|stream| streams.push(stream))?;
+        Ok(streams)
+    }
+
+    /// Calls `each` with every stream in table order, each record verified and the table
+    /// checked as [`MappedIndex::streams`] says; the damage ends the walk.
+    fn walk_streams<'a>(&'a self, mut each: impl FnMut(IndexedStream<'a>)) -> Result<(), Damage> {
         let mut previous: Option<(u64, &str)> = None;
         let mut expected_first = 0usize;
         for i in 0..self.stream_count {
@@ -602,12 +624,23 @@ impl MappedIndex {
             }
             expected_first += stream.entry_count;
             previous = Some((stream.hash, stream.name));
-            streams.push(stream);
+            each(stream);
         }
         if expected_first != self.entry_count {
             return Err("entry count does not match the streams");
         }
-        Ok(streams)
+        Ok(())
+    }
+
+    /// Streams in the stream table.
+    pub(crate) fn stream_count(&self) -> usize {
+        self.stream_count
+    }
+
+    /// Stream record `i`, verified (once). Records are sorted by ([`IndexedStream::hash`],
+    /// name), which a caller relying on it checks between the records it reads.
+    pub(crate) fn stream_at(&self, i: usize) -> Result<IndexedStream<'_>, Damage> {
+        self.stream(i)
     }
 
     /// `stream`'s entries, verified.

@@ -116,6 +116,7 @@ impl SegmentIndex {
                 let mem = sync::read(mem);
                 if let Some(slot) = mem.streams.get(stream) {
                     let start = slot.entries.partition_point(|e| e.version < from);
+                    out.reserve((slot.entries.len() - start).min(versions_in(from, to)));
                     out.extend(slot.entries.iter().skip(start).take_while(|e| e.version <= to));
                 }
                 Ok(())
@@ -241,6 +242,12 @@ impl SegmentIndex {
             SegmentIndex::Sealed(mapped) => mapped.all_streams(),
         }
     }
+}
+
+/// How many versions `[from, to]` holds (0 if empty), saturated to `usize`: the most
+/// entries a lookup of that range can return.
+pub(crate) fn versions_in(from: u64, to: u64) -> usize {
+    usize::try_from(to.saturating_sub(from).saturating_add(u64::from(to >= from))).unwrap_or(usize::MAX)
 }
 
 /// FNV-1a, 64-bit: the stable hash of stream ids in index files (part of the format).

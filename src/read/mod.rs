@@ -39,6 +39,19 @@ pub(crate) fn to_event(
     let text = |range: std::ops::Range<usize>| std::str::from_utf8(field(record, range)).map(str::to_owned);
     let stream_id = text(decoded.stream_id.clone()).map_err(|_| "stream id is not UTF-8")?;
     let event_type = text(decoded.event_type.clone()).map_err(|_| "event type is not UTF-8")?;
+    to_event_with(decoded, reader, offset, stream_id, event_type)
+}
+
+/// As [`to_event`], with the record's stream id and event type already checked as text by
+/// the caller (a stream read compares the stream id with the one it reads and keeps the
+/// last event type, so most records need no UTF-8 check of their own).
+pub(crate) fn to_event_with(
+    decoded: &DecodedRecord,
+    reader: &SegmentReader,
+    offset: u64,
+    stream_id: String,
+    event_type: String,
+) -> Result<RecordedEvent, &'static str> {
     Ok(RecordedEvent {
         stream_id,
         version: decoded.version,

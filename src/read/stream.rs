@@ -42,6 +42,9 @@ pub struct StreamIter {
     /// Version of the last event returned: each next one must be above it (forward) or
     /// below it (backward), whatever the index files say.
     last_version: Option<u64>,
+    /// Event type of the last event returned: a record of the same type (byte for byte)
+    /// needs no UTF-8 check of its own.
+    last_event_type: String,
     done: bool,
 }
 
@@ -78,6 +81,7 @@ impl StreamIter {
             reader: None,
             pending: Vec::new(),
             last_version: None,
+            last_event_type: String::new(),
             done: done || low > high,
         })
     }
@@ -89,7 +93,7 @@ impl StreamIter {
         self.segments.get(index).cloned()
     }
 
-    fn read(&self, reader: &SegmentReader, entry: IndexEntry) -> Result<RecordedEvent> {
+    fn read(&mut self, reader: &SegmentReader, entry: IndexEntry) -> Result<RecordedEvent> {
         let segment = reader.segment();
         let (decoded, record) = reader.read_record(u64::from(entry.offset), Some(entry.record_bytes))?;
         if decoded.kind != RecordKind::Event
@@ -115,8 +119,16 @@ impl StreamIter {
                 format!("stream {} has version {} twice or out of order", self.stream, decoded.version),
             ));
         }
-        super::to_event(&decoded, record, reader, u64::from(entry.offset))
-            .map_err(|reason| Error::corruption(&segment.path, u64::from(entry.offset), reason))
+        let corrupt = |reason| Error::corruption(&segment.path, u64::from(entry.offset), reason);
+        let event_type = field(record, decoded.event_type.clone());
+        if event_type != self.last_event_type.as_bytes() {
+            let text = std::str::from_utf8(event_type).map_err(|_| corrupt("event type is not UTF-8"))?;
+            self.last_event_type = text.to_owned();
+        }
+        // The stream id matched `self.stream` byte for byte above.
+        let stream_id = String::from(&*self.stream);
+        super::to_event_with(&decoded, reader, u64::from(entry.offset), stream_id, self.last_event_type.clone())
+            .map_err(corrupt)
     }
 }
 
@@ -126,8 +138,10 @@ impl Iterator for StreamIter {
     fn next(&mut self) -> Option<Self::Item> {
         while !self.done {
             if let Some(entry) = self.pending.pop() {
-                let Some(reader) = &self.reader else { break };
-                let result = self.read(reader, entry);
+                // Taken out for the read, which also updates the iterator.
+                let Some(reader) = self.reader.take() else { break };
+                let result = self.read(&reader, entry);
+                self.reader = Some(reader);
                 match &result {
                     Ok(event) => self.last_version = Some(event.version),
                     Err(_) => self.done = true,
