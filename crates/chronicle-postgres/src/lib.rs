@@ -41,10 +41,10 @@ mod subscription;
 #[cfg(feature = "tls")]
 mod tls;
 
-pub use crate::filter::{FILTER_EVENT_TYPES_MAX, Filter};
 pub use crate::read::{PAGE_BYTES_MAX, PAGE_EVENTS_MAX, PgEvents};
 pub use crate::schema::SCHEMA_VERSION;
 pub use crate::sql::SCHEMA_NAME_BYTES_MAX;
 pub use crate::store::{PostgresOptions, PostgresStore};
 pub use crate::subscription::{CONSUMER_NAME_BYTES_MAX, StopHandle, Subscription};
+pub use chronicle::{FILTER_EVENT_TYPES_MAX, Filter};
 pub use deadpool_postgres::Pool;

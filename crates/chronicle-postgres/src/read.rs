@@ -14,8 +14,8 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use crate::error::{bad_row, db, to_i64, to_u64};
-use crate::filter::Filter;
 use crate::store::{Runner, Shared};
+use chronicle::Filter;
 
 /// Most events one page holds.
 pub const PAGE_EVENTS_MAX: usize = 512;
@@ -97,13 +97,13 @@ async fn fetch_page_once(shared: Arc<Shared>, cursor: Cursor) -> Result<(Vec<Rec
             client.query(&statement, &[next, &limit, &bytes]).await.map_err(db("read all"))?
         }
         Cursor::Filtered { next, filter } => {
-            let (condition, mut params) = filter.sql(2);
+            let (condition, params) = crate::filter::sql(filter, &shared.sql.schema, 2);
             let where_clause = format!("position >= $1{condition}");
             let n = params.len() + 2;
             let sql = crate::sql::page(&shared.sql.schema, &where_clause, false, n, n + 1);
             let statement = client.prepare_cached(&sql).await.map_err(db("prepare filtered read"))?;
             let mut all: Vec<&(dyn ToSql + Sync)> = vec![next];
-            all.append(&mut params);
+            all.extend(crate::filter::borrow(&params));
             all.push(&limit);
             all.push(&bytes);
             client.query(&statement, &all).await.map_err(db("filtered read"))?

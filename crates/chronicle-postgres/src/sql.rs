@@ -49,6 +49,8 @@ pub(crate) struct Sql {
     pub(crate) load_snapshot: String,
     pub(crate) streams: String,
     pub(crate) head: String,
+    pub(crate) lock_head: String,
+    pub(crate) take_position: String,
     pub(crate) stream_forward: String,
     pub(crate) stream_backward: String,
     pub(crate) all_forward: String,
@@ -82,7 +84,7 @@ impl Sql {
         let s = format!("\"{schema}\"");
         Sql {
             ensure_streams: format!(
-                "INSERT INTO {s}.streams (stream_id) SELECT id FROM unnest($1::bytea[]) AS u(id) ORDER BY id ON CONFLICT (stream_id) DO NOTHING"
+                "INSERT INTO {s}.streams (stream_id, partition_hash) SELECT id, hash FROM unnest($1::bytea[], $2::bigint[]) AS u(id, hash) ORDER BY id ON CONFLICT (stream_id) DO NOTHING"
             ),
             lock_streams: format!(
                 "SELECT stream_id, last_version, deleted FROM {s}.streams WHERE stream_id = ANY($1::bytea[]) ORDER BY stream_id FOR UPDATE"
@@ -128,6 +130,11 @@ impl Sql {
                 "SELECT stream_id FROM {s}.streams WHERE NOT deleted AND last_version IS NOT NULL ORDER BY stream_id"
             ),
             head: format!("SELECT next_position FROM {s}.log_head WHERE id = 0"),
+            lock_head: format!("SELECT next_position FROM {s}.log_head WHERE id = 0 FOR UPDATE"),
+            take_position: format!(
+                "UPDATE {s}.log_head SET next_position = next_position + 1 WHERE id = 0 \
+                 RETURNING pg_notify($1, (next_position)::text)::text"
+            ),
             stream_forward: page(schema, "stream_id = $1 AND version >= $2", false, 3, 4),
             stream_backward: page(schema, "stream_id = $1 AND version <= $2", true, 3, 4),
             all_forward: page(schema, "position >= $1", false, 2, 3),
