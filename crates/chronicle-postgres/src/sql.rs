@@ -62,20 +62,23 @@ pub(crate) struct Sql {
     pub(crate) channel: String,
 }
 
-/// A page query: at most `$limit` rows and, past the first row, at most `$bytes` bytes
-/// of data and metadata; `candidates` says how many rows matched before the byte cut (so
-/// the reader knows whether it reached the end). `filter` uses `$1`.. ; `limit` and
-/// `bytes` name the two parameters after it.
-pub(crate) fn page(schema: &str, filter: &str, descending: bool, limit: usize, bytes: usize) -> String {
+/// A page query in `key` order (`position`, or `version` within one stream, which its
+/// unique index answers in order): at most `$limit` rows, and only rows whose preceding
+/// rows hold at most `$bytes` bytes of data and metadata — so a page is at most `$bytes`
+/// plus one event, and always has its first event whatever its size. The last column
+/// (`upto`, the running total) tells the reader whether it was cut: `upto > $bytes` on the
+/// last row. One window function (running sum, `ROWS` frame, no peers to look for) over
+/// rows already in index order. `filter` uses `$1`..; `limit` and `bytes` name the two
+/// parameters after it.
+pub(crate) fn page(schema: &str, filter: &str, key: &str, descending: bool, limit: usize, bytes: usize) -> String {
     let order = if descending { "DESC" } else { "ASC" };
     format!(
-        "SELECT {EVENT_COLUMNS}, candidates FROM (\
+        "SELECT {EVENT_COLUMNS}, upto FROM (\
            SELECT p.*, \
-             CAST(sum(octet_length(p.data)::bigint + octet_length(p.metadata)) OVER (ORDER BY p.position {order}) AS bigint) AS upto, \
-             row_number() OVER (ORDER BY p.position {order}) AS rn, \
-             count(*) OVER () AS candidates \
-           FROM (SELECT {EVENT_COLUMNS} FROM \"{schema}\".events WHERE {filter} ORDER BY position {order} LIMIT ${limit}) p\
-         ) q WHERE q.rn = 1 OR q.upto <= ${bytes} ORDER BY position {order}"
+             CAST(sum(octet_length(p.data)::bigint + octet_length(p.metadata)) OVER (ORDER BY p.{key} {order} ROWS UNBOUNDED PRECEDING) AS bigint) AS upto, \
+             octet_length(p.data)::bigint + octet_length(p.metadata) AS own \
+           FROM (SELECT {EVENT_COLUMNS} FROM \"{schema}\".events WHERE {filter} ORDER BY {key} {order} LIMIT ${limit}) p\
+         ) q WHERE q.upto - q.own <= ${bytes} ORDER BY {key} {order}"
     )
 }
 
@@ -135,10 +138,10 @@ impl Sql {
                 "UPDATE {s}.log_head SET next_position = next_position + 1 WHERE id = 0 \
                  RETURNING pg_notify($1, (next_position)::text)::text"
             ),
-            stream_forward: page(schema, "stream_id = $1 AND version >= $2", false, 3, 4),
-            stream_backward: page(schema, "stream_id = $1 AND version <= $2", true, 3, 4),
-            all_forward: page(schema, "position >= $1", false, 2, 3),
-            all_backward: page(schema, "position <= $1", true, 2, 3),
+            stream_forward: page(schema, "stream_id = $1 AND version >= $2", "version", false, 3, 4),
+            stream_backward: page(schema, "stream_id = $1 AND version <= $2", "version", true, 3, 4),
+            all_forward: page(schema, "position >= $1", "position", false, 2, 3),
+            all_backward: page(schema, "position <= $1", "position", true, 2, 3),
             consumer_position: format!("SELECT position FROM {s}.consumers WHERE name = $1"),
             consumer_ack: format!(
                 "INSERT INTO {s}.consumers (name, position) VALUES ($1, $2) \

@@ -150,19 +150,22 @@ impl Runner {
         &self,
         future: impl Future<Output = Result<T>> + Send + 'static,
     ) -> Result<T> {
+        self.start(future).wait()
+    }
+
+    /// Starts `future` on the store's runtime (bounded by the operation timeout) without
+    /// waiting: [`Pending::wait`] blocks for its answer (a read-ahead overlaps the next
+    /// page's query with the caller's work on the current one).
+    pub(crate) fn start<T: Send + 'static>(
+        &self,
+        future: impl Future<Output = Result<T>> + Send + 'static,
+    ) -> Pending<T> {
         let (sender, receiver) = std::sync::mpsc::sync_channel(1);
         let timeout = self.timeout;
         self.handle.spawn(async move {
             let _ = sender.send(bounded(timeout, future).await);
         });
-        // The task answers within `timeout`; the margin covers scheduling.
-        match receiver.recv_timeout(timeout.saturating_add(Duration::from_secs(5))) {
-            Ok(result) => result,
-            Err(_) => Err(Error::backend(
-                format!("no answer from the store's runtime within {timeout:?} (is it shutting down?)"),
-                None,
-            )),
-        }
+        Pending { receiver, timeout }
     }
 
     /// Runs `future` on the store's runtime and awaits it from any executor.
@@ -179,6 +182,27 @@ impl Runner {
 
     pub(crate) fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) {
         self.handle.spawn(future);
+    }
+}
+
+/// An operation started on the store's runtime ([`Runner::start`]).
+#[derive(Debug)]
+pub(crate) struct Pending<T> {
+    receiver: std::sync::mpsc::Receiver<Result<T>>,
+    timeout: Duration,
+}
+
+impl<T> Pending<T> {
+    /// Blocks until the operation answers.
+    pub(crate) fn wait(self) -> Result<T> {
+        // The task answers within `timeout`; the margin covers scheduling.
+        match self.receiver.recv_timeout(self.timeout.saturating_add(Duration::from_secs(5))) {
+            Ok(result) => result,
+            Err(_) => Err(Error::backend(
+                format!("no answer from the store's runtime within {:?} (is it shutting down?)", self.timeout),
+                None,
+            )),
+        }
     }
 }
 
@@ -479,17 +503,22 @@ impl PostgresStore {
         results.pop().ok_or_else(|| Error::backend("an append of one stream returned no result", None))
     }
 
+    /// A stream's events from `next`: the first page is read here, in one statement; only
+    /// when it is empty does a second one tell a missing or exhausted stream (empty) from a
+    /// deleted one (an error). Any row proves the stream is not deleted: a deletion
+    /// removes the events in the transaction that marks it.
     fn stream_cursor(&self, stream: &str, next: i64, backward: bool) -> Result<PgEvents> {
         chronicle::check_stream_id(stream)?;
+        let cursor = Cursor::Stream { stream: stream.as_bytes().to_vec(), next, backward };
+        let mut events = PgEvents::new(self.runner.clone(), Arc::clone(&self.shared), cursor);
+        if events.first_page()? > 0 {
+            return Ok(events);
+        }
         let state = self.runner.block(stream_state(Arc::clone(&self.shared), stream.as_bytes().to_vec()))?;
         if state.is_some_and(|(_, deleted)| deleted) {
             return Err(deleted(stream));
         }
-        if state.is_none_or(|(last, _)| last.is_none()) {
-            return Ok(PgEvents::empty(self.runner.clone(), Arc::clone(&self.shared)));
-        }
-        let cursor = Cursor::Stream { stream: stream.as_bytes().to_vec(), next, backward };
-        Ok(PgEvents::new(self.runner.clone(), Arc::clone(&self.shared), cursor))
+        Ok(events)
     }
 
     /// As [`EventStore::read_stream`]: read lazily, one page at a time.
