@@ -14,9 +14,10 @@
 use crate::error::{Error, Result};
 use crate::event::{AppendResult, ExpectedVersion, NewEvent, RecordedEvent, StreamAppend};
 use crate::options::{BATCH_STREAMS_MAX, Options};
-use crate::read::{AllIter, StreamIter};
+use crate::read::{AllIter, Filter, FilteredIter, StreamIter};
 use crate::snapshot::Snapshot;
 use crate::store::Store;
+use crate::writer::AppendCondition;
 
 /// The operations an event-sourcing layer needs from an event store, with the semantics of
 /// the same-named [`Store`] methods (expected versions, idempotent retries by event id,
@@ -42,6 +43,8 @@ pub trait EventStore: Send + Sync {
     type StreamEvents: Iterator<Item = Result<RecordedEvent>>;
     /// Events of every stream in global order.
     type AllEvents: Iterator<Item = Result<RecordedEvent>>;
+    /// Events matching a [`Filter`] in global order.
+    type FilteredEvents: Iterator<Item = Result<RecordedEvent>>;
 
     /// Appends `events` to `stream` atomically if its version satisfies `expected`.
     ///
@@ -168,6 +171,41 @@ pub trait EventStore: Send + Sync {
     /// ```
     fn load_snapshot(&self, stream: &str) -> Result<Option<Snapshot>>;
 
+    /// The events matching `filter` from global position `from_position` on.
+    ///
+    /// # Errors
+    /// As [`Store::read_all_filtered`]: [`Error::InvalidInput`](crate::Error::InvalidInput)
+    /// for a filter built from bad input.
+    ///
+    /// ```
+    /// # use chronicle::{EventStore, ExpectedVersion, Filter, NewEvent, Store};
+    /// let store = Store::open_in_memory()?;
+    /// EventStore::append(&store, "order-1", ExpectedVersion::Any, vec![NewEvent::new("Placed", "")])?;
+    /// assert_eq!(EventStore::read_all_filtered(&store, 0, Filter::category("order"))?.count(), 1);
+    /// # Ok::<(), chronicle::Error>(())
+    /// ```
+    fn read_all_filtered(&self, from_position: u64, filter: Filter) -> Result<Self::FilteredEvents>;
+
+    /// Appends `parts` atomically only if no event matching `condition.filter` was
+    /// committed after `condition.after_position`; of two racing conditional appends whose
+    /// conditions each exclude the other's events, at most one succeeds.
+    ///
+    /// # Errors
+    /// As [`Store::append_if`]: [`Error::ConditionFailed`](crate::Error::ConditionFailed)
+    /// naming the first conflicting event (nothing written), otherwise as
+    /// [`EventStore::append_multi`].
+    ///
+    /// ```
+    /// # use chronicle::{AppendCondition, EventStore, ExpectedVersion, Filter, NewEvent, Store, StreamAppend};
+    /// let store = Store::open_in_memory()?;
+    /// let part = || vec![StreamAppend::new("seat-1", ExpectedVersion::Any, [NewEvent::new("Booked", "")])];
+    /// let condition = AppendCondition::new(Filter::stream("seat-1"), None);
+    /// EventStore::append_if(&store, condition.clone(), part())?;
+    /// assert!(EventStore::append_if(&store, condition, part()).is_err());
+    /// # Ok::<(), chronicle::Error>(())
+    /// ```
+    fn append_if(&self, condition: AppendCondition, parts: Vec<StreamAppend>) -> Result<Vec<AppendResult>>;
+
     /// Deletes `stream` for ever if its version satisfies `expected`.
     ///
     /// # Errors
@@ -186,6 +224,15 @@ pub trait EventStore: Send + Sync {
 impl EventStore for Store {
     type StreamEvents = StreamIter;
     type AllEvents = AllIter;
+    type FilteredEvents = FilteredIter;
+
+    fn read_all_filtered(&self, from_position: u64, filter: Filter) -> Result<FilteredIter> {
+        Store::read_all_filtered(self, from_position, filter)
+    }
+
+    fn append_if(&self, condition: AppendCondition, parts: Vec<StreamAppend>) -> Result<Vec<AppendResult>> {
+        Store::append_if(self, condition, parts)
+    }
 
     fn append(&self, stream: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> Result<AppendResult> {
         Store::append(self, stream, expected, events)

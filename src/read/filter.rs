@@ -227,8 +227,84 @@ impl Filter {
         })
     }
 
-    /// [`Error::InvalidInput`] if the filter was built from bad input.
-    pub(crate) fn validate(&self) -> Result<()> {
+    /// The stream ids the filter requires, each a condition of its own (more than one
+    /// different id can match nothing). For backends that evaluate filters themselves.
+    ///
+    /// ```
+    /// let f = chronicle::Filter::stream("order-1");
+    /// assert_eq!(f.streams(), ["order-1"]);
+    /// ```
+    pub fn streams(&self) -> &[String] {
+        &self.inner.streams
+    }
+
+    /// The categories the filter requires (a stream's category is its id up to the first
+    /// `-`, or all of it), each a condition of its own.
+    ///
+    /// ```
+    /// let f = chronicle::Filter::category("order");
+    /// assert_eq!(f.categories(), ["order"]);
+    /// ```
+    pub fn categories(&self) -> &[String] {
+        &self.inner.categories
+    }
+
+    /// The stream-id prefixes the filter requires, each a condition of its own.
+    ///
+    /// ```
+    /// let f = chronicle::Filter::stream_prefix("order-4");
+    /// assert_eq!(f.stream_prefixes(), ["order-4"]);
+    /// ```
+    pub fn stream_prefixes(&self) -> &[String] {
+        &self.inner.prefixes
+    }
+
+    /// The event-type conditions: the event's type must be in every list (each list
+    /// sorted, without duplicates).
+    ///
+    /// ```
+    /// let f = chronicle::Filter::event_types(["B", "A", "B"]);
+    /// assert_eq!(f.event_type_lists(), [vec!["A".to_owned(), "B".to_owned()]]);
+    /// ```
+    pub fn event_type_lists(&self) -> &[Vec<String>] {
+        &self.inner.event_types
+    }
+
+    /// The partition conditions as `(index, count)`: the stream's
+    /// [`Filter::partition_hash`] modulo `count` must be `index`.
+    ///
+    /// ```
+    /// let f = chronicle::Filter::all().with_partition(1, 4);
+    /// assert_eq!(f.partitions(), [(1, 4)]);
+    /// ```
+    pub fn partitions(&self) -> &[(u32, u32)] {
+        &self.inner.partitions
+    }
+
+    /// The hash that [`Filter::with_partition`] takes modulo the partition count: FNV-1a
+    /// 64 of the stream id's bytes (stable: it is part of the on-disk index format).
+    ///
+    /// ```
+    /// use chronicle::Filter;
+    /// let count = 4;
+    /// let index = (Filter::partition_hash("order-7") % u64::from(count)) as u32;
+    /// assert!(Filter::all().with_partition(index, count).matches_stream("order-7"));
+    /// ```
+    pub fn partition_hash(stream: &str) -> u64 {
+        crate::index::stream_hash(stream)
+    }
+
+    /// [`Error::InvalidInput`] if the filter was built from bad input (every read and
+    /// subscription checks this first).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] saying what is wrong with the filter.
+    ///
+    /// ```
+    /// assert!(chronicle::Filter::category("").validate().is_err());
+    /// assert!(chronicle::Filter::category("order").validate().is_ok());
+    /// ```
+    pub fn validate(&self) -> Result<()> {
         match &self.inner.invalid {
             Some(message) => Err(Error::invalid(message.clone())),
             None => Ok(()),
@@ -246,8 +322,14 @@ impl Filter {
         self.inner.streams.first().map(String::as_str)
     }
 
-    /// Whether `stream` satisfies every stream condition.
-    pub(crate) fn matches_stream(&self, stream: &str) -> bool {
+    /// Whether `stream` satisfies every stream condition (streams, categories, prefixes,
+    /// partitions).
+    ///
+    /// ```
+    /// let f = chronicle::Filter::category("order");
+    /// assert!(f.matches_stream("order-1") && !f.matches_stream("orders-1"));
+    /// ```
+    pub fn matches_stream(&self, stream: &str) -> bool {
         let c = &self.inner;
         c.streams.iter().all(|s| s == stream)
             && c.categories.iter().all(|cat| category_of(stream) == cat)

@@ -2,11 +2,13 @@
 //!
 //! [`PostgresStore`] implements [`chronicle::EventStore`] with the semantics of the
 //! embedded [`chronicle::Store`] — expected versions, idempotent retries by event id,
-//! atomic multi-stream appends, forward and backward reads, snapshots, permanent deletion
-//! — and passes the same conformance suite (`chronicle_testkit::conformance`). The typed
-//! layer (`chronicle::typed`) runs on it unchanged. On top: filtered reads, subscriptions
-//! (catch-up then live, woken by `LISTEN/NOTIFY`, polling as the fallback) and durable
-//! consumers, with the names of the embedded store's API ([`Filter`], [`Subscription`]).
+//! atomic multi-stream appends, forward and backward reads, snapshots, permanent deletion,
+//! filtered reads ([`chronicle::Filter`] in SQL), conditional appends on a filter
+//! ([`PostgresStore::append_if`]) — and passes the same conformance suite
+//! (`chronicle_testkit::conformance`). The typed layer (`chronicle::typed`) runs on it
+//! unchanged. On top: subscriptions (catch-up then live, woken by `LISTEN/NOTIFY`, polling
+//! as the fallback) and durable consumers, exclusive per name across processes, with the
+//! names of the embedded store's API ([`Filter`], [`Subscription`]).
 //!
 //! **Global positions** are dense (0, 1, 2, ...) and assigned in commit order: the
 //! counter is one row whose lock an append takes as its last statement before `COMMIT`
@@ -41,10 +43,10 @@ mod subscription;
 #[cfg(feature = "tls")]
 mod tls;
 
-pub use crate::filter::{FILTER_EVENT_TYPES_MAX, Filter};
 pub use crate::read::{PAGE_BYTES_MAX, PAGE_EVENTS_MAX, PgEvents};
 pub use crate::schema::SCHEMA_VERSION;
 pub use crate::sql::SCHEMA_NAME_BYTES_MAX;
 pub use crate::store::{PostgresOptions, PostgresStore};
 pub use crate::subscription::{CONSUMER_NAME_BYTES_MAX, StopHandle, Subscription};
+pub use chronicle::{FILTER_EVENT_TYPES_MAX, Filter};
 pub use deadpool_postgres::Pool;

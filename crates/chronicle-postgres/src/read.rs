@@ -14,13 +14,14 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use crate::error::{bad_row, db, to_i64, to_u64};
-use crate::filter::Filter;
-use crate::store::{Runner, Shared};
+use crate::store::{Pending, Runner, Shared};
+use chronicle::Filter;
 
 /// Most events one page holds.
-pub const PAGE_EVENTS_MAX: usize = 512;
-/// Most bytes of data and metadata one page holds past its first event (the first is
-/// always taken, so an event of any size is read).
+pub const PAGE_EVENTS_MAX: usize = 2048;
+/// Most bytes of data and metadata a page holds before its last event (a page is cut
+/// after the event that crosses this, and its first event is always taken, so an event of
+/// any size is read).
 pub const PAGE_BYTES_MAX: usize = 8 << 20;
 
 /// Where the next page starts.
@@ -43,35 +44,38 @@ pub(crate) fn event_from_row(row: &Row) -> Result<RecordedEvent> {
 /// An event from the [`EVENT_COLUMNS`](crate::sql::EVENT_COLUMNS) of `row` starting at
 /// column `at`.
 pub(crate) fn event_from_row_at(row: &Row, at: usize) -> Result<RecordedEvent> {
+    // Borrowed from the row where a copy is made anyway (texts) or none is needed (ids):
+    // one allocation per text and one for the payload, none for the rest.
     let get = |e| db("read event row")(e);
     let position: i64 = row.try_get(at).map_err(get)?;
-    let stream: Vec<u8> = row.try_get(at + 1).map_err(get)?;
+    let stream: &[u8] = row.try_get(at + 1).map_err(get)?;
     let version: i64 = row.try_get(at + 2).map_err(get)?;
-    let event_type: Vec<u8> = row.try_get(at + 3).map_err(get)?;
-    let data: Vec<u8> = row.try_get(at + 4).map_err(get)?;
-    let metadata: Vec<u8> = row.try_get(at + 5).map_err(get)?;
-    let id: Vec<u8> = row.try_get(at + 6).map_err(get)?;
-    let correlation: Option<Vec<u8>> = row.try_get(at + 7).map_err(get)?;
-    let causation: Option<Vec<u8>> = row.try_get(at + 8).map_err(get)?;
+    let event_type: &[u8] = row.try_get(at + 3).map_err(get)?;
+    let data: &[u8] = row.try_get(at + 4).map_err(get)?;
+    let metadata: &[u8] = row.try_get(at + 5).map_err(get)?;
+    let id: &[u8] = row.try_get(at + 6).map_err(get)?;
+    let correlation: Option<&[u8]> = row.try_get(at + 7).map_err(get)?;
+    let causation: Option<&[u8]> = row.try_get(at + 8).map_err(get)?;
     let recorded_us: i64 = row.try_get(at + 9).map_err(get)?;
-    let stream = String::from_utf8(stream).map_err(|_| bad_row("stream id is not UTF-8"))?;
-    let event_type = String::from_utf8(event_type).map_err(|_| bad_row("event type is not UTF-8"))?;
+    let stream = std::str::from_utf8(stream).map_err(|_| bad_row("stream id is not UTF-8"))?.to_owned();
+    let event_type = std::str::from_utf8(event_type).map_err(|_| bad_row("event type is not UTF-8"))?.to_owned();
+    let metadata = if metadata.is_empty() { Bytes::new() } else { Bytes::copy_from_slice(metadata) };
     let timestamp = SystemTime::UNIX_EPOCH + Duration::from_micros(to_u64(recorded_us, "timestamp")?);
     let mut event = RecordedEvent::new(
         stream,
         to_u64(version, "version")?,
         to_u64(position, "position")?,
         event_type,
-        Bytes::from(data),
+        Bytes::copy_from_slice(data),
     )
-    .with_metadata(Bytes::from(metadata))
-    .with_id(u128_from(&id, "event id")?)
+    .with_metadata(metadata)
+    .with_id(u128_from(id, "event id")?)
     .with_timestamp(timestamp);
     if let Some(c) = correlation {
-        event = event.with_correlation_id(u128_from(&c, "correlation id")?);
+        event = event.with_correlation_id(u128_from(c, "correlation id")?);
     }
     if let Some(c) = causation {
-        event = event.with_causation_id(u128_from(&c, "causation id")?);
+        event = event.with_causation_id(u128_from(c, "causation id")?);
     }
     Ok(event)
 }
@@ -97,24 +101,25 @@ async fn fetch_page_once(shared: Arc<Shared>, cursor: Cursor) -> Result<(Vec<Rec
             client.query(&statement, &[next, &limit, &bytes]).await.map_err(db("read all"))?
         }
         Cursor::Filtered { next, filter } => {
-            let (condition, mut params) = filter.sql(2);
+            let (condition, params) = crate::filter::sql(filter, &shared.sql.schema, 2);
             let where_clause = format!("position >= $1{condition}");
             let n = params.len() + 2;
-            let sql = crate::sql::page(&shared.sql.schema, &where_clause, false, n, n + 1);
+            let sql = crate::sql::page(&shared.sql.schema, &where_clause, "position", false, n, n + 1);
             let statement = client.prepare_cached(&sql).await.map_err(db("prepare filtered read"))?;
             let mut all: Vec<&(dyn ToSql + Sync)> = vec![next];
-            all.append(&mut params);
+            all.extend(crate::filter::borrow(&params));
             all.push(&limit);
             all.push(&bytes);
             client.query(&statement, &all).await.map_err(db("filtered read"))?
         }
     };
-    let candidates: i64 = match rows.first() {
-        Some(row) => row.try_get(10).map_err(db("read page"))?,
-        None => 0,
+    // Full, or cut by bytes (the last row crossed the limit): more may follow.
+    let cut = match rows.last() {
+        Some(row) => row.try_get::<_, i64>(10).map_err(db("read page"))? > bytes,
+        None => false,
     };
+    let more = cut || rows.len() as i64 == limit;
     let events = rows.iter().map(event_from_row).collect::<Result<Vec<_>>>()?;
-    let more = candidates == limit || (events.len() as i64) < candidates;
     Ok((events, more))
 }
 
@@ -142,8 +147,9 @@ impl Cursor {
 
 /// Events of one stream, or of the whole log, read lazily in pages.
 ///
-/// Each page is read when the previous one is drained (blocking, on the store's runtime).
-/// An error item ends the iteration.
+/// Each page is read when the previous one is drained (blocking, on the store's runtime);
+/// once a page is in, the next is read ahead while the caller works through this one, so
+/// an iterator holds at most two pages. An error item ends the iteration.
 #[derive(Debug)]
 pub struct PgEvents {
     runner: Runner,
@@ -151,21 +157,38 @@ pub struct PgEvents {
     cursor: Cursor,
     buffer: VecDeque<RecordedEvent>,
     more: bool,
+    ahead: Option<Pending<(Vec<RecordedEvent>, bool)>>,
 }
 
 impl PgEvents {
     pub(crate) fn new(runner: Runner, shared: Arc<Shared>, cursor: Cursor) -> Self {
-        PgEvents { runner, shared, cursor, buffer: VecDeque::new(), more: true }
+        PgEvents { runner, shared, cursor, buffer: VecDeque::new(), more: true, ahead: None }
     }
 
-    pub(crate) fn empty(runner: Runner, shared: Arc<Shared>) -> Self {
-        PgEvents {
-            runner,
-            shared,
-            cursor: Cursor::All { next: 0, backward: false },
-            buffer: VecDeque::new(),
-            more: false,
+    /// Reads the first page now (so that the caller sees its errors at once); returns how
+    /// many events it holds.
+    pub(crate) fn first_page(&mut self) -> Result<usize> {
+        let page = self.runner.block(fetch_page(Arc::clone(&self.shared), self.cursor.clone()))?;
+        self.take_page(page)?;
+        Ok(self.buffer.len())
+    }
+
+    /// Takes a fetched page: moves the cursor past it and reads the next one ahead.
+    fn take_page(&mut self, (events, more): (Vec<RecordedEvent>, bool)) -> Result<()> {
+        self.more = more;
+        match events.last() {
+            Some(last) => {
+                if !self.cursor.advance(last)? {
+                    self.more = false;
+                }
+            }
+            None => self.more = false,
         }
+        self.buffer = events.into();
+        if self.more {
+            self.ahead = Some(self.runner.start(fetch_page(Arc::clone(&self.shared), self.cursor.clone())));
+        }
+        Ok(())
     }
 }
 
@@ -179,28 +202,15 @@ impl Iterator for PgEvents {
         if !self.more {
             return None;
         }
-        let page = self.runner.block(fetch_page(Arc::clone(&self.shared), self.cursor.clone()));
-        let (events, more) = match page {
-            Ok(page) => page,
-            Err(error) => {
-                self.more = false;
-                return Some(Err(error));
-            }
+        let page = match self.ahead.take() {
+            Some(ahead) => ahead.wait(),
+            None => self.runner.block(fetch_page(Arc::clone(&self.shared), self.cursor.clone())),
         };
-        self.more = more;
-        if let Some(last) = events.last() {
-            match self.cursor.advance(last) {
-                Ok(true) => {}
-                Ok(false) => self.more = false,
-                Err(error) => {
-                    self.more = false;
-                    return Some(Err(error));
-                }
-            }
-        } else {
+        if let Err(error) = page.and_then(|page| self.take_page(page)) {
             self.more = false;
+            self.ahead = None;
+            return Some(Err(error));
         }
-        self.buffer = events.into();
         self.buffer.pop_front().map(Ok)
     }
 }

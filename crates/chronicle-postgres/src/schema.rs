@@ -54,16 +54,43 @@ const MIGRATIONS: &[&str] = &[
         name text PRIMARY KEY,
         position bigint NOT NULL
     );",
+    // 3: each stream's partition hash (chronicle::Filter::partition_hash, FNV-1a 64, its
+    // bits as a bigint) for partitioned filters. New rows get it from the client; the
+    // function fills existing rows here (and lets tests compare the two).
+    "CREATE FUNCTION {s}.stream_hash(id bytea) RETURNS bigint LANGUAGE plpgsql IMMUTABLE STRICT AS $fn$
+    DECLARE
+        h numeric := 14695981039346656037;
+        low integer;
+    BEGIN
+        FOR i IN 0 .. octet_length(id) - 1 LOOP
+            low := mod(h, 256)::integer;
+            h := h - low + (low # get_byte(id, i));
+            h := mod(h * 1099511628211, 18446744073709551616);
+        END LOOP;
+        IF h >= 9223372036854775808 THEN
+            h := h - 18446744073709551616;
+        END IF;
+        RETURN h::bigint;
+    END
+    $fn$;
+    ALTER TABLE {s}.streams ADD COLUMN partition_hash bigint;
+    UPDATE {s}.streams SET partition_hash = {s}.stream_hash(stream_id);
+    ALTER TABLE {s}.streams ALTER COLUMN partition_hash SET NOT NULL;",
 ];
 
-/// The advisory-lock key of a schema's migrations (FNV-1a of a fixed prefix and the name).
-fn lock_key(schema: &str) -> i64 {
+/// An advisory-lock key: FNV-1a 64 of `purpose` and `name`, as a bigint.
+pub(crate) fn advisory_key(purpose: &str, name: &str) -> i64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in b"chronicle-migrate:".iter().chain(schema.as_bytes()) {
+    for byte in purpose.as_bytes().iter().chain(name.as_bytes()) {
         hash ^= u64::from(*byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
     i64::from_ne_bytes(hash.to_ne_bytes())
+}
+
+/// The advisory-lock key of a schema's migrations.
+fn lock_key(schema: &str) -> i64 {
+    advisory_key("chronicle-migrate:", schema)
 }
 
 /// Brings `schema` to [`SCHEMA_VERSION`]; returns the version found before.

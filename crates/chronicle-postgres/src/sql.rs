@@ -49,6 +49,8 @@ pub(crate) struct Sql {
     pub(crate) load_snapshot: String,
     pub(crate) streams: String,
     pub(crate) head: String,
+    pub(crate) lock_head: String,
+    pub(crate) take_position: String,
     pub(crate) stream_forward: String,
     pub(crate) stream_backward: String,
     pub(crate) all_forward: String,
@@ -60,20 +62,23 @@ pub(crate) struct Sql {
     pub(crate) channel: String,
 }
 
-/// A page query: at most `$limit` rows and, past the first row, at most `$bytes` bytes
-/// of data and metadata; `candidates` says how many rows matched before the byte cut (so
-/// the reader knows whether it reached the end). `filter` uses `$1`.. ; `limit` and
-/// `bytes` name the two parameters after it.
-pub(crate) fn page(schema: &str, filter: &str, descending: bool, limit: usize, bytes: usize) -> String {
+/// A page query in `key` order (`position`, or `version` within one stream, which its
+/// unique index answers in order): at most `$limit` rows, and only rows whose preceding
+/// rows hold at most `$bytes` bytes of data and metadata — so a page is at most `$bytes`
+/// plus one event, and always has its first event whatever its size. The last column
+/// (`upto`, the running total) tells the reader whether it was cut: `upto > $bytes` on the
+/// last row. One window function (running sum, `ROWS` frame, no peers to look for) over
+/// rows already in index order. `filter` uses `$1`..; `limit` and `bytes` name the two
+/// parameters after it.
+pub(crate) fn page(schema: &str, filter: &str, key: &str, descending: bool, limit: usize, bytes: usize) -> String {
     let order = if descending { "DESC" } else { "ASC" };
     format!(
-        "SELECT {EVENT_COLUMNS}, candidates FROM (\
+        "SELECT {EVENT_COLUMNS}, upto FROM (\
            SELECT p.*, \
-             CAST(sum(octet_length(p.data)::bigint + octet_length(p.metadata)) OVER (ORDER BY p.position {order}) AS bigint) AS upto, \
-             row_number() OVER (ORDER BY p.position {order}) AS rn, \
-             count(*) OVER () AS candidates \
-           FROM (SELECT {EVENT_COLUMNS} FROM \"{schema}\".events WHERE {filter} ORDER BY position {order} LIMIT ${limit}) p\
-         ) q WHERE q.rn = 1 OR q.upto <= ${bytes} ORDER BY position {order}"
+             CAST(sum(octet_length(p.data)::bigint + octet_length(p.metadata)) OVER (ORDER BY p.{key} {order} ROWS UNBOUNDED PRECEDING) AS bigint) AS upto, \
+             octet_length(p.data)::bigint + octet_length(p.metadata) AS own \
+           FROM (SELECT {EVENT_COLUMNS} FROM \"{schema}\".events WHERE {filter} ORDER BY {key} {order} LIMIT ${limit}) p\
+         ) q WHERE q.upto - q.own <= ${bytes} ORDER BY {key} {order}"
     )
 }
 
@@ -82,7 +87,7 @@ impl Sql {
         let s = format!("\"{schema}\"");
         Sql {
             ensure_streams: format!(
-                "INSERT INTO {s}.streams (stream_id) SELECT id FROM unnest($1::bytea[]) AS u(id) ORDER BY id ON CONFLICT (stream_id) DO NOTHING"
+                "INSERT INTO {s}.streams (stream_id, partition_hash) SELECT id, hash FROM unnest($1::bytea[], $2::bigint[]) AS u(id, hash) ORDER BY id ON CONFLICT (stream_id) DO NOTHING"
             ),
             lock_streams: format!(
                 "SELECT stream_id, last_version, deleted FROM {s}.streams WHERE stream_id = ANY($1::bytea[]) ORDER BY stream_id FOR UPDATE"
@@ -128,10 +133,15 @@ impl Sql {
                 "SELECT stream_id FROM {s}.streams WHERE NOT deleted AND last_version IS NOT NULL ORDER BY stream_id"
             ),
             head: format!("SELECT next_position FROM {s}.log_head WHERE id = 0"),
-            stream_forward: page(schema, "stream_id = $1 AND version >= $2", false, 3, 4),
-            stream_backward: page(schema, "stream_id = $1 AND version <= $2", true, 3, 4),
-            all_forward: page(schema, "position >= $1", false, 2, 3),
-            all_backward: page(schema, "position <= $1", true, 2, 3),
+            lock_head: format!("SELECT next_position FROM {s}.log_head WHERE id = 0 FOR UPDATE"),
+            take_position: format!(
+                "UPDATE {s}.log_head SET next_position = next_position + 1 WHERE id = 0 \
+                 RETURNING pg_notify($1, (next_position)::text)::text"
+            ),
+            stream_forward: page(schema, "stream_id = $1 AND version >= $2", "version", false, 3, 4),
+            stream_backward: page(schema, "stream_id = $1 AND version <= $2", "version", true, 3, 4),
+            all_forward: page(schema, "position >= $1", "position", false, 2, 3),
+            all_backward: page(schema, "position <= $1", "position", true, 2, 3),
             consumer_position: format!("SELECT position FROM {s}.consumers WHERE name = $1"),
             consumer_ack: format!(
                 "INSERT INTO {s}.consumers (name, position) VALUES ($1, $2) \

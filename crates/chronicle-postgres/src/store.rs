@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
 use chronicle::{
-    AppendResult, Error, EventStore, ExpectedVersion, NewEvent, Result, SNAPSHOT_BYTES_MAX, SNAPSHOTS_KEPT, Snapshot,
-    StreamAppend,
+    AppendCondition, AppendResult, Error, EventStore, ExpectedVersion, NewEvent, Result, SNAPSHOT_BYTES_MAX,
+    SNAPSHOTS_KEPT, Snapshot, StreamAppend,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use futures_util::TryFutureExt;
@@ -15,10 +15,10 @@ use futures_util::future::try_join3;
 use tokio::runtime::{Handle, Runtime};
 
 use crate::error::{bad_row, db, from_db, to_i64, to_u64};
-use crate::filter::Filter;
 use crate::read::{Cursor, PgEvents, deleted, u128_from};
 use crate::sql::{Sql, check_schema_name};
-use crate::subscription::{Notifier, Subscription};
+use crate::subscription::{ConsumerLock, Notifier, Subscription};
+use chronicle::Filter;
 
 /// How a [`PostgresStore`] connects and behaves.
 ///
@@ -150,19 +150,22 @@ impl Runner {
         &self,
         future: impl Future<Output = Result<T>> + Send + 'static,
     ) -> Result<T> {
+        self.start(future).wait()
+    }
+
+    /// Starts `future` on the store's runtime (bounded by the operation timeout) without
+    /// waiting: [`Pending::wait`] blocks for its answer (a read-ahead overlaps the next
+    /// page's query with the caller's work on the current one).
+    pub(crate) fn start<T: Send + 'static>(
+        &self,
+        future: impl Future<Output = Result<T>> + Send + 'static,
+    ) -> Pending<T> {
         let (sender, receiver) = std::sync::mpsc::sync_channel(1);
         let timeout = self.timeout;
         self.handle.spawn(async move {
             let _ = sender.send(bounded(timeout, future).await);
         });
-        // The task answers within `timeout`; the margin covers scheduling.
-        match receiver.recv_timeout(timeout.saturating_add(Duration::from_secs(5))) {
-            Ok(result) => result,
-            Err(_) => Err(Error::backend(
-                format!("no answer from the store's runtime within {timeout:?} (is it shutting down?)"),
-                None,
-            )),
-        }
+        Pending { receiver, timeout }
     }
 
     /// Runs `future` on the store's runtime and awaits it from any executor.
@@ -179,6 +182,27 @@ impl Runner {
 
     pub(crate) fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) {
         self.handle.spawn(future);
+    }
+}
+
+/// An operation started on the store's runtime ([`Runner::start`]).
+#[derive(Debug)]
+pub(crate) struct Pending<T> {
+    receiver: std::sync::mpsc::Receiver<Result<T>>,
+    timeout: Duration,
+}
+
+impl<T> Pending<T> {
+    /// Blocks until the operation answers.
+    pub(crate) fn wait(self) -> Result<T> {
+        // The task answers within `timeout`; the margin covers scheduling.
+        match self.receiver.recv_timeout(self.timeout.saturating_add(Duration::from_secs(5))) {
+            Ok(result) => result,
+            Err(_) => Err(Error::backend(
+                format!("no answer from the store's runtime within {:?} (is it shutting down?)", self.timeout),
+                None,
+            )),
+        }
     }
 }
 
@@ -418,7 +442,41 @@ impl PostgresStore {
     /// As [`PostgresStore::append`].
     pub fn append_multi(&self, parts: impl IntoIterator<Item = StreamAppend>) -> Result<Vec<AppendResult>> {
         let parts = self.prepare(parts.into_iter().collect())?;
-        self.runner.block(submit(self.committer.clone(), parts))
+        self.runner.block(submit(self.committer.clone(), parts, None))
+    }
+
+    /// As [`EventStore::append_if`] (the embedded `Store::append_if`): appends `parts`
+    /// atomically only if no event matching `condition.filter` was committed after
+    /// `condition.after_position`. The condition is checked inside the append's
+    /// transaction after it took the position counter's lock, which every append and
+    /// deletion holds through its COMMIT: of two racing conditional appends (from any
+    /// processes) whose conditions each exclude the other's events, at most one succeeds.
+    ///
+    /// # Errors
+    /// [`Error::ConditionFailed`] naming the first conflicting event (nothing written);
+    /// [`Error::InvalidInput`] for a filter built from bad input or no parts; otherwise
+    /// as [`PostgresStore::append_multi`].
+    ///
+    /// ```no_run
+    /// use chronicle::{AppendCondition, ExpectedVersion, Filter, NewEvent, StreamAppend};
+    /// # let store = chronicle_postgres::PostgresStore::connect("postgres://localhost/app")?;
+    /// let booked = Filter::category("seat").with_event_types(["SeatBooked"]);
+    /// let book = [StreamAppend::new("seat-12A", ExpectedVersion::Any, [NewEvent::new("SeatBooked", "ann")])];
+    /// store.append_if(AppendCondition::new(booked, None), book)?;
+    /// # Ok::<(), chronicle::Error>(())
+    /// ```
+    pub fn append_if(
+        &self,
+        condition: AppendCondition,
+        parts: impl IntoIterator<Item = StreamAppend>,
+    ) -> Result<Vec<AppendResult>> {
+        condition.filter.validate()?;
+        let parts: Vec<StreamAppend> = parts.into_iter().collect();
+        if parts.is_empty() {
+            return Err(Error::InvalidInput { message: "append_if has no streams".into() });
+        }
+        let parts = self.prepare(parts)?;
+        self.runner.block(submit(self.committer.clone(), parts, Some(Arc::new(condition))))
     }
 
     /// [`PostgresStore::append_multi`] for async code: runs on the store's runtime,
@@ -428,7 +486,7 @@ impl PostgresStore {
     /// As [`PostgresStore::append`].
     pub async fn append_multi_async(&self, parts: Vec<StreamAppend>) -> Result<Vec<AppendResult>> {
         let parts = self.prepare(parts)?;
-        self.runner.run(submit(self.committer.clone(), parts)).await
+        self.runner.run(submit(self.committer.clone(), parts, None)).await
     }
 
     /// [`PostgresStore::append`] for async code.
@@ -445,17 +503,22 @@ impl PostgresStore {
         results.pop().ok_or_else(|| Error::backend("an append of one stream returned no result", None))
     }
 
+    /// A stream's events from `next`: the first page is read here, in one statement; only
+    /// when it is empty does a second one tell a missing or exhausted stream (empty) from a
+    /// deleted one (an error). Any row proves the stream is not deleted: a deletion
+    /// removes the events in the transaction that marks it.
     fn stream_cursor(&self, stream: &str, next: i64, backward: bool) -> Result<PgEvents> {
         chronicle::check_stream_id(stream)?;
+        let cursor = Cursor::Stream { stream: stream.as_bytes().to_vec(), next, backward };
+        let mut events = PgEvents::new(self.runner.clone(), Arc::clone(&self.shared), cursor);
+        if events.first_page()? > 0 {
+            return Ok(events);
+        }
         let state = self.runner.block(stream_state(Arc::clone(&self.shared), stream.as_bytes().to_vec()))?;
         if state.is_some_and(|(_, deleted)| deleted) {
             return Err(deleted(stream));
         }
-        if state.is_none_or(|(last, _)| last.is_none()) {
-            return Ok(PgEvents::empty(self.runner.clone(), Arc::clone(&self.shared)));
-        }
-        let cursor = Cursor::Stream { stream: stream.as_bytes().to_vec(), next, backward };
-        Ok(PgEvents::new(self.runner.clone(), Arc::clone(&self.shared), cursor))
+        Ok(events)
     }
 
     /// As [`EventStore::read_stream`]: read lazily, one page at a time.
@@ -701,38 +764,42 @@ impl PostgresStore {
     pub fn subscribe(&self, from_position: u64, filter: Filter) -> Result<Subscription> {
         filter.validate()?;
         self.ensure_listener();
-        Ok(Subscription::new(self.clone(), from_position, filter, None))
+        Ok(Subscription::new(self.clone(), from_position, filter, None, None))
     }
 
     /// A durable consumer: a subscription that starts just after the last position
     /// acknowledged ([`Subscription::ack`]) under `name` (at 0 the first time); the
     /// checkpoint is a row of the `consumers` table, written by `ack` in its own
-    /// transaction. Delivery is at-least-once. One live subscription per name in this
-    /// process (other processes are not prevented).
+    /// transaction. Delivery is at-least-once. One live subscription per name across every
+    /// handle and process: the subscription holds a session advisory lock on the name (on
+    /// a pooled connection of its own) until it is dropped or its connection dies.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] for an invalid name (empty, over
+    /// [`Error::ConsumerInUse`] if a live subscription of any store handle or process
+    /// holds the name; [`Error::InvalidInput`] for an invalid name (empty, over
     /// [`CONSUMER_NAME_BYTES_MAX`](crate::CONSUMER_NAME_BYTES_MAX) bytes, or other than ASCII
-    /// letters, digits, `_`, `-`, `.`), a bad filter, or a name another live subscription
-    /// of this store holds; [`Error::Backend`].
+    /// letters, digits, `_`, `-`, `.`) or a bad filter; [`Error::Backend`].
     pub fn subscribe_durable(&self, name: &str, filter: Filter) -> Result<Subscription> {
         crate::subscription::validate_name(name)?;
         filter.validate()?;
-        let acked = self.consumer_position(name)?;
         {
             let mut in_use = match self.shared.consumers_in_use.lock() {
                 Ok(in_use) => in_use,
                 Err(poisoned) => poisoned.into_inner(),
             };
             if !in_use.insert(name.to_owned()) {
-                return Err(Error::InvalidInput {
-                    message: format!("durable consumer {name:?} is in use by another live subscription"),
-                });
+                return Err(Error::ConsumerInUse { name: name.to_owned() });
             }
         }
+        // The subscription (or this early return) frees the in-process claim on drop.
+        let mut subscription = Subscription::new(self.clone(), 0, filter, Some((name.to_owned(), None)), None);
+        // Read the checkpoint only once the name is ours: nobody else can ack meanwhile.
+        let lock = self.runner.block(ConsumerLock::take(Arc::clone(&self.shared), name.to_owned()))?;
+        subscription.hold(lock);
+        let acked = self.consumer_position(name)?;
+        subscription.resume_after(acked);
         self.ensure_listener();
-        let from = acked.map_or(0, |p| p.saturating_add(1));
-        Ok(Subscription::new(self.clone(), from, filter, Some((name.to_owned(), acked))))
+        Ok(subscription)
     }
 
     /// The last position acknowledged by durable consumer `name`; `None` if it never
@@ -918,10 +985,13 @@ async fn begin_and_lock_streams(
     sorted.sort_unstable();
     let ensure = tx.prepare_cached(&shared.sql.ensure_streams).await.map_err(db("prepare"))?;
     let lock = tx.prepare_cached(&shared.sql.lock_streams).await.map_err(db("prepare"))?;
+    let hashes: Vec<i64> = sorted.iter().map(|id| crate::filter::partition_hash(id)).collect();
+    let ensure_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&sorted, &hashes];
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&sorted];
-    let (_, _, rows) = try_join3(tx.batch_execute("BEGIN"), tx.execute(&ensure, &params), tx.query(&lock, &params))
-        .await
-        .map_err(db("lock streams"))?;
+    let (_, _, rows) =
+        try_join3(tx.batch_execute("BEGIN"), tx.execute(&ensure, &ensure_params), tx.query(&lock, &params))
+            .await
+            .map_err(db("lock streams"))?;
     let mut states = HashMap::with_capacity(rows.len());
     for row in &rows {
         let id: Vec<u8> = row.try_get(0).map_err(db("lock streams"))?;
@@ -1007,23 +1077,32 @@ const COMMIT_QUEUE_DEPTH_MAX: usize = chronicle::WRITER_QUEUE_DEPTH_MAX;
 /// One caller's append, queued for the committer.
 pub(crate) struct Request {
     parts: Vec<Part>,
+    /// An `append_if` condition: such a request is a group of its own.
+    condition: Option<Arc<AppendCondition>>,
     events: usize,
     bytes: usize,
     reply: tokio::sync::oneshot::Sender<Result<Vec<AppendResult>>>,
 }
 
 impl Request {
-    pub(crate) fn new(parts: Vec<Part>) -> (Self, tokio::sync::oneshot::Receiver<Result<Vec<AppendResult>>>) {
+    pub(crate) fn new(
+        parts: Vec<Part>,
+        condition: Option<Arc<AppendCondition>>,
+    ) -> (Self, tokio::sync::oneshot::Receiver<Result<Vec<AppendResult>>>) {
         let events = parts.iter().map(|p| p.events.len()).sum();
         let bytes = parts.iter().flat_map(|p| &p.events).map(|e| e.data().len() + e.metadata().len()).sum();
         let (reply, answer) = tokio::sync::oneshot::channel();
-        (Request { parts, events, bytes, reply }, answer)
+        (Request { parts, condition, events, bytes, reply }, answer)
     }
 }
 
 /// Queues `parts` for the store's committer and waits for the answer.
-pub(crate) async fn submit(queue: tokio::sync::mpsc::Sender<Request>, parts: Vec<Part>) -> Result<Vec<AppendResult>> {
-    let (request, answer) = Request::new(parts);
+pub(crate) async fn submit(
+    queue: tokio::sync::mpsc::Sender<Request>,
+    parts: Vec<Part>,
+    condition: Option<Arc<AppendCondition>>,
+) -> Result<Vec<AppendResult>> {
+    let (request, answer) = Request::new(parts, condition);
     queue.send(request).await.map_err(|_| Error::backend("the store's committer has stopped", None))?;
     answer.await.map_err(|_| {
         Error::backend("the store's committer dropped the append; it may or may not have committed", None)
@@ -1058,8 +1137,12 @@ pub(crate) async fn committer(shared: Arc<Shared>, mut queue: tokio::sync::mpsc:
         let mut later = VecDeque::new();
         for request in pending.drain(..) {
             let touches = |set: &HashSet<String>| request.parts.iter().any(|p| set.contains(&p.stream));
+            // A conditional append is a group of its own: its condition is checked under
+            // the counter lock against everything committed before it.
+            let alone = request.condition.is_some() || group.first().is_some_and(|r| r.condition.is_some());
             let fits = group.is_empty()
-                || (group.len() < GROUP_REQUESTS_MAX
+                || (!alone
+                    && group.len() < GROUP_REQUESTS_MAX
                     && events + request.events <= chronicle::BATCH_EVENTS_MAX
                     && bytes + request.bytes <= GROUP_PAYLOAD_BYTES_MAX);
             if fits && !touches(&streams) && !touches(&blocked) {
@@ -1076,9 +1159,13 @@ pub(crate) async fn committer(shared: Arc<Shared>, mut queue: tokio::sync::mpsc:
         }
         pending = later;
         let requests: Arc<Vec<Vec<Part>>> = Arc::new(group.iter_mut().map(|r| std::mem::take(&mut r.parts)).collect());
+        let condition = group.first().and_then(|r| r.condition.clone());
         let timeout = shared.options.operation_timeout;
-        let outcome =
-            bounded(timeout, crate::error::retry(|| commit_group(Arc::clone(&shared), Arc::clone(&requests)))).await;
+        let outcome = bounded(
+            timeout,
+            crate::error::retry(|| commit_group(Arc::clone(&shared), Arc::clone(&requests), condition.clone())),
+        )
+        .await;
         match outcome {
             Ok(answers) => {
                 for (request, answer) in group.into_iter().zip(answers) {
@@ -1096,8 +1183,46 @@ pub(crate) async fn committer(shared: Arc<Shared>, mut queue: tokio::sync::mpsc:
 
 /// One group in one transaction; a connection lost before COMMIT (nothing written) is
 /// retried by the caller on another connection.
-async fn commit_group(shared: Arc<Shared>, requests: Arc<Vec<Vec<Part>>>) -> Result<Vec<Result<Vec<AppendResult>>>> {
-    in_transaction(&shared, async |client: &Object| group_in(&shared, client, &requests).await).await
+async fn commit_group(
+    shared: Arc<Shared>,
+    requests: Arc<Vec<Vec<Part>>>,
+    condition: Option<Arc<AppendCondition>>,
+) -> Result<Vec<Result<Vec<AppendResult>>>> {
+    in_transaction(&shared, async |client: &Object| group_in(&shared, client, &requests, condition.as_deref()).await)
+        .await
+}
+
+/// Takes the counter row's lock, then looks for the first event matching `condition`
+/// after its position, in a statement whose snapshot starts after the lock was granted.
+/// Every append and deletion holds that lock through its COMMIT (and a committing
+/// transaction is visible before its locks are released), so the snapshot sees every
+/// event that committed before this append and no event can commit before it later:
+/// the check cannot race another writer of any process (docs/postgres.md).
+async fn condition_holds(client: &Object, shared: &Shared, condition: &AppendCondition) -> Result<Option<Error>> {
+    let from = condition.after_position.map_or(0, |p| p.saturating_add(1));
+    let from = i64::try_from(from).unwrap_or(i64::MAX);
+    let (clause, params) = crate::filter::sql(&condition.filter, &shared.sql.schema, 2);
+    let find = format!(
+        "SELECT position, stream_id, event_type FROM \"{}\".events WHERE position >= $1{clause} ORDER BY position LIMIT 1",
+        shared.sql.schema
+    );
+    let lock = client.prepare_cached(&shared.sql.lock_head).await.map_err(db("prepare"))?;
+    let find = client.prepare_cached(&find).await.map_err(db("prepare append condition"))?;
+    let mut all: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&from];
+    all.extend(crate::filter::borrow(&params));
+    let (_, found) = futures_util::future::try_join(client.query_one(&lock, &[]), client.query_opt(&find, &all))
+        .await
+        .map_err(db("check the append condition"))?;
+    let Some(row) = found else { return Ok(None) };
+    let position: i64 = row.try_get(0).map_err(db("append condition"))?;
+    let stream: Vec<u8> = row.try_get(1).map_err(db("append condition"))?;
+    let event_type: Vec<u8> = row.try_get(2).map_err(db("append condition"))?;
+    Ok(Some(Error::ConditionFailed {
+        position: to_u64(position, "position")?,
+        stream: String::from_utf8_lossy(&stream).into_owned(),
+        event_type: String::from_utf8_lossy(&event_type).into_owned(),
+        after: condition.after_position,
+    }))
 }
 
 /// What one append of a group comes to before the insert.
@@ -1140,6 +1265,7 @@ async fn group_in(
     shared: &Shared,
     client: &Object,
     requests: &[Vec<Part>],
+    condition: Option<&AppendCondition>,
 ) -> Result<Vec<Result<Vec<AppendResult>>>, Failure> {
     let not_written = |context: &'static str| {
         move |error: tokio_postgres::Error| from_db(&format!("append not written: {context}"), error)
@@ -1151,6 +1277,13 @@ async fn group_in(
     let mut verdicts = Vec::with_capacity(requests.len());
     for parts in requests {
         verdicts.push(verdict(client, shared, parts, &states).await?);
+    }
+    if let Some(condition) = condition
+        && verdicts.iter().any(|v| matches!(v, Verdict::Write(_)))
+        && let Some(failed) = condition_holds(client, shared, condition).await?
+    {
+        // A conditional append is a group of its own: its one verdict becomes the failure.
+        verdicts = vec![Verdict::Answered(Err(failed))];
     }
     if verdicts.iter().all(|v| matches!(v, Verdict::Answered(_))) {
         // Nothing to write; end the transaction before answering.
@@ -1284,7 +1417,23 @@ async fn delete(shared: Arc<Shared>, stream: String, expected: ExpectedVersion) 
         client.execute(&shared.sql.mark_deleted, &[&id]).await.map_err(not_written("mark deleted"))?;
         client.execute(&shared.sql.delete_events, &[&id]).await.map_err(not_written("remove events"))?;
         client.execute(&shared.sql.delete_snapshots, &[&id]).await.map_err(not_written("remove snapshots"))?;
-        client.batch_execute("COMMIT").await.map_err(|e| Failure::Unknown(commit_failed("delete_stream", e)))
+        // The deletion takes one position, as the embedded store's tombstone record does
+        // (no read returns it; appends, `read_all` and subscriptions move past it). Taken
+        // last and pipelined with COMMIT, so the counter lock is held only for the commit.
+        let take = client.prepare_cached(&shared.sql.take_position).await.map_err(not_written("prepare"))?;
+        let before_commit = |error: tokio_postgres::Error| {
+            if error.as_db_error().is_some() {
+                Failure::NotWritten(from_db("delete not done: take its position", error))
+            } else {
+                Failure::Unknown(commit_failed("delete_stream", error))
+            }
+        };
+        futures_util::future::try_join(
+            client.execute(&take, &[&shared.sql.channel]).map_err(before_commit),
+            client.batch_execute("COMMIT").map_err(|e| Failure::Unknown(commit_failed("delete_stream", e))),
+        )
+        .await
+        .map(|_| ())
     })
     .await
 }
@@ -1292,6 +1441,15 @@ async fn delete(shared: Arc<Shared>, stream: String, expected: ExpectedVersion) 
 impl EventStore for PostgresStore {
     type StreamEvents = PgEvents;
     type AllEvents = PgEvents;
+    type FilteredEvents = PgEvents;
+
+    fn read_all_filtered(&self, from_position: u64, filter: Filter) -> Result<PgEvents> {
+        PostgresStore::read_all_filtered(self, from_position, filter)
+    }
+
+    fn append_if(&self, condition: AppendCondition, parts: Vec<StreamAppend>) -> Result<Vec<AppendResult>> {
+        PostgresStore::append_if(self, condition, parts)
+    }
 
     fn append(&self, stream: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> Result<AppendResult> {
         PostgresStore::append(self, stream, expected, events)

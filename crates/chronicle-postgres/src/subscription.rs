@@ -26,9 +26,9 @@ use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::types::ToSql;
 
 use crate::error::{db, to_i64, to_u64};
-use crate::filter::Filter;
 use crate::read::{PAGE_BYTES_MAX, PAGE_EVENTS_MAX};
 use crate::store::{PostgresStore, Shared};
+use chronicle::Filter;
 
 /// Longest durable consumer name, in bytes.
 pub const CONSUMER_NAME_BYTES_MAX: usize = 128;
@@ -46,6 +46,53 @@ pub(crate) fn validate_name(name: &str) -> Result<()> {
                 "consumer name {name:?}: use 1 to {CONSUMER_NAME_BYTES_MAX} bytes of ASCII letters, digits, '_', '-', '.', not starting with '.'"
             ),
         })
+    }
+}
+
+/// A durable consumer's claim on its name: a session advisory lock (key from the schema and
+/// the name) held on a connection of its own for the subscription's life. PostgreSQL
+/// releases it when the connection ends, so a crashed process or a broken connection never
+/// leaves a name claimed; a subscription whose lock connection broke takes the lock again
+/// before its next read, or fails with [`Error::ConsumerInUse`] if another handle has it.
+pub(crate) struct ConsumerLock {
+    key: i64,
+    client: Option<deadpool_postgres::Object>,
+}
+
+impl std::fmt::Debug for ConsumerLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerLock").field("key", &self.key).field("held", &self.client.is_some()).finish()
+    }
+}
+
+impl ConsumerLock {
+    /// Takes the lock of consumer `name`, or [`Error::ConsumerInUse`] if a session (of
+    /// any process) holds it.
+    pub(crate) async fn take(shared: Arc<Shared>, name: String) -> Result<ConsumerLock> {
+        let key = crate::schema::advisory_key(&format!("chronicle-consumer:{}:", shared.sql.schema), &name);
+        let client = shared.client().await?;
+        let row = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+            .await
+            .map_err(db("lock the durable consumer's name"))?;
+        let taken: bool = row.try_get(0).map_err(db("lock the durable consumer's name"))?;
+        if taken { Ok(ConsumerLock { key, client: Some(client) }) } else { Err(Error::ConsumerInUse { name }) }
+    }
+
+    /// Whether the lock's connection broke (then the server has released the lock).
+    fn lost(&self) -> bool {
+        self.client.as_ref().is_none_or(|c| c.is_closed())
+    }
+
+    /// Unlocks and returns the connection to the pool; a connection that cannot unlock is
+    /// closed instead (which releases the lock too).
+    async fn release(mut self) {
+        if let Some(client) = self.client.take() {
+            let unlocked = client.query_one("SELECT pg_advisory_unlock($1)", &[&self.key]).await.is_ok();
+            if !unlocked {
+                drop(deadpool_postgres::Object::take(client));
+            }
+        }
     }
 }
 
@@ -142,7 +189,7 @@ pub(crate) async fn listen_forever<T>(
 /// one statement.
 async fn round(shared: Arc<Shared>, position: i64, filter: Filter) -> Result<(Vec<RecordedEvent>, u64, bool)> {
     let client = shared.client().await?;
-    let (condition, params) = filter.sql(2);
+    let (condition, params) = crate::filter::sql(&filter, &shared.sql.schema, 2);
     let n = params.len() + 2;
     let s = format!("\"{}\"", shared.sql.schema);
     let columns = crate::sql::EVENT_COLUMNS;
@@ -162,7 +209,7 @@ async fn round(shared: Arc<Shared>, position: i64, filter: Filter) -> Result<(Ve
     let bytes = PAGE_BYTES_MAX as i64;
     let statement = client.prepare_cached(&sql).await.map_err(db("prepare subscription read"))?;
     let mut all: Vec<&(dyn ToSql + Sync)> = vec![&position];
-    all.extend(params);
+    all.extend(crate::filter::borrow(&params));
     all.push(&limit);
     all.push(&bytes);
     let rows = client.query(&statement, &all).await.map_err(db("subscription read"))?;
@@ -204,6 +251,8 @@ pub struct Subscription {
     pending: u64,
     stop: Arc<AtomicBool>,
     consumer: Option<(String, Option<u64>)>,
+    /// A durable consumer's claim on its name, across every handle and process.
+    lock: Option<ConsumerLock>,
 }
 
 /// Stops a [`Subscription`] from any thread: a `next()` blocked on it returns `None`.
@@ -228,6 +277,7 @@ impl Subscription {
         from_position: u64,
         filter: Filter,
         consumer: Option<(String, Option<u64>)>,
+        lock: Option<ConsumerLock>,
     ) -> Self {
         Subscription {
             store,
@@ -237,6 +287,7 @@ impl Subscription {
             pending: 0,
             stop: Arc::new(AtomicBool::new(false)),
             consumer,
+            lock,
         }
     }
 
@@ -286,6 +337,7 @@ impl Subscription {
                 }
                 return Ok(Some(event));
             }
+            self.keep_consumer_lock()?;
             let seen = notifier.current();
             let position = to_i64(self.position, "position")?;
             let shared = Arc::clone(self.store.shared());
@@ -358,6 +410,34 @@ impl Subscription {
     }
 }
 
+impl Subscription {
+    pub(crate) fn hold(&mut self, lock: ConsumerLock) {
+        self.lock = Some(lock);
+    }
+
+    /// Starts just after the consumer's checkpoint `acked` (at 0 without one).
+    pub(crate) fn resume_after(&mut self, acked: Option<u64>) {
+        self.position = acked.map_or(0, |p| p.saturating_add(1));
+        if let Some((_, checkpoint)) = &mut self.consumer {
+            *checkpoint = acked;
+        }
+    }
+
+    /// A durable consumer whose lock connection broke takes the lock again before it
+    /// reads on: it never delivers while another handle may hold the name.
+    fn keep_consumer_lock(&mut self) -> Result<()> {
+        let (Some(lock), Some((name, _))) = (&self.lock, &self.consumer) else { return Ok(()) };
+        if !lock.lost() {
+            return Ok(());
+        }
+        let shared = Arc::clone(self.store.shared());
+        let name = name.clone();
+        let fresh = self.store.runner().block(ConsumerLock::take(shared, name))?;
+        self.lock = Some(fresh);
+        Ok(())
+    }
+}
+
 impl Iterator for Subscription {
     type Item = Result<RecordedEvent>;
 
@@ -383,6 +463,14 @@ impl Drop for Subscription {
                 Err(poisoned) => poisoned.into_inner(),
             };
             in_use.remove(name);
+        }
+        if let Some(lock) = self.lock.take() {
+            // Waits (bounded by the operation timeout) so that the name is free when drop
+            // returns; on failure the connection is closed, which frees it too.
+            let _ = self.store.runner().block(async move {
+                lock.release().await;
+                Ok(())
+            });
         }
     }
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use chronicle::{Error, ExpectedVersion, NewEvent, RecordedEvent, StreamAppend};
+use chronicle::{AppendCondition, Error, ExpectedVersion, NewEvent, RecordedEvent, StreamAppend};
 use chronicle_postgres::{Filter, PostgresStore};
 
 const WAIT_MAX: Duration = Duration::from_secs(120);
@@ -599,4 +599,289 @@ fn group_commits_answer_each_append_on_its_own() {
     for t in 0..THREADS {
         assert_eq!(store.stream_version(&format!("g-{t}")).expect("version"), Some(ROUNDS - 1));
     }
+}
+
+/// `append_if` racing across four store handles (four committers, four connections, as
+/// four processes would): each round exactly one booking wins, whatever the interleaving
+/// of their transactions.
+#[test]
+#[cfg_attr(not(pg_tests), ignore = "not run: CHRONICLE_TEST_PG_URL is not set (run through scripts/with-postgres.sh)")]
+fn racing_conditional_appends_on_four_stores_let_exactly_one_win() {
+    let schema = common::fresh_schema("dcb");
+    let stores: Vec<PostgresStore> = (0..4)
+        .map(|_| PostgresStore::connect_with(&common::url(), common::options(&schema)).expect("connect"))
+        .collect();
+    for round in 0..20u64 {
+        let seat = format!("seat-{round}");
+        let barrier = Arc::new(Barrier::new(8));
+        let racers: Vec<_> = (0..8)
+            .map(|r| {
+                let store = stores[r % stores.len()].clone();
+                let (seat, barrier) = (seat.clone(), Arc::clone(&barrier));
+                thread::spawn(move || {
+                    // Each racer books a stream of its own: only the condition can stop it.
+                    let condition = AppendCondition::new(Filter::stream_prefix(format!("{seat}-")), None);
+                    let booking = [StreamAppend::new(
+                        format!("{seat}-{r}"),
+                        ExpectedVersion::NoStream,
+                        [NewEvent::new("Booked", vec![r as u8])],
+                    )];
+                    barrier.wait();
+                    store.append_if(condition, booking)
+                })
+            })
+            .collect();
+        let outcomes: Vec<_> = racers.into_iter().map(|r| r.join().expect("racer")).collect();
+        let wins = outcomes.iter().filter(|o| o.is_ok()).count();
+        assert_eq!(wins, 1, "round {round}: {outcomes:?}");
+        assert!(
+            outcomes.iter().all(|o| o.is_ok() || matches!(o, Err(Error::ConditionFailed { .. }))),
+            "round {round}: {outcomes:?}"
+        );
+        let stored = stores[0].read_all_filtered(0, Filter::stream_prefix(format!("{seat}-"))).expect("read").count();
+        assert_eq!(stored, 1, "round {round}");
+    }
+}
+
+/// A commit lost in flight: the backend is terminated while it executes COMMIT (each
+/// COMMIT of the store is slowed by `commit_delay`, so the terminator finds it). The
+/// append returns Ok or an error saying the outcome is unknown; an observer polling
+/// meanwhile never sees part of the batch; a retry with the same ids settles it (the
+/// original result if the commit had happened).
+#[test]
+#[cfg_attr(not(pg_tests), ignore = "not run: CHRONICLE_TEST_PG_URL is not set (run through scripts/with-postgres.sh)")]
+fn a_commit_lost_in_flight_is_all_or_nothing_and_a_retry_settles_it() {
+    const EVENTS: u64 = 300;
+    const ROUNDS: u64 = 4;
+    let schema = common::fresh_schema("commit");
+    let app = format!("commitkill_{schema}");
+    let url = format!("{}?application_name={app}&options=-c%20commit_delay%3D50000", common::url());
+    let store = PostgresStore::connect_with(&url, common::options(&schema)).expect("connect");
+    let observer = PostgresStore::connect_with(&common::url(), common::options(&schema)).expect("observer");
+    // A server-side terminator: waits (up to 5 s) for the store's connection to be in
+    // COMMIT, then terminates it; returns how many it terminated.
+    common::sql(&format!(
+        "CREATE FUNCTION \"{schema}\".kill_in_commit(app text) RETURNS integer LANGUAGE plpgsql AS $fn$
+         DECLARE n integer := 0;
+         BEGIN
+             FOR i IN 1 .. 5000 LOOP
+                 PERFORM pg_stat_clear_snapshot();
+                 SELECT count(pg_terminate_backend(pid)) INTO n FROM pg_stat_activity
+                     WHERE application_name = app AND state = 'active' AND query = 'COMMIT';
+                 EXIT WHEN n > 0;
+                 PERFORM pg_sleep(0.001);
+             END LOOP;
+             RETURN n;
+         END $fn$"
+    ));
+    let (mut killed, mut lost, mut errors) = (0u32, 0u32, 0u32);
+    for round in 0..ROUNDS {
+        let stream = format!("batch-{round}");
+        let events: Vec<NewEvent> = (0..EVENTS)
+            .map(|i| NewEvent::new("Big", vec![round as u8; 256]).with_id(u128::from(round << 32 | i) + 1))
+            .collect();
+        let terminator = {
+            let (schema, app) = (schema.clone(), app.clone());
+            thread::spawn(move || common::sql(&format!("SELECT \"{schema}\".kill_in_commit('{app}')")))
+        };
+        let watching = Arc::new(AtomicBool::new(true));
+        let watcher = {
+            let (observer, stream, watching) = (observer.clone(), stream.clone(), Arc::clone(&watching));
+            thread::spawn(move || {
+                let mut seen = HashSet::new();
+                while watching.load(Ordering::SeqCst) {
+                    let n = observer.read_stream(&stream, 0).expect("read").count() as u64;
+                    seen.insert(n);
+                }
+                seen
+            })
+        };
+        // Give the terminator time to start polling before the COMMIT.
+        thread::sleep(Duration::from_millis(50));
+        let outcome = store.append(&stream, ExpectedVersion::NoStream, events.clone());
+        killed += terminator.join().expect("terminator").first().and_then(|n| n.as_deref()?.parse().ok()).unwrap_or(0);
+        watching.store(false, Ordering::SeqCst);
+        let seen = watcher.join().expect("watcher");
+        assert!(seen.iter().all(|n| *n == 0 || *n == EVENTS), "round {round}: partial batch readable: {seen:?}");
+        let stored: Vec<RecordedEvent> =
+            observer.read_stream(&stream, 0).expect("read").collect::<Result<_, _>>().expect("items");
+        assert!(stored.is_empty() || stored.len() as u64 == EVENTS, "round {round}: {} events", stored.len());
+        match outcome {
+            Ok(result) => {
+                assert_eq!(stored.len() as u64, EVENTS, "round {round}: Ok but not stored");
+                assert_eq!(result.first_position, stored[0].position);
+            }
+            Err(Error::Backend { message, .. }) => {
+                errors += 1;
+                assert!(message.contains("unknown") || message.contains("not written"), "round {round}: {message}");
+                if !stored.is_empty() {
+                    lost += 1; // committed, but the answer was lost with the connection
+                }
+                let retry = store.append(&stream, ExpectedVersion::NoStream, events).expect("retry");
+                assert_eq!((retry.first_version, retry.last_version), (0, EVENTS - 1), "{message}");
+                if let Some(first) = stored.first() {
+                    assert_eq!(retry.first_position, first.position, "retry of a committed append: original result");
+                }
+            }
+            Err(other) => panic!("round {round}: unexpected error {other}"),
+        }
+    }
+    println!(
+        "{killed} backends terminated in COMMIT; {errors} appends returned an error, {lost} of them had committed"
+    );
+    assert!(killed > 0, "no backend was terminated in COMMIT");
+    let all: Vec<RecordedEvent> = observer.read_all(0).expect("read_all").collect::<Result<_, _>>().expect("items");
+    assert_eq!(all.len() as u64, ROUNDS * EVENTS, "every batch once, whole");
+}
+
+/// Durable consumer names are exclusive across store handles (as across processes): a
+/// second handle gets `ConsumerInUse` while the first subscription lives, and the name is
+/// free again once it is dropped or its lock connection is terminated.
+#[test]
+#[cfg_attr(not(pg_tests), ignore = "not run: CHRONICLE_TEST_PG_URL is not set (run through scripts/with-postgres.sh)")]
+fn durable_consumer_names_are_exclusive_across_store_handles() {
+    let schema = common::fresh_schema("owner");
+    let app = format!("owner_{schema}");
+    let first =
+        PostgresStore::connect_with(&format!("{}?application_name={app}", common::url()), common::options(&schema))
+            .expect("connect");
+    let second = PostgresStore::connect_with(&common::url(), common::options(&schema)).expect("connect");
+    first.append("a", ExpectedVersion::Any, [NewEvent::new("T", "")]).expect("append");
+    let mut held = first.subscribe_durable("billing", Filter::all()).expect("subscribe");
+    let taken = second.subscribe_durable("billing", Filter::all());
+    assert!(matches!(&taken, Err(Error::ConsumerInUse { name }) if name == "billing"), "{taken:?}");
+    assert!(matches!(first.subscribe_durable("billing", Filter::all()), Err(Error::ConsumerInUse { .. })));
+    let other_name = second.subscribe_durable("audit", Filter::all()).expect("another name is free");
+    drop(other_name);
+    let event = held.recv_timeout(Duration::from_secs(10)).expect("recv").expect("event");
+    held.ack(event.position).expect("ack");
+    drop(held);
+    let mut moved = second.subscribe_durable("billing", Filter::all()).expect("free once dropped");
+    assert_eq!(second.consumer_position("billing").expect("position"), Some(0));
+    assert!(matches!(first.subscribe_durable("billing", Filter::all()), Err(Error::ConsumerInUse { .. })));
+    assert!(moved.recv_timeout(Duration::from_millis(200)).expect("recv").is_none(), "resumes after the ack");
+    drop(moved);
+    // The server frees the name when the holder's connection dies.
+    let _holder = first.subscribe_durable("billing", Filter::all()).expect("subscribe");
+    common::sql(&format!(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '{app}'"
+    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let taken = loop {
+        match second.subscribe_durable("billing", Filter::all()) {
+            Ok(subscription) => break subscription,
+            Err(Error::ConsumerInUse { .. }) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+            Err(other) => panic!("after the holder's connection died: {other}"),
+        }
+    };
+    drop(taken);
+}
+
+/// The schema's SQL `stream_hash` (used to fill `partition_hash` of streams written before
+/// schema version 3) is `chronicle::Filter::partition_hash`.
+#[test]
+#[cfg_attr(not(pg_tests), ignore = "not run: CHRONICLE_TEST_PG_URL is not set (run through scripts/with-postgres.sh)")]
+fn the_sql_stream_hash_is_the_filters_partition_hash() {
+    let store = common::fresh_store("hash");
+    for stream in ["", "a", "order-42", "ünïcødé-流-🚀", &"x".repeat(300)] {
+        let hex: String = stream.bytes().map(|b| format!("{b:02x}")).collect();
+        let sql = common::sql(&format!("SELECT \"{}\".stream_hash('\\x{hex}'::bytea)", store.schema()));
+        let expected = i64::from_ne_bytes(Filter::partition_hash(stream).to_ne_bytes());
+        assert_eq!(sql, [Some(expected.to_string())], "stream {stream:?}");
+    }
+    // Streams created by appends carry the same hash.
+    store.append("order-7", ExpectedVersion::Any, [NewEvent::new("T", "")]).expect("append");
+    let stored = common::sql(&format!(
+        "SELECT partition_hash = \"{0}\".stream_hash(stream_id) FROM \"{0}\".streams",
+        store.schema()
+    ));
+    assert_eq!(stored, [Some("t".to_owned())]);
+}
+
+/// A deletion takes a position, as the embedded tombstone does: a subscriber delivers
+/// nothing for it and its position moves past it.
+#[test]
+#[cfg_attr(not(pg_tests), ignore = "not run: CHRONICLE_TEST_PG_URL is not set (run through scripts/with-postgres.sh)")]
+fn a_subscription_moves_past_a_deletion() {
+    let store = common::fresh_store("tomb");
+    store.append("a", ExpectedVersion::Any, [NewEvent::new("T", "")]).expect("append"); // 0
+    let mut all = store.subscribe(0, Filter::all()).expect("subscribe");
+    assert_eq!(all.recv_timeout(Duration::from_secs(10)).expect("recv").map(|e| e.position), Some(0));
+    store.delete_stream("a", ExpectedVersion::Any).expect("delete"); // 1
+    assert!(all.recv_timeout(Duration::from_millis(300)).expect("recv").is_none(), "a deletion is no event");
+    assert_eq!(all.position(), 2, "examined past the deletion");
+    assert_eq!(store.head_position().expect("head"), 2);
+    store.append("b", ExpectedVersion::Any, [NewEvent::new("T", "")]).expect("append"); // 2
+    assert_eq!(all.recv_timeout(Duration::from_secs(10)).expect("recv").map(|e| e.position), Some(2));
+}
+
+/// A commit lost in flight, by the network: a proxy cuts the store's connection right
+/// after forwarding its COMMIT (the server commits, the answer never arrives) or right
+/// before it (the server rolls back, the client sent COMMIT). Both return an error saying
+/// the outcome is unknown; the batch is whole or absent; a retry with the same ids
+/// returns the original result or writes it once.
+#[test]
+#[cfg_attr(not(pg_tests), ignore = "not run: CHRONICLE_TEST_PG_URL is not set (run through scripts/with-postgres.sh)")]
+fn a_commit_whose_answer_is_lost_is_reported_unknown_and_a_retry_settles_it() {
+    const EVENTS: u64 = 200;
+    let proxy = common::CutProxy::start();
+    let schema = common::fresh_schema("cut");
+    let store = PostgresStore::connect_with(&proxy.url(), common::options(&schema)).expect("connect");
+    let observer = common::fresh_store_in(&schema);
+    for (round, cut) in [common::Cut::AfterCommit, common::Cut::BeforeCommit].into_iter().cycle().take(4).enumerate() {
+        let stream = format!("batch-{round}");
+        let events: Vec<NewEvent> = (0..EVENTS)
+            .map(|i| NewEvent::new("E", vec![round as u8; 64]).with_id(u128::from(round as u64) << 32 | u128::from(i)))
+            .collect();
+        proxy.arm(cut);
+        let outcome = store.append(&stream, ExpectedVersion::NoStream, events.clone());
+        // Once the cut is over, the server has answered the COMMIT (or rolled back).
+        assert_eq!(proxy.wait_cuts(round as u32 + 1), round as u32 + 1, "round {round}: the cut did not happen");
+        let stored: Vec<RecordedEvent> =
+            observer.read_stream(&stream, 0).expect("read").collect::<Result<_, _>>().expect("items");
+        let message = match outcome {
+            Err(Error::Backend { message, .. }) => message,
+            other => panic!("round {round} ({cut:?}): {other:?}"),
+        };
+        assert!(message.contains("unknown"), "round {round}: {message}");
+        match cut {
+            common::Cut::AfterCommit => assert_eq!(stored.len() as u64, EVENTS, "round {round}: committed whole"),
+            _ => assert!(stored.is_empty(), "round {round}: rolled back, {} events readable", stored.len()),
+        }
+        let retry = store.append(&stream, ExpectedVersion::NoStream, events).expect("retry");
+        assert_eq!((retry.first_version, retry.last_version), (0, EVENTS - 1));
+        if let Some(first) = stored.first() {
+            assert_eq!(retry.first_position, first.position, "round {round}: the original result");
+        }
+        assert_eq!(observer.read_stream(&stream, 0).expect("read").count() as u64, EVENTS, "round {round}: once");
+    }
+    assert_eq!(observer.read_all(0).expect("read_all").count() as u64, 4 * EVENTS);
+}
+
+/// A schema at version 2 (before partition hashes) is migrated at connect: existing
+/// streams get their hash from the SQL function, and partitioned filters see them.
+#[test]
+#[cfg_attr(not(pg_tests), ignore = "not run: CHRONICLE_TEST_PG_URL is not set (run through scripts/with-postgres.sh)")]
+fn a_version_2_schema_gets_partition_hashes_for_its_streams() {
+    let schema = common::fresh_schema("v2");
+    let store = common::fresh_store_in(&schema);
+    for i in 0..12 {
+        store.append(&format!("order-{i}"), ExpectedVersion::Any, [NewEvent::new("T", "")]).expect("append");
+    }
+    drop(store);
+    // Back to version 2, as an older chronicle-postgres left it.
+    common::sql(&format!(
+        "ALTER TABLE \"{schema}\".streams DROP COLUMN partition_hash; DROP FUNCTION \"{schema}\".stream_hash(bytea); \
+         UPDATE \"{schema}\".schema_version SET version = 2"
+    ));
+    let store = common::fresh_store_in(&schema);
+    let mut seen = 0;
+    for index in 0..3u32 {
+        for event in store.read_all_filtered(0, Filter::category("order").with_partition(index, 3)).expect("read") {
+            let event = event.expect("event");
+            assert_eq!(Filter::partition_hash(&event.stream_id) % 3, u64::from(index), "{}", event.stream_id);
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 12, "every stream in exactly one partition");
 }

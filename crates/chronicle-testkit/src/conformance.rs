@@ -22,7 +22,12 @@
 
 use std::ops::ControlFlow;
 
-use chronicle::{Error, EventStore, ExpectedVersion, NewEvent, RecordedEvent, Retention, Store, StreamAppend};
+use std::sync::Barrier;
+
+use chronicle::{
+    AppendCondition, Error, EventStore, ExpectedVersion, Filter, NewEvent, RecordedEvent, Retention, Store,
+    StreamAppend,
+};
 
 /// Makes a fresh, empty store.
 pub type MakeStore<'a> = &'a dyn Fn() -> Store;
@@ -48,6 +53,11 @@ pub const SHARED_CHECKS: &[&str] = &[
     "snapshots",
     "deletion",
     "hostile_input",
+    "deletion_positions",
+    "filtered_reads",
+    "conditional_appends",
+    "racing_conditional_appends",
+    "conditions_hold_at_commit",
 ];
 
 /// The Store-only checks, with their names.
@@ -69,7 +79,7 @@ pub const STORE_CHECKS: &[(&str, CheckFn)] = &[
 /// # Ok::<(), String>(())
 /// ```
 pub fn run_shared<S: EventStore>(make_store: Make<'_, S>) -> Check {
-    let checks: [(&str, SharedCheckFn<S>); 7] = [
+    let checks: [(&str, SharedCheckFn<S>); 12] = [
         ("expected_versions", expected_versions::<S>),
         ("idempotent_retries", idempotent_retries::<S>),
         ("multi_stream_appends", multi_stream_appends::<S>),
@@ -77,6 +87,11 @@ pub fn run_shared<S: EventStore>(make_store: Make<'_, S>) -> Check {
         ("snapshots", snapshots::<S>),
         ("deletion", deletion::<S>),
         ("hostile_input", hostile_input::<S>),
+        ("deletion_positions", deletion_positions::<S>),
+        ("filtered_reads", filtered_reads::<S>),
+        ("conditional_appends", conditional_appends::<S>),
+        ("racing_conditional_appends", racing_conditional_appends::<S>),
+        ("conditions_hold_at_commit", conditions_hold_at_commit::<S>),
     ];
     debug_assert_eq!(checks.len(), SHARED_CHECKS.len());
     for (name, check) in checks {
@@ -373,6 +388,43 @@ pub fn deletion<S: EventStore>(make_store: Make<'_, S>) -> Check {
     ensure(matches!(burnt, Err(Error::StreamDeleted { .. })), || format!("append to a burnt id: {burnt:?}"))
 }
 
+/// A deletion takes one global position (the embedded store's tombstone record), which no
+/// read returns: the next append's position is one past it, `read_all` from it starts at
+/// the next event, and deleting a stream that never had events takes one too.
+///
+/// # Errors
+/// The first deviation.
+///
+/// ```
+/// chronicle_testkit::conformance::deletion_positions(&|| chronicle::Store::open_in_memory().expect("open"))?;
+/// # Ok::<(), String>(())
+/// ```
+pub fn deletion_positions<S: EventStore>(make_store: Make<'_, S>) -> Check {
+    let store = make_store();
+    step(append(&store, "a", ExpectedVersion::Any, [event("T", "0")]), "append")?; // 0
+    step(append(&store, "d", ExpectedVersion::Any, [event("T", "1"), event("T", "2")]), "append")?; // 1, 2
+    step(store.delete_stream("d", ExpectedVersion::Exact(1)), "delete")?; // 3
+    let next = step(append(&store, "a", ExpectedVersion::Any, [event("T", "4")]), "append")?;
+    ensure(next.first_position == 4, || format!("append after a deletion at 3: {next:?}"))?;
+    step(store.delete_stream("never", ExpectedVersion::NoStream), "delete a missing stream")?; // 5
+    let last = step(append(&store, "a", ExpectedVersion::Any, [event("T", "6")]), "append")?;
+    ensure(last.first_position == 6, || format!("append after a deletion at 5: {last:?}"))?;
+    let all = positions(&all_events(&store, 0)?);
+    ensure(all == [0, 4, 6], || format!("read_all: {all:?}"))?;
+    let from_tombstone = positions(&all_events(&store, 3)?);
+    ensure(from_tombstone == [4, 6], || format!("read_all from the tombstone: {from_tombstone:?}"))?;
+    let backward: Vec<u64> = step(
+        step(store.read_all_backward(Some(5)), "read_all_backward")?.collect::<Result<Vec<_>, _>>(),
+        "read_all_backward item",
+    )?
+    .iter()
+    .map(|e| e.position)
+    .collect();
+    ensure(backward == [4, 0], || format!("read_all_backward from the tombstone: {backward:?}"))?;
+    let filtered_all = positions(&filtered(&store, 0, Filter::all())?);
+    ensure(filtered_all == [0, 4, 6], || format!("read_all_filtered: {filtered_all:?}"))
+}
+
 /// Input hostile to encodings and query languages round-trips exactly or is refused with
 /// `InvalidInput` before anything is written: quotes, NUL bytes, non-ASCII, 1 MiB of
 /// metadata, ids at and past the limits, empty event types.
@@ -470,6 +522,273 @@ pub fn hostile_input<S: EventStore>(make_store: Make<'_, S>) -> Check {
         ensure(matches!(result, Err(Error::InvalidInput { .. })), || format!("{what}: {result:?}"))?;
     }
     ensure(step(store.stream_version("s"), "stream_version")?.is_none(), || "a refused append wrote".into())
+}
+
+fn filtered<S: EventStore>(store: &S, from: u64, filter: Filter) -> Result<Vec<RecordedEvent>, String> {
+    step(step(store.read_all_filtered(from, filter), "read_all_filtered")?.collect::<Result<Vec<_>, _>>(), "item")
+}
+
+fn positions(events: &[RecordedEvent]) -> Vec<u64> {
+    events.iter().map(|e| e.position).collect()
+}
+
+fn one_part(stream: &str, event_type: &str, data: &[u8]) -> Vec<StreamAppend> {
+    vec![StreamAppend::new(stream, ExpectedVersion::Any, [NewEvent::new(event_type, data.to_vec())])]
+}
+
+/// `read_all_filtered`: streams, categories, prefixes, event types and partitions, alone
+/// and combined (a conjunction), from any position; a bad filter is `InvalidInput`.
+///
+/// # Errors
+/// The first deviation.
+///
+/// ```
+/// chronicle_testkit::conformance::filtered_reads(&|| chronicle::Store::open_in_memory().expect("open"))?;
+/// # Ok::<(), String>(())
+/// ```
+pub fn filtered_reads<S: EventStore>(make_store: Make<'_, S>) -> Check {
+    let store = make_store();
+    let log = [
+        ("order-1", "Placed"),   // 0
+        ("order-2", "Placed"),   // 1
+        ("orders-1", "Placed"),  // 2: another category
+        ("order", "Paid"),       // 3: the category's own stream
+        ("order-1", "Paid"),     // 4
+        ("user-1", "Placed"),    // 5
+        ("order-10", "Shipped"), // 6
+    ];
+    for (stream, event_type) in log {
+        step(append(&store, stream, ExpectedVersion::Any, [event(event_type, stream)]), "append")?;
+    }
+    let cases = [
+        ("all", Filter::all(), 0, vec![0, 1, 2, 3, 4, 5, 6]),
+        ("all from 4", Filter::all(), 4, vec![4, 5, 6]),
+        ("stream", Filter::stream("order-1"), 0, vec![0, 4]),
+        ("category", Filter::category("order"), 0, vec![0, 1, 3, 4, 6]),
+        ("category from 2", Filter::category("order"), 2, vec![3, 4, 6]),
+        ("prefix", Filter::stream_prefix("order-1"), 0, vec![0, 4, 6]),
+        ("types", Filter::event_types(["Paid", "Shipped"]), 0, vec![3, 4, 6]),
+        ("category and types", Filter::category("order").with_event_types(["Placed"]), 0, vec![0, 1]),
+        ("two types lists", Filter::event_types(["Placed", "Paid"]).with_event_types(["Paid"]), 0, vec![3, 4]),
+        ("two streams", Filter::stream("order-1").with_stream("order-2"), 0, vec![]),
+        ("no match", Filter::event_types(["Nothing"]), 0, vec![]),
+        ("past the end", Filter::all(), 7, vec![]),
+    ];
+    for (what, filter, from, expected) in cases {
+        let found = positions(&filtered(&store, from, filter)?);
+        ensure(found == expected, || format!("{what}: {found:?}, expected {expected:?}"))?;
+    }
+    // Partitions: each stream in the one partition its hash names, every event once.
+    let count = 3u32;
+    let mut seen = Vec::new();
+    for index in 0..count {
+        for e in filtered(&store, 0, Filter::category("order").with_partition(index, count))? {
+            let hash = Filter::partition_hash(&e.stream_id);
+            ensure(hash % u64::from(count) == u64::from(index), || {
+                format!("{} in partition {index} of {count}, its hash says {}", e.stream_id, hash % u64::from(count))
+            })?;
+            seen.push(e.position);
+        }
+    }
+    seen.sort_unstable();
+    ensure(seen == [0, 1, 3, 4, 6], || format!("partitions together: {seen:?}"))?;
+    for (what, bad) in [
+        ("empty category", Filter::category("")),
+        ("empty type list", Filter::event_types(Vec::<String>::new())),
+        ("partition index past count", Filter::all().with_partition(3, 3)),
+        ("empty prefix", Filter::stream_prefix("")),
+    ] {
+        let result = store.read_all_filtered(0, bad).map(|_| ());
+        ensure(matches!(result, Err(Error::InvalidInput { .. })), || format!("{what}: {result:?}"))?;
+    }
+    Ok(())
+}
+
+/// `append_if`: refused with `ConditionFailed` naming the first event that matches the
+/// filter after the condition's position (nothing written), accepted otherwise; expected
+/// versions are still checked; a bad filter or no parts is `InvalidInput`.
+///
+/// # Errors
+/// The first deviation.
+///
+/// ```
+/// chronicle_testkit::conformance::conditional_appends(&|| chronicle::Store::open_in_memory().expect("open"))?;
+/// # Ok::<(), String>(())
+/// ```
+pub fn conditional_appends<S: EventStore>(make_store: Make<'_, S>) -> Check {
+    let store = make_store();
+    step(append(&store, "other-1", ExpectedVersion::Any, [event("Booked", "")]), "append")?; // 0
+    step(append(&store, "seat-1", ExpectedVersion::Any, [event("Viewed", "")]), "append")?; // 1
+    step(append(&store, "seat-1", ExpectedVersion::Any, [event("Booked", "")]), "append")?; // 2
+    step(append(&store, "seat-2", ExpectedVersion::Any, [event("Booked", "")]), "append")?; // 3
+    let booked = Filter::category("seat").with_event_types(["Booked"]);
+    let none = store.append_if(AppendCondition::new(booked.clone(), None), one_part("seat-3", "Booked", b""));
+    ensure(
+        matches!(&none, Err(Error::ConditionFailed { position: 2, stream, event_type, after: None })
+            if stream == "seat-1" && event_type == "Booked"),
+        || format!("condition with no position: {none:?}"),
+    )?;
+    let after = store.append_if(AppendCondition::new(booked.clone(), Some(2)), one_part("seat-3", "Booked", b""));
+    ensure(matches!(after, Err(Error::ConditionFailed { position: 3, after: Some(2), .. })), || {
+        format!("condition after 2: {after:?}")
+    })?;
+    ensure(all_events(&store, 0)?.len() == 4, || "a failed condition wrote".into())?;
+    let ok = step(
+        store.append_if(AppendCondition::new(booked.clone(), Some(3)), one_part("seat-3", "Booked", b"")),
+        "condition after 3",
+    )?;
+    ensure(ok.len() == 1 && ok[0].first_position == 4 && ok[0].first_version == 0, || format!("append_if: {ok:?}"))?;
+    // Several parts, atomically, under a condition on a stream none of them touches.
+    let multi = step(
+        store.append_if(
+            AppendCondition::new(Filter::stream("seat-9"), None),
+            vec![
+                StreamAppend::new("seat-9", ExpectedVersion::NoStream, [event("Booked", "a")]),
+                StreamAppend::new("seat-1", ExpectedVersion::Exact(1), [event("Released", "b")]),
+            ],
+        ),
+        "multi-part append_if",
+    )?;
+    ensure(multi.len() == 2 && multi[1].first_position == multi[0].last_position + 1, || {
+        format!("multi-part append_if: {multi:?}")
+    })?;
+    // A condition that holds does not excuse a wrong expected version.
+    let wrong = store.append_if(
+        AppendCondition::new(Filter::stream("nope"), None),
+        vec![StreamAppend::new("seat-9", ExpectedVersion::NoStream, [event("Booked", "")])],
+    );
+    ensure(matches!(wrong, Err(Error::WrongExpectedVersion { .. })), || format!("wrong version: {wrong:?}"))?;
+    // A deleted stream's events no longer count.
+    step(store.delete_stream("seat-2", ExpectedVersion::Any), "delete")?;
+    let only_deleted = AppendCondition::new(Filter::stream("seat-2").with_event_types(["Booked"]), None);
+    let deleted = store.append_if(only_deleted, one_part("seat-5", "Booked", b""));
+    ensure(deleted.is_ok(), || format!("condition on a deleted stream's events: {deleted:?}"))?;
+    let bad =
+        store.append_if(AppendCondition::new(Filter::event_types(Vec::<String>::new()), None), one_part("a", "T", b""));
+    ensure(matches!(bad, Err(Error::InvalidInput { .. })), || format!("bad filter: {bad:?}"))?;
+    let empty = store.append_if(AppendCondition::new(Filter::all(), None), Vec::new());
+    ensure(matches!(empty, Err(Error::InvalidInput { .. })), || format!("no parts: {empty:?}"))?;
+    let count = all_events(&store, 0)?.len();
+    ensure(count == 7, || format!("{count} events after the refusals, expected 7"))
+}
+
+/// Threads race to book one seat, each on an empty read (`after_position: None`): exactly
+/// one wins each round, whatever the backend's concurrency.
+///
+/// # Errors
+/// The first deviation.
+///
+/// ```
+/// chronicle_testkit::conformance::racing_conditional_appends(&|| chronicle::Store::open_in_memory().expect("open"))?;
+/// # Ok::<(), String>(())
+/// ```
+pub fn racing_conditional_appends<S: EventStore>(make_store: Make<'_, S>) -> Check {
+    const THREADS: usize = 8;
+    const ROUNDS: usize = 10;
+    let store = make_store();
+    for round in 0..ROUNDS {
+        let seat = format!("seat-{round}");
+        let barrier = Barrier::new(THREADS);
+        let outcomes: Vec<Result<bool, String>> = std::thread::scope(|scope| {
+            let racers: Vec<_> = (0..THREADS)
+                .map(|t| {
+                    let (store, seat, barrier) = (&store, &seat, &barrier);
+                    scope.spawn(move || {
+                        // Each books its own stream, so only the condition can stop it.
+                        let condition =
+                            AppendCondition::new(Filter::category("seat").with_stream_prefix(seat.clone()), None);
+                        let booking = one_part(&format!("{seat}-{t}"), "Booked", &[t as u8]);
+                        barrier.wait();
+                        match store.append_if(condition, booking) {
+                            Ok(_) => Ok(true),
+                            Err(Error::ConditionFailed { .. }) => Ok(false),
+                            Err(other) => Err(format!("racer {t}: {other}")),
+                        }
+                    })
+                })
+                .collect();
+            racers.into_iter().map(|r| r.join().unwrap_or_else(|_| Err("racer panicked".into()))).collect()
+        });
+        let wins = outcomes.into_iter().collect::<Result<Vec<bool>, String>>()?.into_iter().filter(|w| *w).count();
+        ensure(wins == 1, || format!("round {round}: {wins} racers won"))?;
+        let booked = filtered(&store, 0, Filter::stream_prefix(seat.clone()))?;
+        ensure(booked.len() == 1, || format!("round {round}: {} bookings stored", booked.len()))?;
+    }
+    Ok(())
+}
+
+/// Conditional appends racing plain appends of matching events: every conditional append
+/// that succeeded saw no matching event between its condition's position and its own
+/// position, and every refusal names a matching event after the condition's position.
+///
+/// # Errors
+/// The first deviation.
+///
+/// ```
+/// chronicle_testkit::conformance::conditions_hold_at_commit(&|| chronicle::Store::open_in_memory().expect("open"))?;
+/// # Ok::<(), String>(())
+/// ```
+pub fn conditions_hold_at_commit<S: EventStore>(make_store: Make<'_, S>) -> Check {
+    const PLAIN: usize = 2;
+    const CONDITIONAL: usize = 2;
+    const APPENDS: usize = 25;
+    let store = make_store();
+    let debited = Filter::category("acct").with_event_types(["Debited"]);
+    let barrier = Barrier::new(PLAIN + CONDITIONAL);
+    // Per worker: (the condition's position, the successful append's position).
+    type Successes = Result<Vec<(Option<u64>, u64)>, String>;
+    let results: Vec<Successes> = std::thread::scope(|scope| {
+        let mut workers = Vec::new();
+        for t in 0..PLAIN {
+            let (store, barrier) = (&store, &barrier);
+            workers.push(scope.spawn(move || {
+                barrier.wait();
+                for i in 0..APPENDS {
+                    let stream = format!("acct-{}", i % 3);
+                    store
+                        .append(&stream, ExpectedVersion::Any, vec![NewEvent::new("Debited", vec![t as u8])])
+                        .map_err(|e| format!("plain append: {e}"))?;
+                }
+                Ok(Vec::new())
+            }));
+        }
+        for _ in 0..CONDITIONAL {
+            let (store, barrier, debited) = (&store, &barrier, &debited);
+            workers.push(scope.spawn(move || {
+                barrier.wait();
+                let mut successes = Vec::new();
+                for _ in 0..APPENDS {
+                    let seen = filtered(store, 0, debited.clone())?.last().map(|e| e.position);
+                    let condition = AppendCondition::new(debited.clone(), seen);
+                    match store.append_if(condition, one_part("acct-0", "Debited", b"c")) {
+                        Ok(results) => successes.push((seen, results[0].first_position)),
+                        Err(Error::ConditionFailed { position, after, .. }) => {
+                            if after.is_some_and(|after| position <= after) {
+                                return Err(format!("refused at {position}, not after {after:?}"));
+                            }
+                        }
+                        Err(other) => return Err(format!("append_if: {other}")),
+                    }
+                }
+                Ok(successes)
+            }));
+        }
+        workers.into_iter().map(|w| w.join().unwrap_or_else(|_| Err("worker panicked".into()))).collect()
+    });
+    let mut successes = Vec::new();
+    for result in results {
+        successes.extend(result?);
+    }
+    let matching = positions(&filtered(&store, 0, debited)?);
+    ensure(matching.len() == PLAIN * APPENDS + successes.len(), || format!("{} matching events", matching.len()))?;
+    for (seen, own) in successes {
+        let from = seen.map_or(0, |p| p + 1);
+        let between = matching.iter().find(|&&p| p >= from && p < own);
+        ensure(between.is_none(), || {
+            format!("append at {own} succeeded on a condition after {seen:?}, but {between:?} matches in between")
+        })?;
+    }
+    Ok(())
 }
 
 /// The embedded store's own views: `streams()`, `stream_info`, the zero-copy
