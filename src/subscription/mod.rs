@@ -7,7 +7,10 @@
 //! the position it examined up to, so the switch from catch-up to live can neither skip nor
 //! repeat an event, and there is no live buffer to overflow: a slow subscriber reads from
 //! the segments again, whatever it missed, with memory bounded by one segment's matching
-//! index entries.
+//! index entries. With two or more subscriptions, live rounds take their events from the
+//! shared live tail (`tail.rs`: the newest records decoded once, in reference-counted
+//! batches) instead of each scanning them; one behind that bounded window reads the
+//! segments as above, so the tail is a shortcut, never a buffer anyone depends on.
 //!
 //! A subscription holds the store's shared state (segments, notifier, flags), **not** a
 //! [`Store`](crate::Store): it never keeps the store open, and the directory lock is
