@@ -104,7 +104,8 @@ pub mod format_versions {
 }
 pub use crate::store::Store;
 pub use crate::subscription::{
-    CONSUMER_NAME_BYTES_MAX, FOLLOW_BATCH_WINDOW, PARK_REASON_BYTES_MAX, PARKED_EVENTS_MAX,
-    PROJECTION_BATCH_EVENTS_MAX, ParkedEvent, Projection, ProjectionError, ProjectionRunner, StopHandle, Subscription,
+    CONSUMER_NAME_BYTES_MAX, FOLLOW_BATCH_WINDOW, FOLLOW_BATCH_WINDOW_MAX, FOLLOW_WAKEUPS_PER_SECOND_MAX,
+    PARK_REASON_BYTES_MAX, PARKED_EVENTS_MAX, PROJECTION_BATCH_EVENTS_MAX, ParkedEvent, Projection, ProjectionError,
+    ProjectionRunner, StopHandle, Subscription,
 };
 pub use crate::writer::AppendCondition;

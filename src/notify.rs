@@ -14,11 +14,14 @@
 //! follower and takes the lock, which orders its `notify_all` after the follower's check.
 
 use std::collections::HashMap;
+#[cfg(feature = "async")]
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::task::Waker;
 use std::time::Instant;
 
+use crate::subscription::tail::LiveTail;
 use crate::sync;
 
 /// Shards of the notifier: a follower sleeps on shard `key % NOTIFY_SHARDS`, so that the
@@ -35,6 +38,69 @@ pub(crate) struct CommitNotifier {
     wakers: Mutex<HashMap<u64, Waker>>,
     /// Hands out keys.
     next_key: AtomicU64,
+    /// The decoded live tail the followers share (they fill it; the writer never does).
+    pub(crate) tail: LiveTail,
+    /// Async followers to wake at a given time.
+    #[cfg(feature = "async")]
+    timers: Arc<Timers>,
+}
+
+/// Async wakers to wake at a time, by key: an async subscription's batch window, and the
+/// refresh interval of one on a read-only store (whose commits no writer in this process
+/// publishes). A waker has no timer of its own and the core has no runtime, so one thread
+/// per store sleeps until the earliest time; it starts on first use and exits after
+/// [`TIMER_IDLE_EXIT`] without work. It holds only this table, never the store.
+#[cfg(feature = "async")]
+#[derive(Debug, Default)]
+struct Timers {
+    state: Mutex<TimerState>,
+    changed: Condvar,
+}
+
+#[cfg(feature = "async")]
+#[derive(Debug, Default)]
+struct TimerState {
+    /// At most one entry per subscription key.
+    due: HashMap<u64, (Instant, Waker)>,
+    running: bool,
+}
+
+/// How long the timer thread waits for work before it exits.
+#[cfg(feature = "async")]
+const TIMER_IDLE_EXIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+#[cfg(feature = "async")]
+impl Timers {
+    fn run(self: Arc<Self>) {
+        let mut state = sync::lock(&self.state);
+        loop {
+            let now = Instant::now();
+            let fired: Vec<u64> = state.due.iter().filter(|(_, (at, _))| *at <= now).map(|(key, _)| *key).collect();
+            if !fired.is_empty() {
+                let wakers: Vec<Waker> = fired.iter().filter_map(|key| state.due.remove(key)).map(|(_, w)| w).collect();
+                drop(state);
+                for waker in wakers {
+                    waker.wake();
+                }
+                state = sync::lock(&self.state);
+                continue;
+            }
+            match state.due.values().map(|(at, _)| *at).min() {
+                Some(earliest) => {
+                    state = self.changed.wait_timeout(state, earliest - now).unwrap_or_else(|p| p.into_inner()).0;
+                }
+                None => {
+                    let (guard, timeout) =
+                        self.changed.wait_timeout(state, TIMER_IDLE_EXIT).unwrap_or_else(|p| p.into_inner());
+                    state = guard;
+                    if timeout.timed_out() && state.due.is_empty() {
+                        state.running = false;
+                        return;
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -115,12 +181,39 @@ impl CommitNotifier {
         ready()
     }
 
-    /// Forgets the waker registered under `key` (a subscription dropped while pending).
+    /// Forgets the waker registered under `key` (a subscription dropped while pending),
+    /// and its timer.
     #[cfg_attr(not(feature = "async"), allow(dead_code))]
     pub(crate) fn unregister(&self, key: u64) {
         let mut wakers = sync::lock(&self.wakers);
         if wakers.remove(&key).is_some() {
             self.wakers_waiting.fetch_sub(1, Ordering::SeqCst);
+        }
+        drop(wakers);
+        #[cfg(feature = "async")]
+        sync::lock(&self.timers.state).due.remove(&key);
+    }
+
+    /// Wakes `waker` at `at` (replacing `key`'s earlier timer); `false` if no timer thread
+    /// could be started (then nothing is scheduled).
+    #[cfg(feature = "async")]
+    pub(crate) fn wake_at(&self, key: u64, at: Instant, waker: &Waker) -> bool {
+        let mut state = sync::lock(&self.timers.state);
+        state.due.insert(key, (at, waker.clone()));
+        if state.running {
+            self.timers.changed.notify_one();
+            return true;
+        }
+        let timers = Arc::clone(&self.timers);
+        match std::thread::Builder::new().name("chronicle-follow-timer".into()).spawn(move || timers.run()) {
+            Ok(_) => {
+                state.running = true;
+                true
+            }
+            Err(_) => {
+                state.due.remove(&key);
+                false
+            }
         }
     }
 }

@@ -64,3 +64,35 @@ async fn stop_and_close_end_a_pending_stream() {
     store.close().unwrap();
     assert!(tokio::time::timeout(Duration::from_secs(10), waiting).await.unwrap().unwrap());
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_stream_on_a_read_only_store_follows_the_writer_and_ends_on_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = Store::open(dir.path()).unwrap();
+    writer.append("order-1", ExpectedVersion::Any, [NewEvent::new("Placed", vec![0])]).unwrap();
+    let reader = Store::open_read_only(dir.path()).unwrap();
+    let mut orders = reader.subscribe(0, Filter::category("order")).unwrap();
+    assert_eq!(next(&mut orders).await.unwrap().unwrap().data[0], 0);
+    // Pending now: the timer wakes it to refresh while another "process" commits.
+    let appending = tokio::task::spawn_blocking(move || {
+        std::thread::sleep(Duration::from_millis(30));
+        for i in 1..=20u8 {
+            writer.append("order-2", ExpectedVersion::Any, [NewEvent::new("Placed", vec![i])]).unwrap();
+            writer.append("user-1", ExpectedVersion::Any, [NewEvent::new("Seen", vec![i])]).unwrap();
+        }
+        writer
+    });
+    let mut data = Vec::new();
+    while data.len() < 20 {
+        let event = tokio::time::timeout(Duration::from_secs(10), next(&mut orders)).await.unwrap().unwrap().unwrap();
+        assert_eq!(event.stream_id, "order-2");
+        data.push(event.data[0]);
+    }
+    assert_eq!(data, (1..=20).collect::<Vec<u8>>());
+    let _writer = appending.await.unwrap();
+    // Pending again; closing the reader ends it.
+    let waiting = tokio::spawn(async move { next(&mut orders).await.is_none() });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    reader.close().unwrap();
+    assert!(tokio::time::timeout(Duration::from_secs(10), waiting).await.unwrap().unwrap());
+}

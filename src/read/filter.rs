@@ -322,6 +322,12 @@ impl Filter {
         self.inner.streams.first().map(String::as_str)
     }
 
+    /// The first category condition, if any (a live subscriber looks it up in the shared
+    /// tail's per-category lists).
+    pub(crate) fn category_condition(&self) -> Option<&str> {
+        self.inner.categories.first().map(String::as_str)
+    }
+
     /// Whether `stream` satisfies every stream condition (streams, categories, prefixes,
     /// partitions).
     ///

@@ -7,7 +7,10 @@
 //! the position it examined up to, so the switch from catch-up to live can neither skip nor
 //! repeat an event, and there is no live buffer to overflow: a slow subscriber reads from
 //! the segments again, whatever it missed, with memory bounded by one segment's matching
-//! index entries.
+//! index entries. With two or more subscriptions, live rounds take their events from the
+//! shared live tail (`tail.rs`: the newest records decoded once, in reference-counted
+//! batches) instead of each scanning them; one behind that bounded window reads the
+//! segments as above, so the tail is a shortcut, never a buffer anyone depends on.
 //!
 //! A subscription holds the store's shared state (segments, notifier, flags), **not** a
 //! [`Store`](crate::Store): it never keeps the store open, and the directory lock is
@@ -19,12 +22,15 @@ pub(crate) mod park;
 mod projection;
 #[cfg(feature = "async")]
 mod stream;
+pub(crate) mod tail;
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use self::consumer::ConsumerClaim;
+use self::tail::TailBatch;
 use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
 use crate::options::Durability;
@@ -37,12 +43,31 @@ pub use self::consumer::CONSUMER_NAME_BYTES_MAX;
 pub use self::park::{PARK_REASON_BYTES_MAX, PARKED_EVENTS_MAX, ParkedEvent};
 pub use self::projection::{PROJECTION_BATCH_EVENTS_MAX, Projection, ProjectionError, ProjectionRunner};
 
-/// A blocked subscriber woken less than this long after its previous wake-up first waits
-/// out the rest of it, then reads everything committed meanwhile in one round. This bounds
-/// every subscriber to about a thousand wake-ups a second however fast the writer
-/// commits, so that many subscribers cannot take the CPU from the writer (on a store that
-/// was idle, the first event is delivered at once).
+/// A blocked subscriber woken less than its batch window after its previous wake-up first
+/// waits out the rest of the window, then reads everything committed meanwhile in one
+/// round. This is the shortest window, that of a lone subscriber: about a thousand
+/// wake-ups a second at most however fast the writer commits. With more live
+/// subscriptions the window grows (see [`FOLLOW_WAKEUPS_PER_SECOND_MAX`]), so that many
+/// subscribers cannot take the CPU from the writer. On a store that was quiet for longer
+/// than the window, the first event is delivered at once.
 pub const FOLLOW_BATCH_WINDOW: Duration = Duration::from_millis(1);
+
+/// The longest batch window, whatever the number of subscriptions: a stop or close is
+/// noticed within it, and no event waits longer than it for a busy subscriber to come back.
+pub const FOLLOW_BATCH_WINDOW_MAX: Duration = Duration::from_millis(10);
+
+/// The batch window grows with the number of live subscriptions so that all of them
+/// together wake up at most about this often per second while the writer commits faster
+/// than that (100 subscriptions: a 5 ms window). Between [`FOLLOW_BATCH_WINDOW`] and
+/// [`FOLLOW_BATCH_WINDOW_MAX`].
+pub const FOLLOW_WAKEUPS_PER_SECOND_MAX: u64 = 20_000;
+
+/// The batch window with `subscriptions` live subscriptions.
+fn batch_window(subscriptions: u64) -> Duration {
+    let window = Duration::from_secs(1).saturating_mul(u32::try_from(subscriptions).unwrap_or(u32::MAX))
+        / u32::try_from(FOLLOW_WAKEUPS_PER_SECOND_MAX).unwrap_or(u32::MAX);
+    window.clamp(FOLLOW_BATCH_WINDOW, FOLLOW_BATCH_WINDOW_MAX)
+}
 
 /// The events matching a [`Filter`] from a position on: first those already committed,
 /// then each new one as it commits, in position order, each exactly once.
@@ -90,6 +115,8 @@ pub struct Subscription {
     /// Where the last round's scan of the active segment stopped: the next round starts
     /// there without an index lookup.
     resume: Option<Resume>,
+    /// The round being read from the shared live tail instead (when `cursor` is `None`).
+    live: Option<LiveRound>,
     stop: Arc<StopFlag>,
     /// This subscription's key in the notifier (its shard, its async waker).
     key: u64,
@@ -97,6 +124,69 @@ pub struct Subscription {
     finished: bool,
     /// When the last wait for a commit ended (see [`FOLLOW_BATCH_WINDOW`]).
     last_wake: Option<Instant>,
+    /// What an async poll left pending waits for.
+    #[cfg(feature = "async")]
+    async_wait: AsyncWait,
+}
+
+/// What a pending async poll waits for (see `stream.rs`).
+#[cfg(feature = "async")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AsyncWait {
+    None,
+    /// Registered with the notifier for the next commit.
+    Registered,
+    /// The batch window: the notifier's timer wakes the task at `until`.
+    Window {
+        until: Instant,
+    },
+}
+
+/// A round read from a batch of the shared live tail.
+#[derive(Debug)]
+struct LiveRound {
+    batch: Arc<TailBatch>,
+    /// With a category condition: the next index into the batch's list of that category's
+    /// events; else the next index into its events.
+    next: usize,
+    by_category: bool,
+    /// The deleted streams when the round began: their events are skipped.
+    deleted: Arc<HashSet<Arc<str>>>,
+}
+
+impl LiveRound {
+    fn new(batch: Arc<TailBatch>, filter: &Filter, position: u64, deleted: Arc<HashSet<Arc<str>>>) -> Self {
+        let (next, by_category) = match filter.category_condition() {
+            Some(category) => {
+                let list = batch.of_category(category);
+                (list.partition_point(|&at| batch.events.get(at as usize).is_some_and(|e| e.position < position)), true)
+            }
+            None => (batch.events.partition_point(|e| e.position < position), false),
+        };
+        LiveRound { batch, next, by_category, deleted }
+    }
+
+    /// The next event of the batch that matches `filter`, moving `position` past it.
+    fn next_match(&mut self, filter: &Filter, position: &mut u64) -> Option<RecordedEvent> {
+        loop {
+            let at = if self.by_category {
+                let category = filter.category_condition()?;
+                *self.batch.of_category(category).get(self.next)? as usize
+            } else {
+                self.next
+            };
+            let event = self.batch.events.get(at)?;
+            self.next += 1;
+            if event.position < *position {
+                continue;
+            }
+            *position = event.position + 1;
+            let deleted = !self.deleted.is_empty() && self.deleted.contains(event.stream_id.as_str());
+            if !deleted && filter.matches_stream(&event.stream_id) && filter.matches_type(event.event_type.as_bytes()) {
+                return Some(event.clone());
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -167,10 +257,13 @@ impl Subscription {
             cursor: None,
             position: from,
             resume: None,
+            live: None,
             stop: Arc::new(StopFlag::default()),
             consumer: None,
             finished: false,
             last_wake: None,
+            #[cfg(feature = "async")]
+            async_wait: AsyncWait::None,
         }
     }
 
@@ -192,6 +285,23 @@ impl Subscription {
 
     fn stopped(&self) -> bool {
         self.stop.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Whether live rounds read the shared tail: with two or more subscriptions (a lone one
+    /// scans for itself, decoding only what matches), and not on a read-only store.
+    fn shares_tail(&self) -> bool {
+        self.follower.is_none() && self.shared.subscribers.load(Ordering::Relaxed) >= 2
+    }
+
+    /// This subscription's batch window now (see [`FOLLOW_BATCH_WINDOW`]).
+    fn batch_window(&self) -> Duration {
+        batch_window(self.shared.subscribers.load(Ordering::Relaxed))
+    }
+
+    /// Whether a step would end the subscription (stopped, closing, writer gone, poisoned).
+    #[cfg(feature = "async")]
+    fn ready_to_end(&self) -> bool {
+        self.stopped() || self.shared.closing() || self.shared.writer_stopped() || self.shared.poison().is_some()
     }
 
     /// Whether a step would find something other than `Pending`.
@@ -230,6 +340,13 @@ impl Subscription {
                     }
                 }
             }
+            if let Some(live) = &mut self.live {
+                if let Some(event) = live.next_match(&self.filter, &mut self.position) {
+                    return Step::Event(event);
+                }
+                self.position = self.position.max(live.batch.to);
+                self.live = None;
+            }
             if let Some(follower) = &self.follower
                 && let Err(error) = follower.refresh_if_due(&self.shared)
             {
@@ -237,8 +354,15 @@ impl Subscription {
                 return Step::Failed(error);
             }
             if self.shared.next_position() > self.position {
+                if self.shares_tail()
+                    && let Some(batch) = self.shared.notifier.tail.batch_at(&self.shared, self.position)
+                {
+                    self.live = Some(LiveRound::new(batch, &self.filter, self.position, self.shared.deleted_streams()));
+                    continue;
+                }
                 let resume = self.resume.take();
-                self.cursor = Some(FilteredIter::resuming(&self.shared, self.position, self.filter.clone(), resume));
+                self.cursor =
+                    Some(FilteredIter::resuming(&self.shared, self.position, None, self.filter.clone(), resume));
                 continue;
             }
             if let Some(cause) = self.shared.poison() {
@@ -259,7 +383,7 @@ impl Subscription {
             match self.step() {
                 Step::Pending => {
                     if let Some(last) = self.last_wake {
-                        let until = last + FOLLOW_BATCH_WINDOW;
+                        let until = last + self.batch_window();
                         let until = deadline.map_or(until, |d| d.min(until));
                         let now = Instant::now();
                         if now < until {

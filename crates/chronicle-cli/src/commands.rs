@@ -208,6 +208,7 @@ pub(crate) fn tail(dir: &Path, follow: bool, select: &Select) -> Outcome {
         return Ok(0);
     }
     let mut source = Source::new(store, filter, end.max(floor));
+    exit_on_ctrl_c();
     loop {
         let events = source.poll(1000)?;
         if events.is_empty() {
@@ -217,6 +218,24 @@ pub(crate) fn tail(dir: &Path, follow: bool, select: &Select) -> Outcome {
         for e in &events {
             print_event(e, select.format)?;
         }
+    }
+}
+
+/// On Ctrl-C (SIGINT), ends the process with status 0 once the line being printed is
+/// complete: a thread waits for the signal, then takes the stdout lock (held by `emit` for
+/// a whole line) and exits while holding it.
+fn exit_on_ctrl_c() {
+    let waiter = std::thread::Builder::new().name("ctrl-c".into()).spawn(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+        if let Ok(runtime) = runtime
+            && runtime.block_on(tokio::signal::ctrl_c()).is_ok()
+        {
+            let _out = out();
+            std::process::exit(0);
+        }
+    });
+    if let Err(error) = waiter {
+        eprintln!("chronicle: warning: Ctrl-C will not end tail --follow cleanly: {error}");
     }
 }
 

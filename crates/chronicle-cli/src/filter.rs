@@ -1,7 +1,14 @@
 //! Which events a command or HTTP request selects, and reading them from the store in
-//! bounded steps. `Source` is where new events come from; today it polls the read-only store,
-//! and a subscription can take its place without changing its callers.
+//! bounded steps. `Source` is where new events come from: it polls the read-only store.
+//!
+//! Why a poll and not a subscription: the CLI opens the store read-only, beside a writer in
+//! another process, and nothing in this process is told of that writer's commits (a
+//! read-only subscription would itself re-read the directory every 10 ms). So `Source`
+//! polls with a backoff: every [`POLL_INTERVAL_MIN`] while events arrive, doubling while
+//! none do up to [`POLL_INTERVAL_MAX`], so an idle `tail --follow` or SSE stream costs a
+//! couple of refreshes a second and a new event after a quiet spell shows within 0.5 s.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chronicle::{RecordedEvent, Store};
@@ -76,7 +83,21 @@ pub(crate) fn read_matching(
     Ok((out, next))
 }
 
-/// New committed events, in order: polls the read-only store every `interval`.
+/// The polling interval of a [`Source`] right after events arrived.
+pub(crate) const POLL_INTERVAL_MIN: Duration = Duration::from_millis(20);
+/// The longest polling interval of a [`Source`], reached after a quiet spell.
+pub(crate) const POLL_INTERVAL_MAX: Duration = Duration::from_millis(500);
+
+/// Set once the process is shutting down (Ctrl-C): followers of the log end at their next
+/// poll, at most [`POLL_INTERVAL_MAX`] later.
+pub(crate) static STOPPING: AtomicBool = AtomicBool::new(false);
+
+pub(crate) fn stopping() -> bool {
+    STOPPING.load(Ordering::SeqCst)
+}
+
+/// New committed events, in order: polls the read-only store, waiting `interval` after a
+/// poll that found nothing (see the module's comment for the backoff).
 pub(crate) struct Source {
     store: Store,
     filter: Filter,
@@ -86,14 +107,18 @@ pub(crate) struct Source {
 
 impl Source {
     pub(crate) fn new(store: Store, filter: Filter, from: u64) -> Self {
-        Source { store, filter, next: from, interval: Duration::from_millis(50) }
+        Source { store, filter, next: from, interval: POLL_INTERVAL_MIN }
     }
 
-    /// The next matching events (at most `limit`); empty when none arrived yet.
+    /// The next matching events (at most `limit`); empty when none arrived yet, and then
+    /// `interval` doubles (up to [`POLL_INTERVAL_MAX`]); events reset it.
     pub(crate) fn poll(&mut self, limit: usize) -> chronicle::Result<Vec<RecordedEvent>> {
         self.store.refresh()?;
         let (events, next) = read_matching(&self.store, &self.filter, self.next, limit, 100_000)?;
+        // A scan that moved on without a match (other events committed) counts as activity.
+        let moved = next != self.next;
         self.next = next;
+        self.interval = if moved { POLL_INTERVAL_MIN } else { (self.interval * 2).min(POLL_INTERVAL_MAX) };
         Ok(events)
     }
 }

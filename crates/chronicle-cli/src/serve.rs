@@ -9,7 +9,6 @@ use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
@@ -23,7 +22,7 @@ use serde_json::{Value, json};
 
 use crate::Failure;
 use crate::event_json;
-use crate::filter::{Filter, Source, read_matching};
+use crate::filter::{Filter, Source, read_matching, stopping};
 
 /// Events per response when the request names no limit.
 const LIMIT_DEFAULT: usize = 100;
@@ -31,8 +30,6 @@ const LIMIT_DEFAULT: usize = 100;
 const LIMIT_MAX: usize = 1000;
 /// Most records one request reads while filtering.
 const SCAN_MAX: usize = 100_000;
-/// How often a subscription polls the store for new events.
-const SUBSCRIBE_POLL: Duration = Duration::from_millis(50);
 
 pub(crate) fn run(dir: &Path, listen: SocketAddr) -> Result<u8, Failure> {
     let store = crate::commands::open(dir)?;
@@ -57,6 +54,9 @@ pub(crate) fn run(dir: &Path, listen: SocketAddr) -> Result<u8, Failure> {
         }
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
+            // Graceful shutdown waits for every open response: SSE streams end at their
+            // next poll once this is set.
+            crate::filter::STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
         };
         axum::serve(listener, router(store))
             .with_graceful_shutdown(shutdown)
@@ -281,6 +281,9 @@ async fn subscribe(
             if let Some(event) = queue.pop_front() {
                 return Some((Ok(event), (source, queue)));
             }
+            if stopping() {
+                return None;
+            }
             let mut polling = source.take()?;
             let (polling, polled) = tokio::task::spawn_blocking(move || {
                 let polled = polling.poll(LIMIT_MAX);
@@ -288,9 +291,10 @@ async fn subscribe(
             })
             .await
             .ok()?;
+            let interval = polling.interval;
             source = Some(polling);
             match polled {
-                Ok(events) if events.is_empty() => tokio::time::sleep(SUBSCRIBE_POLL).await,
+                Ok(events) if events.is_empty() => tokio::time::sleep(interval).await,
                 Ok(events) => {
                     for e in &events {
                         queue.push_back(

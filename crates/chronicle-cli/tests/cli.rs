@@ -107,16 +107,8 @@ fn tail_prints_the_last_events_and_follows_new_ones() {
     let events = json_lines(&stdout(&output));
     let positions: Vec<u64> = events.iter().map(|e| e["position"].as_u64().unwrap()).collect();
     assert_eq!(positions, [298, 299]);
-    let mut child = Guard(
-        Command::new(env!("CARGO_BIN_EXE_chronicle"))
-            .args(["tail", "--follow", "--limit", "1", "--event-type", "Followed"])
-            .arg(dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let lines = lines_of(&mut child.0);
+    let (_child, lines) =
+        spawn_with_lines(&[&"tail", &"--follow", &"--limit", &"1", &"--event-type", &"Followed", &dir.path()]);
     std::thread::sleep(Duration::from_millis(200));
     for i in 0..5 {
         store.append("live-1", ExpectedVersion::Any, [NewEvent::new("Followed", format!("{i}"))]).unwrap();
@@ -268,22 +260,29 @@ fn get_json(addr: &str, path: &str) -> (u16, Value) {
     (status, serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}")))
 }
 
+/// Starts `chronicle` with `args`; returns it and its stdout's lines as they come.
+fn spawn_with_lines(args: &[&dyn AsRef<std::ffi::OsStr>]) -> (Guard, mpsc::Receiver<String>) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chronicle"));
+    for arg in args {
+        command.arg(arg);
+    }
+    let mut child = Guard(command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap());
+    let lines = lines_of(&mut child.0);
+    (child, lines)
+}
+
+/// Starts `chronicle serve` on a free loopback port; returns it and its address.
+fn serve(dir: &Path) -> (Guard, String) {
+    let (server, lines) = spawn_with_lines(&[&"serve", &"--listen", &"127.0.0.1:0", &dir]);
+    let first = lines.recv_timeout(WAIT_MAX).expect("the server printed no address");
+    (server, first.strip_prefix("listening on http://").unwrap().to_owned())
+}
+
 #[test]
 fn serve_answers_queries_and_streams_new_events() {
     let dir = tempfile::tempdir().unwrap();
     let store = writer(dir.path());
-    let mut server = Guard(
-        Command::new(env!("CARGO_BIN_EXE_chronicle"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .arg(dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let lines = lines_of(&mut server.0);
-    let first = lines.recv_timeout(WAIT_MAX).expect("the server printed no address");
-    let addr = first.strip_prefix("listening on http://").unwrap().to_owned();
+    let (_server, addr) = serve(dir.path());
 
     let (status, body) = get_json(&addr, "/api/v1/events?category=order&type=Even&limit=5");
     assert_eq!(status, 200);
@@ -353,4 +352,77 @@ fn serve_answers_queries_and_streams_new_events() {
         }
     }
     assert_eq!(received, [0, 1, 2]);
+}
+
+/// Sends SIGINT (what Ctrl-C sends) to `child` and waits for it to exit, at most `WAIT_MAX`.
+fn interrupt_and_wait(child: &mut Child) -> std::process::ExitStatus {
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success(), "kill -INT failed");
+    let deadline = Instant::now() + WAIT_MAX;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "the process did not exit after Ctrl-C");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn tail_follow_exits_cleanly_on_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = writer(dir.path());
+    let (mut child, lines) = spawn_with_lines(&[&"tail", &"--follow", &"--limit", &"0", &dir.path()]);
+    // An event seen means the follow loop (and its Ctrl-C handler) runs; events appended
+    // before it found the end of the log are not printed (--limit 0), so append until one is.
+    let deadline = Instant::now() + WAIT_MAX;
+    let line = loop {
+        store.append("live-2", ExpectedVersion::Any, [NewEvent::new("Seen", "1")]).unwrap();
+        if let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
+            break line;
+        }
+        assert!(Instant::now() < deadline, "tail --follow printed nothing");
+    };
+    assert!(line.contains("live-2"), "{line}");
+    // Quiet for a while: the poll has backed off, and Ctrl-C still ends it at once.
+    std::thread::sleep(Duration::from_millis(700));
+    let status = interrupt_and_wait(&mut child.0);
+    assert_eq!(status.code(), Some(0), "tail --follow after Ctrl-C: {status}");
+    // Every printed line is whole JSON.
+    while let Ok(line) = lines.recv_timeout(Duration::from_millis(100)) {
+        serde_json::from_str::<Value>(&line).unwrap();
+    }
+}
+
+#[test]
+fn serve_ends_sse_streams_on_ctrl_c_and_survives_client_disconnects() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = writer(dir.path());
+    let (mut server, addr) = serve(dir.path());
+    let open_sse = || {
+        let mut sse = TcpStream::connect(&addr).unwrap();
+        sse.set_read_timeout(Some(WAIT_MAX)).unwrap();
+        write!(sse, "GET /api/v1/subscribe?from_position=0 HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+        let mut reader = BufReader::new(sse);
+        let mut status_line = String::new();
+        reader.read_line(&mut status_line).unwrap();
+        assert!(status_line.contains("200"), "{status_line}");
+        reader
+    };
+    // A client that goes away mid-stream: the server keeps serving others.
+    for _ in 0..3 {
+        drop(open_sse());
+    }
+    store.append("live-3", ExpectedVersion::Any, [NewEvent::new("After", "x")]).unwrap();
+    let (status, body) = get_json(&addr, "/api/v1/stats");
+    assert_eq!((status, body["end_position"].as_u64()), (200, Some(301)));
+    // A client still connected (and idle past the backoff) does not keep the server alive
+    // after Ctrl-C: its stream ends and the server exits with 0.
+    let mut connected = open_sse();
+    std::thread::sleep(Duration::from_millis(700));
+    let status = interrupt_and_wait(&mut server.0);
+    assert_eq!(status.code(), Some(0), "serve after Ctrl-C: {status}");
+    let mut rest = String::new();
+    let _ = connected.read_to_string(&mut rest);
+    assert!(rest.contains("live-3"), "the stream delivered {rest:?}");
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 /// Every workload the program knows, in the order it runs them.
-pub const WORKLOADS: [&str; 9] = ["disk", "w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8"];
+pub const WORKLOADS: [&str; 10] = ["disk", "w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8", "follow"];
 /// Every engine the program knows.
 pub const ENGINES: [&str; 5] = ["chronicle", "sqlite", "fjall", "redb", "postgres"];
 
@@ -49,6 +49,8 @@ pub struct Args {
     /// Where stores are created (a fresh subdirectory is made and removed at the end).
     pub dir: Option<PathBuf>,
     pub keep: bool,
+    /// Alternating pairs (0 subscribers, 100 subscribers) per append case of `follow`.
+    pub follow_rounds: usize,
 }
 
 impl Args {
@@ -70,6 +72,7 @@ impl Args {
             workloads: WORKLOADS.iter().map(|s| s.to_string()).collect(),
             dir: None,
             keep: false,
+            follow_rounds: if quick { 1 } else { 3 },
         }
     }
 
@@ -103,7 +106,8 @@ usage: cargo bench --bench compare -- [--quick] [flags]
   --disk-syncs N          fdatasync calls timed by the disk section (quick 200, full 1000)
   --engines a,b           subset of chronicle,sqlite,fjall,redb,postgres (postgres: only with
                           CHRONICLE_TEST_PG_URL set, and then by default; W1, W2, W4, W5 only)
-  --only w1,w4            subset of disk,w1,w2,w3,w4,w5,w6,w7,w8
+  --only w1,w4            subset of disk,w1,w2,w3,w4,w5,w6,w7,w8,follow
+  --follow-rounds N       alternating 0/100-subscriber pairs per append case of follow (quick 1, full 3)
   --dir PATH              where to create stores (default: the system temp dir)
   --keep                  keep the stores afterwards";
 
@@ -159,6 +163,7 @@ pub fn parse(raw: Vec<String>) -> Result<Args, String> {
             }
             "--dir" => args.dir = Some(PathBuf::from(iter.next().ok_or("--dir needs a value")?)),
             "--keep" => args.keep = true,
+            "--follow-rounds" => args.follow_rounds = number(&flag, iter.next())?,
             "--help" | "-h" => return Err(String::new()),
             other => return Err(format!("unknown flag {other:?}")),
         }

@@ -11,6 +11,7 @@
 
 mod args;
 mod engines;
+mod follow;
 mod raw;
 mod report;
 mod w7;
@@ -137,6 +138,9 @@ fn run_all(ctx: &Ctx) -> Res<()> {
             false,
         );
         println!("\nratio: bytes per event ÷ chronicle's; raw disk = 32-byte header + stream id + type + data.");
+    }
+    if args.runs("follow") && args.has_engine("chronicle") {
+        follow::follow(ctx)?;
     }
     Ok(())
 }
