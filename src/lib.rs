@@ -78,9 +78,9 @@ pub use crate::in_memory::IN_MEMORY_DIR;
 pub use crate::metrics::{HISTOGRAM_BUCKETS, HistogramSnapshot};
 pub use crate::ops::{BackupReport, Problem, RestoreReport, VERIFY_PROBLEMS_MAX, VerifyReport, restore};
 pub use crate::options::{
-    BATCH_BYTES_MAX_DEFAULT, BATCH_EVENTS_MAX, BATCH_STREAMS_MAX, Durability, EVENT_BYTES_MAX_DEFAULT,
-    EVENT_TYPE_BYTES_MAX, GROUP_BYTES_MAX, MAPPED_SEGMENTS_DEFAULT, Options, SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX,
-    SEGMENT_BYTES_MIN, STREAM_ID_BYTES_MAX, WRITER_QUEUE_DEPTH_MAX,
+    BATCH_BYTES_MAX_DEFAULT, BATCH_EVENTS_MAX, BATCH_STREAMS_MAX, COALESCED_BYTES_MAX, Durability,
+    EVENT_BYTES_MAX_DEFAULT, EVENT_TYPE_BYTES_MAX, GROUP_BYTES_MAX, MAPPED_SEGMENTS_DEFAULT, Options,
+    SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, STREAM_ID_BYTES_MAX, WRITER_QUEUE_DEPTH_MAX,
 };
 pub use crate::read::{AllIter, FILTER_EVENT_TYPES_MAX, Filter, FilteredIter, StreamIter};
 pub use crate::readonly::READ_ONLY_REFRESH_INTERVAL;
@@ -108,4 +108,4 @@ pub use crate::subscription::{
     PARK_REASON_BYTES_MAX, PARKED_EVENTS_MAX, PROJECTION_BATCH_EVENTS_MAX, ParkedEvent, Projection, ProjectionError,
     ProjectionRunner, StopHandle, Subscription,
 };
-pub use crate::writer::AppendCondition;
+pub use crate::writer::{AppendCondition, AppendFuture};

@@ -22,6 +22,10 @@ pub const WRITER_QUEUE_DEPTH_MAX: usize = 4096;
 /// so that code written against earlier versions compiles.
 #[doc(hidden)]
 pub const GROUP_BYTES_MAX: usize = 8 << 20;
+/// Under [`Options::coalesce_writes`], the bytes of acknowledged appends at which they are
+/// written at once (one `write` call), without waiting for the window to pass.
+pub const COALESCED_BYTES_MAX: usize = 64 << 10;
+const _: () = assert!(COALESCED_BYTES_MAX <= GROUP_BYTES_MAX);
 /// Smallest accepted `segment_bytes`.
 pub const SEGMENT_BYTES_MIN: u64 = 4096;
 /// Largest accepted `segment_bytes` (record offsets are 32-bit).
@@ -83,6 +87,9 @@ pub struct Options {
     pub(crate) retention: Retention,
     pub(crate) compaction_threshold_bytes: Option<u64>,
     pub(crate) mapped_segments_max: usize,
+    /// Under `Buffered`: how long acknowledged appends may wait in memory to be written
+    /// together (`None`: each append is written before it is acknowledged).
+    pub(crate) coalesce_window: Option<Duration>,
 }
 
 impl Default for Options {
@@ -95,6 +102,7 @@ impl Default for Options {
             retention: Retention::KeepAll,
             compaction_threshold_bytes: None,
             mapped_segments_max: MAPPED_SEGMENTS_DEFAULT,
+            coalesce_window: None,
         }
     }
 }
@@ -213,6 +221,40 @@ impl Options {
         self
     }
 
+    /// Under [`Durability::Buffered`], acknowledges appends before writing them, and writes
+    /// many in one `write` call (off by default: each append is written to the operating
+    /// system before `append` returns). An acknowledged append is then **in the store's
+    /// memory** until it is written, which happens when [`COALESCED_BYTES_MAX`] bytes have
+    /// gathered, when the oldest has waited `window`, before any other call on the store
+    /// (every read — `read_stream`, `read_all`, `stream_version`, `subscribe`, … — and
+    /// `sync`, `seal`, `close`), and when the last handle drops.
+    ///
+    /// What changes: readers in this process still see every acknowledged append (each
+    /// read writes the pending ones first), but a subscription already waiting for new
+    /// events receives them up to `window` later, and another process (a read-only open)
+    /// sees them only once written. A crash of the process (`kill -9`, a panic that
+    /// aborts) loses the appends not yet written — at most `window` or
+    /// [`COALESCED_BYTES_MAX`] of them, whole appends, never part of one — where without
+    /// coalescing only a power loss could. If the deferred write fails, those appends are
+    /// lost and the store is poisoned: the call that wrote them (a read, an append) returns
+    /// [`Error::Poisoned`], as does every later write. Power loss loses what it loses under
+    /// `Buffered` anyway: everything since the last `sync()`.
+    ///
+    /// # Errors
+    /// Opening fails with [`Error::InvalidInput`] if `window` is zero or the durability is
+    /// not `Buffered`.
+    ///
+    /// ```
+    /// # use chronicle::{Durability, Options};
+    /// # use std::time::Duration;
+    /// let options = Options::default().durability(Durability::Buffered).coalesce_writes(Duration::from_millis(1));
+    /// # let _ = options;
+    /// ```
+    pub fn coalesce_writes(mut self, window: Duration) -> Self {
+        self.coalesce_window = Some(window);
+        self
+    }
+
     /// Checks the options against each other and the limits.
     pub(crate) fn validate(&self) -> Result<()> {
         if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&self.segment_bytes) {
@@ -241,6 +283,17 @@ impl Options {
             && interval.is_zero()
         {
             return Err(Error::invalid("Durability::Periodic interval must be above zero"));
+        }
+        if let Some(window) = self.coalesce_window {
+            if window.is_zero() {
+                return Err(Error::invalid("the coalesce_writes window must be above zero"));
+            }
+            if self.durability != Durability::Buffered {
+                return Err(Error::invalid(format!(
+                    "coalesce_writes applies to Durability::Buffered only, not {:?}",
+                    self.durability
+                )));
+            }
         }
         Ok(())
     }

@@ -58,7 +58,44 @@ fn calls() -> Vec<(&'static str, Call)> {
             let condition = AppendCondition { filter: Filter::stream("never-written"), after_position: None };
             s.append_if(condition, [StreamAppend::new("c", ExpectedVersion::Any, [NewEvent::new("T", "x")])]).map(drop)
         }),
+        // The async appends, awaited on this thread: the writer must complete each future.
+        ("append_async", |s| block_on(s.append_async("s", ExpectedVersion::Any, [NewEvent::new("T", "x")])).map(drop)),
+        ("append_multi_async", |s| {
+            block_on(s.append_multi_async([
+                StreamAppend::new("a", ExpectedVersion::Any, [NewEvent::new("T", "1")]),
+                StreamAppend::new("b", ExpectedVersion::Any, [NewEvent::new("T", "2")]),
+            ]))
+            .map(drop)
+        }),
+        ("append_if_async", |s| {
+            let condition = AppendCondition { filter: Filter::stream("never-written"), after_position: None };
+            let parts = [StreamAppend::new("c", ExpectedVersion::Any, [NewEvent::new("T", "x")])];
+            block_on(s.append_if_async(condition, parts)).map(drop)
+        }),
     ]
+}
+
+/// Wakes the thread that waits in [`block_on`].
+struct Unpark(std::thread::Thread);
+
+impl std::task::Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Runs `future` on this thread, parked until its waker fires (a future never woken hangs
+/// here, and the race's time limit reports it).
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let waker = Arc::new(Unpark(std::thread::current())).into();
+    let mut cx = std::task::Context::from_waker(&waker);
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        std::thread::park();
+    }
 }
 
 /// Whether `result` is an outcome a call racing close may have: done, or refused as closed.
@@ -168,5 +205,59 @@ fn a_crowd_of_callers_behind_close_all_return() {
                 Err(_) => panic!("a caller hung behind close (iteration {iteration})"),
             }
         }
+    }
+}
+
+/// Futures submitted by a thread that then drops its handle, racing `close()` or the drop
+/// of the last other handle: every future resolves (the future does not keep the store
+/// open, and pending ones are answered when the writer stops), and exactly the appends
+/// answered `Ok` are in the store afterwards.
+#[test]
+fn pending_futures_resolve_when_the_store_closes_or_its_last_handle_drops() {
+    const FUTURES: usize = 16;
+    for iteration in 0..(iterations() / 5).max(10) {
+        let durability = if iteration % 2 == 0 { Durability::Sync } else { Durability::Buffered };
+        let ending = if iteration % 4 < 2 { Ending::Close } else { Ending::DropLast };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = Options::default().durability(durability);
+        let store = Store::open_with(dir.path(), options.clone()).expect("open");
+        let (done, finished) = mpsc::channel();
+        let submitter = store.clone();
+        let caller = std::thread::spawn(move || {
+            let futures: Vec<_> = (0..FUTURES)
+                .map(|i| submitter.append_async("s", ExpectedVersion::Any, [NewEvent::new("T", i.to_string())]))
+                .collect();
+            // From here on only the futures remain: they must not need the handle.
+            drop(submitter);
+            let results: Vec<_> = futures.into_iter().map(block_on).collect();
+            let _ = done.send(results);
+        });
+        let closer = std::thread::spawn(move || match ending {
+            Ending::Close => store.close(),
+            Ending::DropLast => {
+                drop(store);
+                Ok(())
+            }
+        });
+        let Ok(results) = finished.recv_timeout(RACE_TIMEOUT) else {
+            panic!("a future hung racing {ending:?} under {durability:?} (iteration {iteration})");
+        };
+        caller.join().expect("caller thread");
+        closer.join().expect("closer thread").expect("close");
+        let mut committed = 0;
+        for result in &results {
+            match result {
+                Ok(written) => {
+                    assert_eq!(written.first_version, committed, "Ok answers are the committed prefix");
+                    committed += 1;
+                }
+                Err(Error::Closed) => {}
+                Err(other) => panic!("racing {ending:?}: {other:?}"),
+            }
+        }
+        let again = Store::open_with(dir.path(), options).expect("reopen after the race");
+        let stored = again.stream_version("s").expect("stream_version").map_or(0, |v| v + 1);
+        assert_eq!(stored, committed, "racing {ending:?} under {durability:?}: Closed must mean not written");
+        again.close().expect("close after reopen");
     }
 }

@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 use chronicle::Durability;
 use chronicle_testkit::model::STREAMS;
 use chronicle_testkit::operations::{
-    self, EventSpec, Expect, Fault, Op, PERIODIC_INTERVAL, PartSpec, Recovery, RunStats,
+    self, EventSpec, Expect, Fault, Op, PERIODIC_INTERVAL, PartSpec, Recovery, RunStats, Variant,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -86,21 +86,26 @@ fn cases() -> u32 {
 
 /// Runs `cases` random sequences; returns what they went through.
 fn store_matches_model(durability: Durability, cases: u32) -> RunStats {
+    store_matches_model_as(durability, Variant::default(), cases)
+}
+
+/// [`store_matches_model`] with the store called as `variant` says.
+fn store_matches_model_as(durability: Durability, variant: Variant, cases: u32) -> RunStats {
     let config = Config { cases, failure_persistence: None, ..Config::default() };
     let mut runner = TestRunner::new(config);
     let total = Cell::new(RunStats::default());
     let result = runner.run(&prop::collection::vec(op_strategy(), 5..=OPS_MAX), |ops| {
-        let stats = operations::run(durability, &ops).map_err(TestCaseError::fail)?;
+        let stats = operations::run_variant(durability, variant, &ops).map_err(TestCaseError::fail)?;
         let mut sum = total.get();
         sum += stats;
         total.set(sum);
         Ok(())
     });
     if let Err(error) = result {
-        panic!("{durability:?}: {error}");
+        panic!("{durability:?}, {variant:?}: {error}");
     }
     let total = total.get();
-    eprintln!("{durability:?}, {cases} cases: {total:?}");
+    eprintln!("{durability:?}, {variant:?}, {cases} cases: {total:?}");
     // The faults fire and are followed by both kinds of recovery: the checks are not vacuous.
     if cases >= 32 {
         assert!(total.faults_fired > 0 && total.restarts > 0 && total.power_losses > cases.into(), "{total:?}");
@@ -127,4 +132,19 @@ fn store_matches_model_under_buffered() {
 #[test]
 fn store_matches_model_under_periodic() {
     store_matches_model(Durability::Periodic(PERIODIC_INTERVAL), cases().div_ceil(4));
+}
+
+#[test]
+fn store_matches_model_with_async_appends_under_sync() {
+    let variant = Variant { async_appends: true, coalesce_writes: false };
+    let total = store_matches_model_as(Durability::Sync, variant, cases().div_ceil(4));
+    assert_eq!(total.acknowledged_lost, 0);
+}
+
+/// Coalesced writes: a restart may lose acknowledged appends not yet written (the harness
+/// reads after every operation, which writes them, so at most the last operation's).
+#[test]
+fn store_matches_model_under_buffered_with_coalesced_writes_and_async_appends() {
+    let variant = Variant { async_appends: true, coalesce_writes: true };
+    store_matches_model_as(Durability::Buffered, variant, cases().div_ceil(2));
 }

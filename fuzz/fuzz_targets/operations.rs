@@ -1,4 +1,5 @@
-//! Fuzz target `operations`: the input becomes a durability mode and a sequence of up to 64
+//! Fuzz target `operations`: the input becomes a durability mode, a variant (blocking or async
+//! appends, coalesced `Buffered` writes or not) and a sequence of up to 64
 //! operations (appends with every expected-version kind, append_multi, retries, reads,
 //! deletions, snapshots, compaction, sync, seal, power loss, clean reopen, and faults at the
 //! Nth I/O call followed by a power loss or a restart) run on the simulated storage against

@@ -31,7 +31,7 @@ use crate::storage::{FileSystem, LockError, LockGuard, Storage};
 use crate::subscription::{ParkedEvent, Projection, ProjectionRunner, Subscription, consumer, park};
 use crate::sync;
 use crate::validate::{self, WritePart};
-use crate::writer::{self, AppendCondition, Request, Writer, WriterFront};
+use crate::writer::{self, AppendCondition, AppendFuture, Request, Writer, WriterFront};
 
 /// How long an append without fsync polls for its answer before sleeping.
 const CALLER_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
@@ -40,6 +40,12 @@ const CALLER_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 /// earlier ones).
 pub(crate) fn first_stored_version(shared: &Arc<Shared>, stream: &str) -> Option<u64> {
     StreamIter::new(Arc::clone(shared), stream, 0, None, Direction::Forward).ok()?.next()?.ok().map(|e| e.version)
+}
+
+/// The result of an append of one part: the writer answers n parts with n results.
+fn only_result(mut results: Vec<AppendResult>) -> Result<AppendResult> {
+    debug_assert_eq!(results.len(), 1, "one part, one result");
+    results.pop().ok_or_else(|| Error::internal("the writer answered an append of one stream with no result"))
 }
 
 /// Depth of the queue in front of the compaction thread (nudges beyond it are dropped).
@@ -343,7 +349,20 @@ impl Store {
     }
 
     /// [`Error::Closed`] once [`Store::close`] (on any clone) has begun.
+    /// Also writes the appends `Options::coalesce_writes` has acknowledged but not yet
+    /// written: every call but an append sees every acknowledged append (an atomic load when
+    /// there are none).
     fn ensure_open(&self) -> Result<()> {
+        self.ensure_open_for_append()?;
+        match &self.inner.writer {
+            Some(writer) => writer.write_coalesced(),
+            None => Ok(()),
+        }
+    }
+
+    /// [`Error::Closed`] once [`Store::close`] has begun; leaves coalesced appends waiting
+    /// (an append joins them).
+    fn ensure_open_for_append(&self) -> Result<()> {
         if self.shared().closing() { Err(Error::Closed) } else { Ok(()) }
     }
 
@@ -358,6 +377,54 @@ impl Store {
         // rather than sleep. With Sync the wait is a whole fsync, so sleep at once.
         let spin = (self.shared().options.durability != Durability::Sync).then_some(CALLER_SPIN);
         writer::append(self.shared(), writer, parts, condition, spin)
+    }
+
+    /// Submits validated parts without waiting: the future of [`Store::append_async`] and
+    /// its siblings.
+    fn submit_async<T>(
+        &self,
+        parts: Result<Vec<WritePart>>,
+        condition: Option<AppendCondition>,
+        finish: fn(Vec<AppendResult>) -> Result<T>,
+    ) -> AppendFuture<T> {
+        let submitted = parts.and_then(|parts| {
+            let writer = self.writer("append")?;
+            validate::batch(&self.shared().options, &parts)?;
+            Ok(writer::submit(writer, parts, condition, writer::AnswerSlot::for_task()))
+        });
+        match submitted {
+            Ok(submitted) => AppendFuture::submitted(submitted, self.shared(), finish),
+            Err(error) => AppendFuture::answered(Err(error), finish),
+        }
+    }
+
+    /// The one part of [`Store::append`], validated.
+    fn append_part(&self, stream: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> Result<Vec<WritePart>> {
+        self.ensure_open_for_append()?;
+        self.writer("append")?;
+        Ok(vec![validate::events_part(&self.shared().options, stream, expected, events)?])
+    }
+
+    /// The parts of [`Store::append_multi`] (`operation`) and [`Store::append_if`], validated.
+    fn multi_parts(
+        &self,
+        operation: &'static str,
+        parts: impl IntoIterator<Item = StreamAppend>,
+    ) -> Result<Vec<WritePart>> {
+        self.ensure_open_for_append()?;
+        self.writer(operation)?;
+        let options = &self.shared().options;
+        let mut validated = Vec::new();
+        for part in parts {
+            if validated.len() >= BATCH_STREAMS_MAX {
+                return Err(Error::invalid(format!("{operation} has more than {BATCH_STREAMS_MAX} streams")));
+            }
+            validated.push(validate::events_part(options, &part.stream, part.expected, part.events)?);
+        }
+        if validated.is_empty() {
+            return Err(Error::invalid(format!("{operation} has no streams")));
+        }
+        Ok(validated)
     }
 
     /// Appends `events` to `stream` as one atomic batch, if the stream's version satisfies
@@ -422,13 +489,8 @@ impl Store {
         expected: ExpectedVersion,
         events: impl IntoIterator<Item = NewEvent>,
     ) -> Result<AppendResult> {
-        self.ensure_open()?;
-        self.writer("append")?;
-        let part = validate::events_part(&self.shared().options, stream, expected, events.into_iter().collect())?;
-        let mut results = self.submit(vec![part])?;
-        // The writer answers an append of n parts with n results.
-        debug_assert_eq!(results.len(), 1, "one part, one result");
-        results.pop().ok_or_else(|| Error::internal("the writer answered an append of one stream with no result"))
+        let parts = self.append_part(stream, expected, events.into_iter().collect())?;
+        self.submit(parts).and_then(only_result)
     }
 
     /// Appends to several streams atomically: either every part is written (in one commit
@@ -453,20 +515,8 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn append_multi(&self, parts: impl IntoIterator<Item = StreamAppend>) -> Result<Vec<AppendResult>> {
-        self.ensure_open()?;
-        self.writer("append_multi")?;
-        let options = &self.shared().options;
-        let mut validated = Vec::new();
-        for part in parts {
-            if validated.len() >= BATCH_STREAMS_MAX {
-                return Err(Error::invalid(format!("append_multi has more than {BATCH_STREAMS_MAX} streams")));
-            }
-            validated.push(validate::events_part(options, &part.stream, part.expected, part.events)?);
-        }
-        if validated.is_empty() {
-            return Err(Error::invalid("append_multi has no streams"));
-        }
-        self.submit(validated)
+        let parts = self.multi_parts("append_multi", parts)?;
+        self.submit(parts)
     }
 
     /// Appends to one or more streams atomically (as [`Store::append_multi`]) only if no
@@ -501,20 +551,104 @@ impl Store {
         condition: AppendCondition,
         parts: impl IntoIterator<Item = StreamAppend>,
     ) -> Result<Vec<AppendResult>> {
-        self.ensure_open()?;
+        self.ensure_open_for_append()?;
         condition.filter.validate()?;
-        let options = &self.shared().options;
-        let mut validated = Vec::new();
-        for part in parts {
-            if validated.len() >= BATCH_STREAMS_MAX {
-                return Err(Error::invalid(format!("append_if has more than {BATCH_STREAMS_MAX} streams")));
-            }
-            validated.push(validate::events_part(options, &part.stream, part.expected, part.events)?);
-        }
-        if validated.is_empty() {
-            return Err(Error::invalid("append_if has no streams"));
-        }
-        self.submit_if(validated, Some(condition))
+        let parts = self.multi_parts("append_if", parts)?;
+        self.submit_if(parts, Some(condition))
+    }
+
+    /// [`Store::append`] without blocking: submits the append now and returns a future of
+    /// its result, completed by the writer thread (see [`AppendFuture`]: no thread waits,
+    /// no runtime needed, dropping the future does not cancel the append). Expected
+    /// versions, idempotent retries and errors are exactly those of [`Store::append`]; an
+    /// input error or a closed store resolves the future at once.
+    ///
+    /// Inside an async runtime this does not block the executor thread for the fsync. It
+    /// blocks only if [`WRITER_QUEUE_DEPTH_MAX`](crate::WRITER_QUEUE_DEPTH_MAX) requests are
+    /// queued already (backpressure, until the writer takes one), and under a durability
+    /// other than `Sync` an append that finds the writer free commits on the calling thread
+    /// (microseconds, no fsync) and the future is ready at once.
+    ///
+    /// # Errors
+    /// The future resolves to the errors of [`Store::append`].
+    ///
+    /// ```
+    /// use chronicle::{ExpectedVersion, NewEvent, Store};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// let written = store.append_async("order-7", ExpectedVersion::NoStream, [NewEvent::new("Placed", "{}")]).await?;
+    /// assert_eq!(written.last_version, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn append_async(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: impl IntoIterator<Item = NewEvent>,
+    ) -> AppendFuture<AppendResult> {
+        let parts = self.append_part(stream, expected, events.into_iter().collect());
+        self.submit_async(parts, None, only_result)
+    }
+
+    /// [`Store::append_multi`] without blocking, as [`Store::append_async`] is to
+    /// [`Store::append`].
+    ///
+    /// # Errors
+    /// The future resolves to the errors of [`Store::append_multi`].
+    ///
+    /// ```
+    /// use chronicle::{ExpectedVersion, NewEvent, Store, StreamAppend};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// let results = store
+    ///     .append_multi_async([
+    ///         StreamAppend::new("account-1", ExpectedVersion::Any, [NewEvent::new("Debited", "5")]),
+    ///         StreamAppend::new("account-2", ExpectedVersion::Any, [NewEvent::new("Credited", "5")]),
+    ///     ])
+    ///     .await?;
+    /// assert_eq!(results.len(), 2);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn append_multi_async(&self, parts: impl IntoIterator<Item = StreamAppend>) -> AppendFuture<Vec<AppendResult>> {
+        let parts = self.multi_parts("append_multi", parts);
+        self.submit_async(parts, None, Ok)
+    }
+
+    /// [`Store::append_if`] without blocking, as [`Store::append_async`] is to
+    /// [`Store::append`]. The condition is evaluated by the writer in commit order, as for
+    /// the blocking call.
+    ///
+    /// # Errors
+    /// The future resolves to the errors of [`Store::append_if`].
+    ///
+    /// ```
+    /// use chronicle::{AppendCondition, ExpectedVersion, Filter, NewEvent, Store, StreamAppend};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// let seat = Filter::category("seat").with_event_types(["SeatBooked"]);
+    /// let book = [StreamAppend::new("seat-1A", ExpectedVersion::Any, [NewEvent::new("SeatBooked", "ann")])];
+    /// store.append_if_async(AppendCondition::new(seat, None), book).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn append_if_async(
+        &self,
+        condition: AppendCondition,
+        parts: impl IntoIterator<Item = StreamAppend>,
+    ) -> AppendFuture<Vec<AppendResult>> {
+        let parts = self
+            .ensure_open_for_append()
+            .and_then(|()| condition.filter.validate())
+            .and_then(|()| self.multi_parts("append_if", parts));
+        self.submit_async(parts, Some(condition), Ok)
     }
 
     /// Whether the store serves: [`Health::Ok`], [`Health::Poisoned`] with the failure that

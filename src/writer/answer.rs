@@ -1,5 +1,6 @@
-//! The one-shot answer slot an appending thread waits on, and the condition variable all
-//! waiters of one store sleep on.
+//! The one-shot answer slot an appending thread (or an [`AppendFuture`](super::AppendFuture))
+//! waits on, the writer's handle on it ([`ReplyTo`]), and the condition variable all waiting
+//! threads of one store sleep on.
 //!
 //! The writer fills the slots of a whole commit group, then wakes the waiters with one
 //! `notify_all` per shard that has any: a few system calls per group, where waking each
@@ -7,10 +8,12 @@
 //! the fsync itself with 64 callers. Waiters are spread over shards so that, once woken,
 //! they do not all queue for one mutex. They sleep without spinning first (unless the
 //! answer is due within microseconds): a channel's blocking receive would spin and yield,
-//! taking the CPU from the writer thread that is to answer them.
+//! taking the CPU from the writer thread that is to answer them. A future's slot holds its
+//! task's waker instead, woken by the writer as it fills the slot: no thread waits at all.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use super::AppendAnswer;
@@ -18,14 +21,52 @@ use crate::error::Error;
 use crate::shared::Shared;
 use crate::sync;
 
-/// Where the writer puts one append's answer for the thread that waits for it.
+/// Where the writer puts one append's answer for the thread or task that waits for it.
 #[derive(Debug)]
 pub(crate) struct AnswerSlot {
-    answer: Mutex<Option<AppendAnswer>>,
-    /// Set after `answer` is filled: lets a waiter poll without the lock.
+    state: Mutex<SlotState>,
+    /// Set after the answer is filled: lets a waiting thread poll without the lock.
     ready: AtomicBool,
     /// Which shard of [`Waiters`] this thread sleeps on.
     shard: usize,
+}
+
+/// The answer and, for a future, the waker to call when it arrives: under one lock, so an
+/// answer sent while a poll registers its waker either is seen by that poll or wakes it.
+#[derive(Debug, Default)]
+struct SlotState {
+    answer: Option<AppendAnswer>,
+    waker: Option<Waker>,
+}
+
+/// The writer's handle on one append's [`AnswerSlot`]: answered at most once, by
+/// [`ReplyTo::send`]. Dropped unanswered — a request left in the queue when the channel
+/// goes away, a group abandoned by a writer thread that panicked — it answers
+/// [`Error::Closed`], so no waiter waits for an answer that never comes.
+#[derive(Debug)]
+pub(crate) struct ReplyTo {
+    slot: Option<Arc<AnswerSlot>>,
+}
+
+impl ReplyTo {
+    pub(crate) fn new(slot: Arc<AnswerSlot>) -> Self {
+        ReplyTo { slot: Some(slot) }
+    }
+
+    /// Delivers `answer` (see [`AnswerSlot::send`]); returns whether waiting threads must be
+    /// woken with [`Waiters::notify_all`].
+    pub(crate) fn send(mut self, answer: AppendAnswer) -> bool {
+        self.slot.take().is_some_and(|slot| slot.send(answer))
+    }
+}
+
+impl Drop for ReplyTo {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            // A thread waiting on it notices within `STOPPED_CHECK`; a task is woken now.
+            slot.send(Err(Error::Closed));
+        }
+    }
 }
 
 /// Shards of [`Waiters`]: threads are spread over them in turn.
@@ -73,7 +114,12 @@ thread_local! {
 impl AnswerSlot {
     fn for_current_thread() -> Self {
         let shard = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % WAITER_SHARDS;
-        AnswerSlot { answer: Mutex::new(None), ready: AtomicBool::new(false), shard }
+        AnswerSlot { state: Mutex::new(SlotState::default()), ready: AtomicBool::new(false), shard }
+    }
+
+    /// A slot of its own for one future (a task may have many appends in flight).
+    pub(crate) fn for_task() -> Arc<AnswerSlot> {
+        Arc::new(AnswerSlot { state: Mutex::new(SlotState::default()), ready: AtomicBool::new(false), shard: 0 })
     }
 
     /// The calling thread's slot, emptied.
@@ -83,12 +129,22 @@ impl AnswerSlot {
         slot
     }
 
-    /// Delivers `answer`; the waiter wakes at the next [`Waiters::notify_all`]. Always
-    /// `true` (the slot outlives the wait), a value for the call shape of a channel's send.
-    pub(crate) fn send(&self, answer: AppendAnswer) -> bool {
-        *sync::lock(&self.answer) = Some(answer);
+    /// Delivers `answer`. A task's registered waker is woken here (returns `false`); a
+    /// thread wakes at the next [`Waiters::notify_all`] (returns `true`: one is due).
+    fn send(&self, answer: AppendAnswer) -> bool {
+        let waker = {
+            let mut state = sync::lock(&self.state);
+            state.answer = Some(answer);
+            state.waker.take()
+        };
         self.ready.store(true, Ordering::Release);
-        true
+        match waker {
+            Some(waker) => {
+                waker.wake();
+                false
+            }
+            None => true,
+        }
     }
 
     /// Takes the answer if it has arrived.
@@ -96,7 +152,21 @@ impl AnswerSlot {
         if !self.ready.swap(false, Ordering::Acquire) {
             return None;
         }
-        sync::lock(&self.answer).take()
+        sync::lock(&self.state).answer.take()
+    }
+
+    /// For a future: takes the answer if it has arrived, else leaves `waker` to be woken
+    /// when it does.
+    pub(crate) fn take_or_register(&self, waker: &Waker) -> Option<AppendAnswer> {
+        let mut state = sync::lock(&self.state);
+        if let Some(answer) = state.answer.take() {
+            return Some(answer);
+        }
+        match &mut state.waker {
+            Some(registered) if registered.will_wake(waker) => {}
+            registered => *registered = Some(waker.clone()),
+        }
+        None
     }
 
     /// Waits for the answer: polls for up to `spin` (when it is expected within

@@ -2,12 +2,13 @@
 //! inline commit takes, and the append entry point (inline commit or queue and wait). The
 //! thread itself is `thread.rs`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
 use crossbeam_channel::{RecvTimeoutError, Sender};
 
-use super::answer::{AnswerSlot, STOPPED_CHECK, Waiters};
+use super::answer::{AnswerSlot, ReplyTo, STOPPED_CHECK, Waiters};
 use super::{AppendCondition, Request, Writer};
 use crate::error::{Error, Result};
 use crate::event::AppendResult;
@@ -30,6 +31,12 @@ pub(crate) struct WriterFront {
     pub(super) requests: Sender<Request>,
     pub(super) doorbell: Sender<()>,
     pub(super) inline_appends: bool,
+    /// The writer holds coalesced appends not yet written (`Options::coalesce_writes`).
+    pub(super) coalesced: Arc<AtomicBool>,
+    /// The writer thread times the window of coalesced appends: while set, whoever starts
+    /// a new window need not ring the doorbell (one wake-up per idle-to-busy change, not
+    /// one per window).
+    pub(super) window_timer: AtomicBool,
 }
 
 impl std::fmt::Debug for WriterFront {
@@ -56,6 +63,19 @@ impl WriterFront {
             Err(TryLockError::Poisoned(poison)) => Some(poison.into_inner()),
             Err(TryLockError::WouldBlock) => None,
         }
+    }
+
+    /// Writes the appends that `Options::coalesce_writes` acknowledged but has not written
+    /// yet, so that a read sees them (an atomic load when there are none).
+    ///
+    /// # Errors
+    /// [`Error::Poisoned`] if writing them failed: they are lost, and the store refuses
+    /// writes.
+    pub(crate) fn write_coalesced(&self) -> Result<()> {
+        if !self.coalesced.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.lock().write_coalesced()
     }
 
     /// Queues `request` for the writer thread and wakes it.
@@ -97,8 +117,45 @@ impl WriterFront {
 /// An append's answer.
 pub(crate) type AppendAnswer = Result<Vec<AppendResult>>;
 
-/// Appends `parts`: inline if the writer allows it and is free, else through the writer
-/// thread, waiting for the answer.
+/// Where an append's answer is once [`submit`] returns.
+pub(crate) enum Submitted {
+    /// Answered already: committed inline, or refused before it was queued.
+    Answered(AppendAnswer),
+    /// Queued for the writer thread, which will answer into this slot.
+    Queued(Arc<AnswerSlot>),
+}
+
+/// Submits `parts` with `slot` for the answer: commits inline if the writer allows it and
+/// is free, else queues them for the writer thread (blocking while the bounded queue is
+/// full: backpressure).
+pub(crate) fn submit(
+    front: &WriterFront,
+    parts: Vec<WritePart>,
+    condition: Option<AppendCondition>,
+    slot: Arc<AnswerSlot>,
+) -> Submitted {
+    let condition = condition.map(Box::new);
+    // Only with an empty queue: queued appends came first and the writer thread is (about
+    // to be) serving them.
+    if front.inline_appends
+        && front.requests.is_empty()
+        && let Some(mut writer) = front.try_lock()
+    {
+        let started_coalescing = writer.append_inline(parts, condition, ReplyTo::new(Arc::clone(&slot)));
+        drop(writer);
+        if started_coalescing && !front.window_timer.swap(true, Ordering::AcqRel) {
+            // The writer thread times the window of the coalesced appends.
+            let _ = front.doorbell.try_send(());
+        }
+        return Submitted::Answered(slot.take().unwrap_or(Err(Error::Closed)));
+    }
+    match front.send(Request::Append { parts, condition, reply: ReplyTo::new(Arc::clone(&slot)) }) {
+        Ok(()) => Submitted::Queued(slot),
+        Err(error) => Submitted::Answered(Err(error)),
+    }
+}
+
+/// Appends `parts` (see [`submit`]) and waits for the answer on the calling thread.
 pub(crate) fn append(
     shared: &Shared,
     front: &WriterFront,
@@ -106,18 +163,8 @@ pub(crate) fn append(
     condition: Option<AppendCondition>,
     spin: Option<Duration>,
 ) -> AppendAnswer {
-    let condition = condition.map(Box::new);
-    let slot = AnswerSlot::current();
-    // Only with an empty queue: queued appends came first and the writer thread is (about
-    // to be) serving them.
-    if front.inline_appends
-        && front.requests.is_empty()
-        && let Some(mut writer) = front.try_lock()
-    {
-        writer.append_inline(parts, condition, Arc::clone(&slot));
-        drop(writer);
-        return slot.take().unwrap_or(Err(Error::Closed));
+    match submit(front, parts, condition, AnswerSlot::current()) {
+        Submitted::Answered(answer) => answer,
+        Submitted::Queued(slot) => slot.wait(&front.waiters, shared, spin),
     }
-    front.send(Request::Append { parts, condition, reply: Arc::clone(&slot) })?;
-    slot.wait(&front.waiters, shared, spin)
 }

@@ -12,21 +12,25 @@ mod answer;
 mod check;
 mod condition;
 mod front;
+mod future;
 mod ids;
 mod thread;
 
+pub(crate) use self::answer::AnswerSlot;
 pub use self::condition::AppendCondition;
-pub(crate) use self::front::{AppendAnswer, WriterFront, append};
+pub(crate) use self::front::{AppendAnswer, WriterFront, append, submit};
+pub use self::future::AppendFuture;
 pub(crate) use self::thread::spawn;
 pub(crate) mod roll;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use self::answer::{AnswerSlot, Waiters};
+use self::answer::{ReplyTo, Waiters};
 use self::check::Check;
 use self::ids::IdGenerator;
 use crate::clock::unix_micros_now;
@@ -36,7 +40,7 @@ use crate::format::record::{self, RecordFields, RecordKind};
 use crate::index::checkpoint;
 use crate::index::streams::StreamState;
 use crate::index::{IndexEntry, SegmentIndex};
-use crate::options::{Durability, GROUP_BYTES_MAX};
+use crate::options::{COALESCED_BYTES_MAX, Durability, GROUP_BYTES_MAX};
 use crate::segment::Segment;
 use crate::shared::Shared;
 use crate::storage::StorageFile;
@@ -46,7 +50,7 @@ use crate::validate::WritePart;
 /// A message to the writer thread.
 pub(crate) enum Request {
     /// Append these parts atomically.
-    Append { parts: Vec<WritePart>, condition: Option<Box<AppendCondition>>, reply: Arc<AnswerSlot> },
+    Append { parts: Vec<WritePart>, condition: Option<Box<AppendCondition>>, reply: ReplyTo },
     /// Make everything written so far durable.
     Sync { reply: Sender<Result<()>> },
     /// Seal the active segment (if it holds any record) and start a new one.
@@ -56,7 +60,7 @@ pub(crate) enum Request {
 }
 
 enum Reply {
-    Append(Arc<AnswerSlot>, Vec<AppendResult>),
+    Append(ReplyTo, Vec<AppendResult>),
     Done(Sender<Result<()>>),
 }
 
@@ -105,12 +109,22 @@ pub(crate) struct Writer {
     last_group_requests: usize,
     /// Segments sealed since the last stream-table checkpoint.
     rolls_since_checkpoint: u32,
+    /// `Options::coalesce_writes`: appends are answered when encoded and written within
+    /// this window (or sooner: by size, by any other call).
+    coalesce_window: Option<Duration>,
+    /// When the oldest answered-but-unwritten append of the group was encoded.
+    coalesced_since: Option<Instant>,
+    /// Whether the group holds answered-but-unwritten appends: read without the lock by
+    /// callers that must write them first ([`WriterFront::write_coalesced`]).
+    coalesced: Arc<AtomicBool>,
 }
 
 impl Writer {
     pub(crate) fn new(shared: Arc<Shared>, active: Arc<Segment>, active_file: Arc<dyn StorageFile>) -> Self {
         let write_offset = active.committed_len();
         let next_position = shared.next_position();
+        let coalesce_window =
+            shared.options.coalesce_window.filter(|_| shared.options.durability == Durability::Buffered);
         Writer {
             shared,
             active,
@@ -127,6 +141,52 @@ impl Writer {
             answered: false,
             last_group_requests: 0,
             rolls_since_checkpoint: 0,
+            coalesce_window,
+            coalesced_since: None,
+            coalesced: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The flag [`Writer::coalesced`] for the callers' side.
+    pub(super) fn coalesced_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.coalesced)
+    }
+
+    /// When the coalesced appends must be written by (the writer thread's timer).
+    pub(super) fn coalesced_deadline(&self) -> Option<Instant> {
+        Some(self.coalesced_since? + self.coalesce_window?)
+    }
+
+    /// Writes the coalesced appends if their window has passed (the writer thread's timer).
+    pub(super) fn write_coalesced_if_due(&mut self) {
+        if self.coalesced_deadline().is_some_and(|deadline| Instant::now() >= deadline) {
+            self.flush();
+        }
+    }
+
+    /// Writes the coalesced appends now, for a call that must see them (a read).
+    ///
+    /// # Errors
+    /// [`Error::Poisoned`] if writing them failed: they are lost.
+    pub(super) fn write_coalesced(&mut self) -> Result<()> {
+        if self.coalesced_since.is_none() {
+            return Ok(());
+        }
+        self.flush();
+        self.poisoned().map_or(Ok(()), Err)
+    }
+
+    /// Commits the group unless it only holds coalesced appends that may wait longer
+    /// (no caller waits for this group, it is below [`COALESCED_BYTES_MAX`] and within
+    /// its window).
+    fn flush_unless_coalescing(&mut self) {
+        let may_wait = self.coalesce_window.is_some()
+            && self.group.replies.is_empty()
+            && !self.group.needs_sync
+            && self.group.buf.len() < COALESCED_BYTES_MAX
+            && self.coalesced_deadline().is_some_and(|deadline| Instant::now() < deadline);
+        if !may_wait {
+            self.flush();
         }
     }
 
@@ -164,7 +224,7 @@ impl Writer {
             }
             self.wake_answered();
         }
-        self.flush();
+        self.flush_unless_coalescing();
         self.wake_answered();
         self.last_group_requests = requests;
         false
@@ -186,21 +246,34 @@ impl Writer {
         }
     }
 
-    /// Appends on the caller's thread: one group of one request, committed at once.
+    /// Appends on the caller's thread: one group of one request, committed at once — or,
+    /// when coalescing, added to the coalesced appends. Returns `true` if these were none
+    /// before: the writer thread must then be woken to time their window.
     fn append_inline(
         &mut self,
         parts: Vec<WritePart>,
         condition: Option<Box<AppendCondition>>,
-        reply: Arc<AnswerSlot>,
-    ) {
+        reply: ReplyTo,
+    ) -> bool {
         if self.closed {
             let _ = reply.send(Err(Error::Closed));
-            return;
+            return false;
         }
+        let coalesced_before = self.coalesced_since.is_some();
         self.handle_append(parts, condition, reply);
-        self.flush();
+        self.flush_unless_coalescing();
         // Only this caller was answered, and it takes its answer without waiting.
         self.answered = false;
+        !coalesced_before && self.coalesced_since.is_some()
+    }
+
+    /// Drops the group being assembled without writing it, answering its callers
+    /// [`Error::Closed`] (their [`ReplyTo`]s do on drop): for a writer thread that stopped
+    /// without finishing its group (it panicked), so that no future waits for it.
+    fn abandon_group(&mut self) {
+        let abandoned = self.group.replies.drain(..).any(|reply| matches!(reply, Reply::Append(..)));
+        self.answered |= abandoned;
+        self.wake_answered();
     }
 
     /// The periodic fsync of `Durability::Periodic`.
@@ -246,7 +319,7 @@ impl Writer {
         &mut self,
         parts: Vec<WritePart>,
         condition: Option<Box<AppendCondition>>,
-        reply: Arc<AnswerSlot>,
+        reply: ReplyTo,
     ) -> usize {
         if let Some(error) = self.poisoned() {
             self.answered |= reply.send(Err(error));
@@ -317,7 +390,16 @@ impl Writer {
             let Check::Proceed(last_version) = check else { continue };
             results.push(self.encode_part(part, last_version, timestamp_us));
         }
-        self.group.replies.push(Reply::Append(reply, results));
+        if self.coalesce_window.is_some() {
+            // Coalescing: the versions and positions are final now; the bytes follow.
+            if self.coalesced_since.is_none() {
+                self.coalesced_since = Some(Instant::now());
+                self.coalesced.store(true, Ordering::Release);
+            }
+            self.answered |= reply.send(Ok(results));
+        } else {
+            self.group.replies.push(Reply::Append(reply, results));
+        }
         total
     }
 
@@ -389,6 +471,9 @@ impl Writer {
 
     /// Writes, syncs and publishes the group, then answers its callers.
     fn flush(&mut self) {
+        if self.coalesced_since.take().is_some() {
+            self.coalesced.store(false, Ordering::Release);
+        }
         let mut group = std::mem::take(&mut self.group);
         let result = self.commit(&mut group);
         // After a failure nothing of the group was published and the store refuses writes.

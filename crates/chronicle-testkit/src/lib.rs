@@ -46,6 +46,7 @@ pub use chronicle::internal::codecs;
 /// ```
 pub fn operations_target(data: &[u8]) -> codecs::Verdict {
     let (durability, ops) = operations::decode(data);
-    operations::run(durability, &ops)?;
+    let variant = operations::Variant::from_mode_byte(data.first().copied().unwrap_or(0));
+    operations::run_variant(durability, variant, &ops)?;
     Ok(!ops.is_empty())
 }

@@ -13,7 +13,8 @@
 //!
 //! Input layout of the fuzz target ([`decode`]; a byte past the end reads as 0): byte 0
 //! picks the durability (`% 3`: Sync, Buffered, Periodic of an hour, which never ticks
-//! during a run), then up to [`OPS_MAX`] operations, each an opcode byte (`% 14`, in the
+//! during a run) and the [`Variant`] (`/ 3`: bit 0 async appends, bit 1 coalesced writes
+//! under Buffered), then up to [`OPS_MAX`] operations, each an opcode byte (`% 14`, in the
 //! order of [`Op`]'s variants) and its parameter bytes:
 //!
 //! | op | parameters |
@@ -211,13 +212,42 @@ impl std::ops::AddAssign for RunStats {
     }
 }
 
+/// How the harness calls the store, beyond the durability: the same operations and the
+/// same model, through other entry points.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Variant {
+    /// Appends go through `append_async` / `append_multi_async`, polled to completion with
+    /// a no-op waker (no runtime: the run stays deterministic).
+    pub async_appends: bool,
+    /// Under `Durability::Buffered`: `Options::coalesce_writes` with a window no run
+    /// outlasts, so only size and the harness's own calls write the coalesced appends.
+    pub coalesce_writes: bool,
+}
+
+impl Variant {
+    /// The variant a fuzz input's first byte picks beyond its durability (`byte % 3`):
+    /// bit 0 of `byte / 3` async appends, bit 1 coalesced writes.
+    pub fn from_mode_byte(byte: u8) -> Variant {
+        let bits = byte / 3;
+        Variant { async_appends: bits & 1 != 0, coalesce_writes: bits & 2 != 0 }
+    }
+}
+
 /// Runs `ops` against the store (with `durability`) and the model; `Err` describes the first
 /// disagreement.
 ///
 /// # Errors
 /// A broken invariant, naming the operation.
 pub fn run(durability: Durability, ops: &[Op]) -> Result<RunStats, String> {
-    let mut harness = Harness::new(durability)?;
+    run_variant(durability, Variant::default(), ops)
+}
+
+/// [`run`] with the store called as `variant` says.
+///
+/// # Errors
+/// A broken invariant, naming the operation.
+pub fn run_variant(durability: Durability, variant: Variant, ops: &[Op]) -> Result<RunStats, String> {
+    let mut harness = Harness::new(durability, variant)?;
     for (index, op) in ops.iter().enumerate() {
         harness.step(index, op).map_err(|e| format!("op {index} {op:?}: {e}"))?;
     }
@@ -256,11 +286,22 @@ struct Harness {
     /// The last append that was acknowledged or in doubt, and whether it was `append_multi`.
     last_append: Option<(Vec<Part>, bool)>,
     stats: RunStats,
+    variant: Variant,
+    /// Coalesced writes are on: an acknowledged append reaches the storage only at the next
+    /// call that writes it (every read does), so a process stop can lose it.
+    coalescing: bool,
+    /// Acknowledged writes known to be written to the storage (a process restart keeps
+    /// them): those acknowledged before the last whole view of the store was read.
+    written: usize,
 }
 
 impl Harness {
-    fn new(durability: Durability) -> Result<Self, String> {
-        let options = Options::default().durability(durability).segment_bytes(SEGMENT_BYTES_MIN);
+    fn new(durability: Durability, variant: Variant) -> Result<Self, String> {
+        let mut options = Options::default().durability(durability).segment_bytes(SEGMENT_BYTES_MIN);
+        let coalescing = variant.coalesce_writes && durability == Durability::Buffered;
+        if coalescing {
+            options = options.coalesce_writes(PERIODIC_INTERVAL);
+        }
         let sim = SimStorage::new();
         let store = Store::open_with_storage(DIR, options.clone(), Arc::new(sim.clone()))
             .map_err(|e| format!("open a new store: {e}"))?;
@@ -276,7 +317,25 @@ impl Harness {
             armed: None,
             last_append: None,
             stats: RunStats::default(),
+            variant,
+            coalescing,
+            written: 0,
         })
+    }
+
+    /// `store.append` or `store.append_async` (as the variant says), to the end.
+    fn append_one(
+        &self,
+        store: &Store,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> chronicle::Result<chronicle::AppendResult> {
+        if self.variant.async_appends {
+            poll_to_end(store.append_async(stream, expected, events))
+        } else {
+            store.append(stream, expected, events)
+        }
     }
 
     fn limits(&self) -> Limits {
@@ -438,7 +497,7 @@ impl Harness {
             std::thread::spawn(move || store.close())
         };
         let result = match request.as_slice() {
-            [(stream, expected, events)] => store.append(stream, *expected, events.clone()),
+            [(stream, expected, events)] => self.append_one(&store, stream, *expected, events.clone()),
             _ => return Err(Interrupt::Violation("harness: one part expected".to_owned())),
         };
         drop(store);
@@ -501,9 +560,17 @@ impl Harness {
     fn submit(&mut self, request: Vec<Part>, multi: bool) -> Step {
         let store = self.store()?;
         let result = match request.as_slice() {
-            [(stream, expected, events)] if !multi => store.append(stream, *expected, events.clone()).map(|r| vec![r]),
-            _ => store
-                .append_multi(request.iter().map(|(s, e, events)| StreamAppend::new(s.as_str(), *e, events.clone()))),
+            [(stream, expected, events)] if !multi => {
+                self.append_one(store, stream, *expected, events.clone()).map(|r| vec![r])
+            }
+            _ => {
+                let parts = request.iter().map(|(s, e, events)| StreamAppend::new(s.as_str(), *e, events.clone()));
+                if self.variant.async_appends {
+                    poll_to_end(store.append_multi_async(parts))
+                } else {
+                    store.append_multi(parts)
+                }
+            }
         };
         let got = self.outcome("append", result, Outcome::Appended);
         let want = self.model.predict_append(&request, self.limits());
@@ -589,7 +656,10 @@ impl Harness {
 
     fn check_everything(&mut self) -> Step {
         let view = self.view()?;
-        self.model.check_current(&view).map_err(Interrupt::Violation)
+        self.model.check_current(&view).map_err(Interrupt::Violation)?;
+        // Reading wrote every coalesced append.
+        self.written = self.model.acknowledged_writes();
+        Ok(())
     }
 
     fn arm(&mut self, calls: u64, fault: Fault, recovery: Recovery) {
@@ -619,6 +689,8 @@ impl Harness {
         self.armed = None;
         let floor = floor.unwrap_or(match recovery {
             Recovery::PowerLoss(_) => self.model.durable_writes(),
+            // Coalesced appends not yet written die with the process.
+            Recovery::Restart if self.coalescing => self.written.max(self.model.durable_writes()),
             Recovery::Restart => self.model.acknowledged_writes(),
         });
         // The image is taken before the old store closes: nothing it does afterwards counts.
@@ -647,6 +719,8 @@ impl Harness {
         let in_doubt = self.model.acknowledged_writes() < self.model.history_len();
         let acknowledged = self.model.acknowledged_writes();
         let kept = self.model.recover(&view, floor)?;
+        // The model starts a new history at the recovered state, all of it written.
+        self.written = self.model.acknowledged_writes();
         match recovery {
             Recovery::PowerLoss(_) => self.stats.power_losses += 1,
             Recovery::Restart => self.stats.restarts += 1,
@@ -654,6 +728,18 @@ impl Harness {
         self.stats.in_doubt_kept += u64::from(in_doubt && kept > acknowledged);
         self.stats.acknowledged_lost += acknowledged.saturating_sub(kept) as u64;
         Ok(())
+    }
+}
+
+/// Polls `future` with a no-op waker until it is ready, yielding between polls.
+fn poll_to_end<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        std::thread::yield_now();
     }
 }
 

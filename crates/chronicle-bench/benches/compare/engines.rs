@@ -80,6 +80,15 @@ struct ChronicleEngine {
     data: Bytes,
 }
 
+/// chronicle under `Durability::Buffered` with `Options::coalesce_writes(window)`.
+pub fn open_chronicle_coalesced(dir: &Path, window: std::time::Duration, data: &Bytes) -> Res<Box<dyn Engine>> {
+    use chronicle::{Durability, Options};
+    std::fs::create_dir_all(dir)?;
+    let options = Options::default().durability(Durability::Buffered).coalesce_writes(window);
+    let store = chronicle::Store::open_with(dir, options)?;
+    Ok(Box::new(ChronicleEngine { store, data: data.clone() }))
+}
+
 impl ChronicleEngine {
     fn open(dir: &Path, durable: bool, data: &Bytes) -> Res<Self> {
         use chronicle::{Durability, Options};

@@ -61,11 +61,26 @@ impl Timed {
     }
 }
 
+/// What each appending thread or task reports: events, its run's length, latencies.
+type Share = Res<(u64, Duration, Latencies)>;
+
+/// The shares of one run added up: all events, the longest run, every latency.
+fn total(shares: Vec<Share>) -> Res<Timed> {
+    let mut total = Timed { events: 0, elapsed: Duration::ZERO, latencies: Latencies::default() };
+    for share in shares {
+        let (events, elapsed, latencies) = share?;
+        total.events += events;
+        total.elapsed = total.elapsed.max(elapsed);
+        total.latencies.merge(latencies);
+    }
+    Ok(total)
+}
+
 /// `threads` threads append `batch` events per call, each to its own stream with an exact
 /// expected version, until `run` has passed.
 fn timed_appends(engine: &dyn Engine, threads: usize, batch: usize, run: Duration) -> Res<Timed> {
     let barrier = Barrier::new(threads);
-    let results: Vec<Res<(u64, Duration, Latencies)>> = std::thread::scope(|scope| {
+    let results: Vec<Share> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|thread| {
                 let barrier = &barrier;
@@ -89,14 +104,7 @@ fn timed_appends(engine: &dyn Engine, threads: usize, batch: usize, run: Duratio
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("append thread panicked".into()))).collect()
     });
-    let mut total = Timed { events: 0, elapsed: Duration::ZERO, latencies: Latencies::default() };
-    for result in results {
-        let (events, elapsed, latencies) = result?;
-        total.events += events;
-        total.elapsed = total.elapsed.max(elapsed);
-        total.latencies.merge(latencies);
-    }
-    Ok(total)
+    total(results)
 }
 
 fn with_engine<T>(ctx: &Ctx, name: &str, dir: &Path, durable: bool, f: impl FnOnce(&dyn Engine) -> Res<T>) -> Res<T> {
@@ -130,6 +138,62 @@ fn raw_rows(ctx: &Ctx, group: &str, prefix: Vec<String>, events_per_write: usize
     Ok(rows)
 }
 
+/// Threads of the tokio runtime that runs W1's async tasks.
+const ASYNC_RUNTIME_THREADS: usize = 2;
+
+/// `tasks` tasks on a 2-thread tokio runtime each append one event per call with
+/// `Store::append_async` to their own stream (exact expected versions), until `run` has
+/// passed: W1 as an async application calls it, no thread per waiting append.
+fn timed_async_appends(store: &chronicle::Store, data: &Bytes, tasks: usize, run: Duration) -> Res<Timed> {
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(ASYNC_RUNTIME_THREADS).enable_time().build()?;
+    let results: Vec<Share> = runtime.block_on(async {
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(tasks));
+        let handles: Vec<_> = (0..tasks)
+            .map(|task| {
+                let store = store.clone();
+                let data = data.clone();
+                let barrier = std::sync::Arc::clone(&barrier);
+                tokio::spawn(async move {
+                    let stream = format!("bench-{task:03}");
+                    let mut expected = chronicle::ExpectedVersion::NoStream;
+                    let mut latencies = Latencies::with_capacity(1 << 14);
+                    let mut events = 0u64;
+                    barrier.wait().await;
+                    let start = Instant::now();
+                    while start.elapsed() < run {
+                        let begin = Instant::now();
+                        let event = chronicle::NewEvent::new(engines::EVENT_TYPE, data.clone());
+                        let written = store.append_async(&stream, expected, [event]).await?;
+                        latencies.record(begin.elapsed());
+                        expected = chronicle::ExpectedVersion::Exact(written.last_version);
+                        events += 1;
+                    }
+                    Ok::<_, engines::BoxError>((events, start.elapsed(), latencies))
+                })
+            })
+            .collect();
+        let mut results = Vec::with_capacity(tasks);
+        for handle in handles {
+            results.push(handle.await.unwrap_or_else(|_| Err("append task panicked".into())));
+        }
+        results
+    });
+    total(results)
+}
+
+/// W1 through the async API: `tasks` concurrent tasks on a 2-thread runtime.
+fn w1_async_row(ctx: &Ctx, tasks: usize, group: &str) -> Res<Row> {
+    eprintln!("W1: chronicle, {tasks} async task(s) on {ASYNC_RUNTIME_THREADS} threads");
+    let dir = ctx.fresh("w1-chronicle-async")?;
+    let store = chronicle::Store::open(&dir)?;
+    let timed = timed_async_appends(&store, &ctx.data, tasks, ctx.run());
+    store.close()?;
+    std::fs::remove_dir_all(&dir)?;
+    let label = format!("chronicle (async, {ASYNC_RUNTIME_THREADS}-thread runtime)");
+    Ok(append_row(&label, group, vec![format!("{tasks} tasks")], &mut timed?))
+}
+
 /// W1: durable 1-event appends from each thread count, each thread to its own stream.
 pub fn w1(ctx: &Ctx) -> Res<Vec<Row>> {
     let mut rows = Vec::new();
@@ -141,6 +205,9 @@ pub fn w1(ctx: &Ctx) -> Res<Vec<Row>> {
             let mut timed = with_engine(ctx, name, &dir, true, |e| timed_appends(e, threads, 1, ctx.run()))?;
             rows.push(append_row(name, &group, vec![group.clone()], &mut timed));
             std::fs::remove_dir_all(&dir)?;
+        }
+        if ctx.args.has_engine("chronicle") {
+            rows.push(w1_async_row(ctx, threads, &group)?);
         }
         eprintln!("W1: raw disk, {threads} event(s) per fdatasync");
         rows.extend(raw_rows(ctx, &group, vec![group.clone()], threads, true)?);
@@ -184,10 +251,29 @@ pub fn w3(ctx: &Ctx) -> Res<Vec<Row>> {
         rows.push(append_row(name, "", vec![], &mut timed));
         std::fs::remove_dir_all(&dir)?;
     }
+    if ctx.args.has_engine("chronicle") {
+        rows.push(w3_coalesced_row(ctx)?);
+    }
     eprintln!("W3: raw disk");
     rows.extend(raw_rows(ctx, "", vec![], 1, false)?);
     Ok(rows)
 }
+
+/// W3 with `Options::coalesce_writes(W3_COALESCE_WINDOW)`: appends acknowledged before
+/// they are written, many per `write` call.
+fn w3_coalesced_row(ctx: &Ctx) -> Res<Row> {
+    eprintln!("W3: chronicle, coalesced writes");
+    let dir = ctx.fresh("w3-chronicle-coalesced")?;
+    let engine = engines::open_chronicle_coalesced(&dir, W3_COALESCE_WINDOW, &ctx.data)?;
+    let timed = timed_appends(&*engine, 1, 1, ctx.run());
+    engine.close()?;
+    std::fs::remove_dir_all(&dir)?;
+    let label = format!("chronicle (coalesce_writes {} ms)", W3_COALESCE_WINDOW.as_millis());
+    Ok(append_row(&label, "", vec![], &mut timed?))
+}
+
+/// The window of W3's coalesced row.
+const W3_COALESCE_WINDOW: Duration = Duration::from_millis(1);
 
 /// Rows of the workloads that share the read data set.
 #[derive(Default)]
