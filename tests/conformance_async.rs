@@ -1,5 +1,5 @@
 //! The shared behaviour suite of `chronicle_testkit::conformance` with every append going
-//! through the async API (`append_async`, `append_multi_async`), awaited on a thread-parking
+//! through the async API (`append_async`, `append_multi_async`, `append_if_async`), awaited on a thread-parking
 //! executor: expected versions, idempotent retries, all-or-nothing multi-stream appends and
 //! hostile input must answer exactly as through the blocking calls.
 
@@ -9,8 +9,8 @@ use std::task::{Context, Poll, Wake};
 use std::thread::Thread;
 
 use chronicle::{
-    AllIter, AppendResult, Durability, EventStore, ExpectedVersion, NewEvent, Options, Result, Snapshot, Store,
-    StreamAppend, StreamIter,
+    AllIter, AppendCondition, AppendResult, Durability, EventStore, ExpectedVersion, Filter, FilteredIter, NewEvent,
+    Options, Result, Snapshot, Store, StreamAppend, StreamIter,
 };
 use chronicle_testkit::conformance;
 
@@ -43,6 +43,7 @@ struct AsyncAppends(Store);
 impl EventStore for AsyncAppends {
     type StreamEvents = StreamIter;
     type AllEvents = AllIter;
+    type FilteredEvents = FilteredIter;
 
     fn append(&self, stream: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> Result<AppendResult> {
         block_on(self.0.append_async(stream, expected, events))
@@ -50,6 +51,14 @@ impl EventStore for AsyncAppends {
 
     fn append_multi(&self, parts: Vec<StreamAppend>) -> Result<Vec<AppendResult>> {
         block_on(self.0.append_multi_async(parts))
+    }
+
+    fn append_if(&self, condition: AppendCondition, parts: Vec<StreamAppend>) -> Result<Vec<AppendResult>> {
+        block_on(self.0.append_if_async(condition, parts))
+    }
+
+    fn read_all_filtered(&self, from_position: u64, filter: Filter) -> Result<FilteredIter> {
+        self.0.read_all_filtered(from_position, filter)
     }
 
     fn read_stream(&self, stream: &str, from_version: u64) -> Result<StreamIter> {
