@@ -309,10 +309,12 @@ fn follow_until(
     }
 }
 
-/// Polls until every batch in `acked` is visible.
+/// Polls until every batch in `acked` is visible, except batches of the `trim` stream
+/// (every fifth): its retention keeps 3 events, so a reader that falls behind under load
+/// may legitimately never see an old one.
 fn wait_visible(reader: &Store, acked: &[u64], from: &mut u64, batches: &mut BTreeMap<u64, Vec<String>>) {
     let deadline = Instant::now() + WAIT_MAX;
-    while !acked.iter().all(|n| batches.contains_key(n)) {
+    while !acked.iter().filter(|n| !n.is_multiple_of(5)).all(|n| batches.contains_key(n)) {
         assert!(Instant::now() < deadline, "acknowledged batches never became visible to the reader");
         std::thread::sleep(Duration::from_millis(5));
         read_new(reader, from, batches);
