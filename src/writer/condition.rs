@@ -59,13 +59,22 @@ impl Writer {
     pub(super) fn check_condition(&self, condition: &AppendCondition) -> Result<()> {
         let from = condition.after_position.map_or(0, |p| p.saturating_add(1));
         let filter = condition.filter.clone();
-        if let Some(found) = FilteredIter::new(&self.shared, from, None, filter).next() {
+        // A stream deleted by a tombstone earlier in this group is deleted for the check
+        // too, though the published stream table does not say so yet (under group commit or
+        // coalesced writes the deletion and this append share a group).
+        let deleted_in_group: Vec<&str> =
+            self.group.entries.iter().filter(|e| e.tombstone).map(|e| &*e.stream).collect();
+        let deleted = |stream: &str| deleted_in_group.contains(&stream);
+        for found in FilteredIter::new(&self.shared, from, None, filter) {
             let event = found?;
+            if deleted(&event.stream_id) {
+                continue;
+            }
             return Err(condition.failed(event.position, event.stream_id.as_bytes(), event.event_type.as_bytes()));
         }
         // The group's own records: not published yet, so decoded from its buffer.
         for entry in self.group.entries.iter().filter(|e| !e.tombstone && e.entry.position >= from) {
-            if !condition.filter.matches_stream(&entry.stream) {
+            if !condition.filter.matches_stream(&entry.stream) || deleted(&entry.stream) {
                 continue;
             }
             let start = (u64::from(entry.entry.offset) - self.write_offset) as usize;
