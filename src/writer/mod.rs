@@ -38,6 +38,7 @@ use crate::index::streams::StreamState;
 use crate::index::{IndexEntry, SegmentIndex};
 use crate::options::{Durability, GROUP_BYTES_MAX};
 use crate::segment::Segment;
+use crate::segment::prepare::NextSegment;
 use crate::shared::Shared;
 use crate::storage::StorageFile;
 use crate::sync;
@@ -105,6 +106,8 @@ pub(crate) struct Writer {
     last_group_requests: usize,
     /// Segments sealed since the last stream-table checkpoint.
     rolls_since_checkpoint: u32,
+    /// The next segment's file, zero-filled ahead of the roll that needs it.
+    next_segment: NextSegment,
 }
 
 impl Writer {
@@ -127,6 +130,7 @@ impl Writer {
             answered: false,
             last_group_requests: 0,
             rolls_since_checkpoint: 0,
+            next_segment: NextSegment::default(),
         }
     }
 
@@ -412,6 +416,7 @@ impl Writer {
             }
         }
         self.group = group;
+        self.prepare_ahead();
     }
 
     fn commit(&mut self, group: &mut Group) -> Result<()> {
@@ -495,10 +500,14 @@ impl Writer {
     fn shutdown(&mut self) -> Result<()> {
         self.flush();
         self.closed = true;
+        self.next_segment.discard(&*self.shared.storage, &self.shared.dir);
         if let Some(error) = self.poisoned() {
             return Err(error);
         }
-        if self.unsynced {
+        // A closed store keeps no preallocated space (the next open appends to a file that
+        // grows until its first roll).
+        let trimmed = self.trim_preallocated_tail()?;
+        if self.unsynced || trimmed {
             self.sync_active()?;
         }
         self.active.write_index_file(&*self.shared.storage, self.write_offset);
