@@ -504,12 +504,10 @@ impl Writer {
         if let Some(error) = self.poisoned() {
             return Err(error);
         }
-        // A closed store keeps no preallocated space (the next open appends to a file that
-        // grows until its first roll).
-        let trimmed = self.trim_preallocated_tail()?;
-        if self.unsynced || trimmed {
+        if self.unsynced {
             self.sync_active()?;
         }
+        self.trim_at_close();
         self.active.write_index_file(&*self.shared.storage, self.write_offset);
         self.write_stream_checkpoint();
         Ok(())

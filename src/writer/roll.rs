@@ -87,9 +87,23 @@ impl Writer {
         }
     }
 
+    /// At a clean close, after the last sync: a closed store keeps no preallocated space
+    /// (the next open appends to a file that grows until its first roll). Best effort: a
+    /// format 2 active segment is valid with or without its zeros, and everything it holds
+    /// is already durable, so a failure here is logged and the close goes on.
+    pub(super) fn trim_at_close(&mut self) {
+        if !self.active.header.log_may_end_before_file() {
+            return;
+        }
+        let path = &self.active.path;
+        let trimmed = self.active_file.set_len(self.write_offset).and_then(|()| self.active_file.sync_data());
+        if let Err(error) = trimmed {
+            tracing::warn!(path = %path.display(), %error, "could not trim the preallocated tail at close; the next open reads it as zeros");
+        }
+    }
+
     /// Cuts the active segment's file to the end of its log (a format 2 segment may be
-    /// preallocated): at a roll and at a clean close, so that sealed segments hold only
-    /// records and a closed store only what it stores. Not synced here. Returns whether it
+    /// preallocated) at a roll, so that a sealed segment holds only records. Not synced here. Returns whether it
     /// cut (then the caller syncs). The cut is made even when the file looks as long as its
     /// log already: after a failed fdatasync the shorter length may be in memory only (the
     /// store was reopened since), and a sealed segment must be short on disk.
