@@ -51,7 +51,7 @@ fn crashed_with_preallocated_tail() -> (tempfile::TempDir, u64) {
     let store = Store::open_with(dir.path(), options()).unwrap();
     let mut count = 0;
     // Until a roll has used a prepared file (the helper thread may not be done by the first).
-    while !segment_files(dir.path()).last().is_some_and(|last| file_len(last) == SEGMENT_BYTES) {
+    while segment_files(dir.path()).last().is_none_or(|last| file_len(last) != SEGMENT_BYTES) {
         append(&store, count, 10);
         count += 10;
         assert!(count < 5000, "no roll used a preallocated segment");
@@ -266,4 +266,99 @@ fn memory_storage_never_holds_preallocated_space() {
     let mut back = [9u8; 3];
     file.read_exact_at(&mut back, 0).unwrap();
     assert_eq!(back, *b"a\0\0");
+}
+
+/// Not a test: the A/B figure of docs/performance.md ("Preallocated segments"), run by hand
+/// with `cargo test --release --test preallocation -- --ignored --nocapture`. In one process,
+/// alternating short bursts: durable 1-event appends into a store whose active segment is a
+/// prepared (zero-filled) one against a store whose active segment grows, then the latency
+/// of the appends that roll (2 MiB segments, 1000-event appends).
+#[test]
+#[ignore = "measurement, run by hand"]
+fn measure_preallocated_against_growing_segments() {
+    use std::time::{Duration, Instant};
+    let burst = Duration::from_millis(300);
+    let batch: Vec<NewEvent> = (0..1000).map(|i| NewEvent::new("E", data(i))).collect();
+    let prepared_dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let growing_dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let prepared = Store::open_with(prepared_dir.path(), Options::default().durability(Durability::Sync)).unwrap();
+    // A quarter of a segment, then time for the helper to zero-fill the next one, then a roll onto it.
+    while file_len(&active_segment(prepared_dir.path())) < (16 << 20) + (1 << 20) {
+        prepared.append("fill", ExpectedVersion::Any, batch.clone()).unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    prepared.seal().unwrap();
+    assert_eq!(file_len(&active_segment(prepared_dir.path())), 64 << 20, "the roll used the prepared file");
+    let growing = Store::open_with(growing_dir.path(), Options::default().durability(Durability::Sync)).unwrap();
+    let run = |store: &Store, threads: usize, events: usize| -> f64 {
+        let started = Instant::now();
+        let total: u64 = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let batch = &batch[..events];
+                    scope.spawn(move || {
+                        let mut n = 0u64;
+                        while started.elapsed() < burst {
+                            store.append(&format!("t{t}"), ExpectedVersion::Any, batch.to_vec()).unwrap();
+                            n += events as u64;
+                        }
+                        n
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        total as f64 / started.elapsed().as_secs_f64()
+    };
+    for (threads, events) in [(1, 1), (8, 1), (64, 1), (1, 1000)] {
+        let (mut a, mut b, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..9 {
+            let x = run(&prepared, threads, events);
+            let y = run(&growing, threads, events);
+            ratios.push(x / y);
+            a.push(x);
+            b.push(y);
+        }
+        for v in [&mut a, &mut b, &mut ratios] {
+            v.sort_by(|x, y| x.partial_cmp(y).unwrap());
+        }
+        println!(
+            "threads {threads} events/append {events}: preallocated median {:.0} ev/s, growing median {:.0} ev/s, ratio per pair median {:.2} (min {:.2}, max {:.2})",
+            a[4], b[4], ratios[4], ratios[0], ratios[8]
+        );
+    }
+    prepared.close().unwrap();
+    growing.close().unwrap();
+    // Latency of appends that roll, against the others.
+    let roll_dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let store =
+        Store::open_with(roll_dir.path(), Options::default().segment_bytes(2 << 20).durability(Durability::Sync))
+            .unwrap();
+    let (mut rolling, mut others) = (Vec::new(), Vec::new());
+    let mut segments = segment_files(roll_dir.path()).len();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        let begin = Instant::now();
+        store.append("r", ExpectedVersion::Any, batch.clone()).unwrap();
+        let took = begin.elapsed().as_micros() as u64;
+        let now = segment_files(roll_dir.path()).len();
+        if now != segments {
+            rolling.push(took)
+        } else {
+            others.push(took)
+        }
+        segments = now;
+    }
+    rolling.sort_unstable();
+    others.sort_unstable();
+    let pct = |v: &[u64], p: usize| v.get(v.len().saturating_sub(1) * p / 100).copied().unwrap_or(0);
+    println!(
+        "1000-event appends, 2 MiB segments: {} rolls, roll appends p50 {} µs max {} µs; other appends p50 {} µs p99 {} µs",
+        rolling.len(),
+        pct(&rolling, 50),
+        pct(&rolling, 100),
+        pct(&others, 50),
+        pct(&others, 99)
+    );
+    store.close().unwrap();
 }
