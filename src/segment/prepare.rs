@@ -199,6 +199,11 @@ impl Segment {
         let header = SegmentHeader::current(segment_id, base_position, 0);
         file.write_all_at(&header.encode(), 0).map_err(|e| Error::io("write segment header", &prepared, e))?;
         file.sync_data().map_err(|e| Error::io("fdatasync", &prepared, e))?;
+        // Claim the name with O_CREAT|O_EXCL first, as a plain creation does: anything
+        // already there (a planted symlink included) fails the roll instead of being
+        // replaced. A crash before the rename leaves that empty file, which open removes
+        // like any segment creation cut short (§5 step 3).
+        drop(storage.open(&path, OpenMode::CreateNew).map_err(|e| Error::io("create segment", &path, e))?);
         storage.rename(&prepared, &path).map_err(|e| Error::io("rename prepared segment", &path, e))?;
         storage.sync_dir(dir).map_err(|e| Error::io("sync directory", dir, e))?;
         Segment::new(
