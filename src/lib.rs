@@ -91,7 +91,7 @@ pub use crate::stats::{Health, SegmentInfo, Stats};
 /// The on-disk format versions this build reads and writes, one per kind of file
 /// (`segment-format.md` §9).
 pub mod format_versions {
-    /// Segment headers and records (`segment-*.log`).
+    /// Segment headers and records (`segment-*.log`) this build writes; it also reads version 1.
     pub const SEGMENT: u32 = crate::format::SEGMENT_FORMAT_VERSION;
     /// Index files (`segment-*.idx`, derived).
     pub const INDEX: u32 = crate::index::file::INDEX_FORMAT_VERSION;

@@ -363,7 +363,7 @@ fn follow_tail(segment: &Arc<Segment>, previous_last: Option<u64>) -> Result<(u6
     let Some(file) = segment.append_file() else { return Ok((end_now, Vec::new())) };
     let from = segment.committed_len();
     let len = file.len().map_err(|e| Error::io("stat segment", &segment.path, e))?;
-    if len <= from {
+    if len <= from || nothing_written_at(&*file, segment, from)? {
         return Ok((end_now, Vec::new()));
     }
     let tail = scan_tail(&*file, &segment.path, segment.id(), from, len, segment.header.base_position, last)?;
@@ -393,6 +393,23 @@ fn follow_tail(segment: &Arc<Segment>, previous_last: Option<u64>) -> Result<(u6
     }
     segment.publish(tail.committed);
     Ok((end, changes.into_iter().collect()))
+}
+
+/// Whether the active segment is preallocated and the writer has not written at `from` yet
+/// (segment-format.md §3.5: a record's first 4 bytes are its non-zero length, so zeros
+/// there mean the log ends at `from` for now). One 4-byte `pread` instead of a window of
+/// zeros at every refresh.
+fn nothing_written_at(file: &dyn StorageFile, segment: &Segment, from: u64) -> Result<bool> {
+    if !segment.header.log_may_end_before_file() {
+        return Ok(false);
+    }
+    let mut length_field = [0u8; 4];
+    match file.read_exact_at(&mut length_field, from) {
+        Ok(()) => Ok(length_field == [0; 4]),
+        // Shorter now: a restarted writer's recovery cut its tail; scan_tail reads the rest.
+        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(error) => Err(Error::io("read segment", &segment.path, error)),
+    }
 }
 
 /// Scans `[from, len)` of an active segment with `pread` for whole commit groups whose

@@ -17,7 +17,7 @@ use crate::layout;
 use crate::options::Options;
 use crate::segment::Segment;
 use crate::segment::cache::MapCache;
-use crate::segment::scan::{find_durable_proof, index_sealed, scan};
+use crate::segment::scan::{find_durable_proof, index_sealed, nonzero_end, scan};
 use crate::storage::{OpenMode, Storage, StorageFile};
 use crate::sync;
 
@@ -30,7 +30,7 @@ pub(crate) struct Recovered {
 }
 
 const EMPTY_HEADER: SegmentHeader =
-    SegmentHeader { segment_id: 0, base_position: 0, compacted_end_position: 0, created_unix_ms: 0 };
+    SegmentHeader { format_version: 0, segment_id: 0, base_position: 0, compacted_end_position: 0, created_unix_ms: 0 };
 
 /// A segment file found at open. Its descriptor is closed again once the header is read:
 /// descriptors must not grow with the number of segments (only the last segment, the active
@@ -284,7 +284,16 @@ fn open_active(cache: &Arc<MapCache>, found: Found, min_position: u64, options: 
         RECORD_BYTES_MAX,
         &mut mem,
     );
-    if let Some((bad_offset, reason)) = outcome.stopped
+    // Where the written bytes end. A format 2 segment may be preallocated: zeros after the
+    // log are unwritten space, not a torn tail (segment-format.md §3.5).
+    let data_end = if header.log_may_end_before_file() {
+        let valid = usize::try_from(outcome.valid_len).unwrap_or(usize::MAX);
+        bytes.get(valid..).map_or(outcome.valid_len, |tail| outcome.valid_len + nonzero_end(tail) as u64)
+    } else {
+        len
+    };
+    if data_end > outcome.valid_len
+        && let Some((bad_offset, reason)) = outcome.stopped
         && let Some(proof) = find_durable_proof(&bytes, header.segment_id, bad_offset, RECORD_BYTES_MAX)
     {
         return Err(Error::corruption(
@@ -295,18 +304,18 @@ fn open_active(cache: &Arc<MapCache>, found: Found, min_position: u64, options: 
     }
     // Unmap before truncating: a mapped file must never shrink.
     drop(bytes);
-    if outcome.valid_len < len {
+    if data_end > outcome.valid_len {
         let (offset, reason) = outcome.stopped.unwrap_or((outcome.valid_len, "commit group without its COMMIT record"));
         tracing::warn!(
             path = %path.display(),
             valid_len = outcome.valid_len,
-            cut_bytes = len - outcome.valid_len,
+            cut_bytes = data_end - outcome.valid_len,
             stopped_at = offset,
             reason,
             uncommitted_records = outcome.uncommitted_records,
             "cutting a torn tail off the last segment"
         );
-        file.set_len(outcome.valid_len).map_err(|e| Error::io("truncate torn tail", &path, e))?;
+        cut_torn_tail(&*file, &path, &header, outcome.valid_len, data_end)?;
     }
     // The bytes just read may not be on disk: the previous process may have died before its
     // fdatasync, or the fdatasync failed, after which the kernel keeps the pages readable but
@@ -319,6 +328,23 @@ fn open_active(cache: &Arc<MapCache>, found: Found, min_position: u64, options: 
     let capacity = options.segment_bytes.max(outcome.valid_len);
     let index = Some(SegmentIndex::Active(RwLock::new(mem)));
     Segment::new(cache, path, Some(file), header, capacity, outcome.valid_len, index)
+}
+
+/// Cuts the torn bytes `[valid_len, data_end)` off the active segment: a version 1 segment
+/// is truncated to `valid_len`; a format 2 one keeps its length and gets zeros there, so that
+/// everything after the log is zeros again (preallocated space stays allocated).
+fn cut_torn_tail(
+    file: &dyn StorageFile,
+    path: &Path,
+    header: &SegmentHeader,
+    valid_len: u64,
+    data_end: u64,
+) -> Result<()> {
+    if header.log_may_end_before_file() {
+        file.zero_fill(valid_len, data_end - valid_len).map_err(|e| Error::io("zero torn tail", path, e))
+    } else {
+        file.set_len(valid_len).map_err(|e| Error::io("truncate torn tail", path, e))
+    }
 }
 
 /// Writes bytes `[from, to)` of `file` again, through a bounded buffer.

@@ -3,7 +3,6 @@
 use std::sync::{Arc, RwLock};
 
 use super::plan::SegmentPlan;
-use crate::clock::unix_micros_now;
 use crate::error::{Error, Result};
 use crate::format::record::{self, RecordKind, text};
 use crate::format::segment_header::{SEGMENT_HEADER_BYTES, SegmentHeader};
@@ -33,12 +32,7 @@ pub(crate) fn apply(shared: &Shared, run: &[SegmentPlan]) -> Result<u64> {
     let new_id = shared.allocate_segment_id();
     let path = shared.dir.join(layout::segment_file_name(new_id));
     let tmp = path.with_extension(format!("log{}", layout::TMP_SUFFIX));
-    let header = SegmentHeader {
-        segment_id: new_id,
-        base_position: first.segment.header.base_position,
-        compacted_end_position: last.end_position,
-        created_unix_ms: unix_micros_now() / 1000,
-    };
+    let header = SegmentHeader::current(new_id, first.segment.header.base_position, last.end_position);
     let file = storage.open(&tmp, OpenMode::CreateNew).map_err(|e| Error::io("create compacted segment", &tmp, e))?;
     let (mem, len, dropped) = match copy_survivors(shared, run, new_id, &header, &*file, &tmp) {
         Ok(done) => done,

@@ -7,12 +7,13 @@ pub(crate) mod record;
 pub(crate) mod segment_header;
 pub(crate) mod snapshot_file;
 
-/// Version of the segment format (header and records) this build writes and reads. It also
-/// names the checksum algorithm: format 1 uses CRC-32 (IEEE 802.3, as computed by
-/// `crc32fast`). Every other file has its own version: [`snapshot_file::SNAPSHOT_FORMAT_VERSION`],
+/// Version of the segment format (header and records) this build writes; it reads this one
+/// and every earlier one (what each changes: `SegmentHeader::log_may_end_before_file`). It
+/// also names the checksum algorithm: formats 1 and 2 use CRC-32 (IEEE 802.3, as computed by
+/// `crc32fast`); format 2 lets the active segment be preallocated (zero-filled past its log). Every other file has its own version: [`snapshot_file::SNAPSHOT_FORMAT_VERSION`],
 /// `index::file::INDEX_FORMAT_VERSION`, `index::checkpoint::CHECKPOINT_FORMAT_VERSION` and
 /// `retention::RETENTION_FORMAT_VERSION`, each changed only with its own file's layout.
-pub(crate) const SEGMENT_FORMAT_VERSION: u32 = 1;
+pub(crate) const SEGMENT_FORMAT_VERSION: u32 = 2;
 
 /// CRC-32 (IEEE) of `salt` (little-endian) followed by `bytes`. The salt binds a checksum to
 /// one file, so bytes left over from another file can never pass as records of this one.

@@ -3,7 +3,7 @@
 //! ```text
 //! off  size  field
 //!   0     8  magic                  "CHRNSEG\0"
-//!   8     4  format_version         1
+//!   8     4  format_version         1 or 2 (see `SegmentHeader::log_may_end_before_file`)
 //!  12     4  header_bytes           64
 //!  16     8  segment_id             unique, increasing in creation order; salts record CRCs
 //!  24     8  base_position          every record's position is >= this
@@ -25,6 +25,9 @@ const MAGIC: [u8; 8] = *b"CHRNSEG\0";
 /// The fields of a segment header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SegmentHeader {
+    /// The format this segment was written in: [`SEGMENT_FORMAT_VERSION`] for every segment
+    /// this code creates, 1 for segments written before preallocation.
+    pub(crate) format_version: u32,
     pub(crate) segment_id: u64,
     pub(crate) base_position: u64,
     pub(crate) compacted_end_position: u64,
@@ -35,7 +38,7 @@ impl SegmentHeader {
     pub(crate) fn encode(&self) -> [u8; SEGMENT_HEADER_BYTES] {
         let mut out = [0u8; SEGMENT_HEADER_BYTES];
         out[0..8].copy_from_slice(&MAGIC);
-        out[8..12].copy_from_slice(&SEGMENT_FORMAT_VERSION.to_le_bytes());
+        out[8..12].copy_from_slice(&self.format_version.to_le_bytes());
         out[12..16].copy_from_slice(&(SEGMENT_HEADER_BYTES as u32).to_le_bytes());
         out[16..24].copy_from_slice(&self.segment_id.to_le_bytes());
         out[24..32].copy_from_slice(&self.base_position.to_le_bytes());
@@ -58,7 +61,8 @@ impl SegmentHeader {
         if crc32_salted(0, head.get(0..60).ok_or("short header")?) != crc {
             return Err("segment header checksum mismatch");
         }
-        if le.u32(8) != Some(SEGMENT_FORMAT_VERSION) {
+        let format_version = le.u32(8).ok_or("short header")?;
+        if !SEGMENT_FORMAT_VERSIONS_READ.contains(&format_version) {
             return Err("unsupported segment format version");
         }
         if le.u32(12) != Some(SEGMENT_HEADER_BYTES as u32) {
@@ -69,11 +73,39 @@ impl SegmentHeader {
         }
         let field = |offset| le.u64(offset).ok_or("short header");
         Ok(SegmentHeader {
+            format_version,
             segment_id: field(16)?,
             base_position: field(24)?,
             compacted_end_position: field(32)?,
             created_unix_ms: field(40)?,
         })
+    }
+}
+
+/// Every segment format version this code reads.
+const SEGMENT_FORMAT_VERSIONS_READ: std::ops::RangeInclusive<u32> = 1..=SEGMENT_FORMAT_VERSION;
+
+/// What a segment's format version changes. This is the one place that dispatches on it
+/// (segment-format.md §9); record encoding is the same in versions 1 and 2.
+impl SegmentHeader {
+    /// A header for a new segment, in the current format version.
+    pub(crate) fn current(segment_id: u64, base_position: u64, compacted_end_position: u64) -> Self {
+        SegmentHeader {
+            format_version: SEGMENT_FORMAT_VERSION,
+            segment_id,
+            base_position,
+            compacted_end_position,
+            created_unix_ms: crate::clock::unix_micros_now() / 1000,
+        }
+    }
+
+    /// Whether the log of this segment, while it is the active one, may end before the file
+    /// does, the rest of the file being zeros (a preallocated segment, format 2,
+    /// segment-format.md §3.5). In a version 1 segment the log ends where the file ends:
+    /// bytes past the last whole commit group are a torn tail, cut by truncation; such a
+    /// segment is never preallocated, also when this code appends to it.
+    pub(crate) fn log_may_end_before_file(&self) -> bool {
+        self.format_version >= 2
     }
 }
 
@@ -83,15 +115,33 @@ mod tests {
 
     #[test]
     fn golden_and_round_trip() {
-        let header = SegmentHeader { segment_id: 1, base_position: 2, compacted_end_position: 0, created_unix_ms: 3 };
+        let header = SegmentHeader {
+            format_version: 2,
+            segment_id: 1,
+            base_position: 2,
+            compacted_end_position: 0,
+            created_unix_ms: 3,
+        };
         let bytes = header.encode();
-        assert_eq!(&bytes[0..16], b"CHRNSEG\0\x01\0\0\0\x40\0\0\0");
+        assert_eq!(&bytes[0..16], b"CHRNSEG\0\x02\0\0\0\x40\0\0\0");
         assert_eq!(&bytes[16..24], &1u64.to_le_bytes());
         assert_eq!(SegmentHeader::decode(&bytes), Ok(header));
         for bit in 0..SEGMENT_HEADER_BYTES * 8 {
             let mut flipped = bytes;
             flipped[bit / 8] ^= 1 << (bit % 8);
+            // Bit 1 of the version turns 2 into 0; other version bits make unknown versions.
             assert!(SegmentHeader::decode(&flipped).is_err(), "bit {bit}");
         }
+    }
+
+    #[test]
+    fn version_1_headers_still_decode_and_keep_their_version() {
+        let v1 = SegmentHeader { format_version: 1, ..SegmentHeader::current(5, 6, 0) };
+        let decoded = SegmentHeader::decode(&v1.encode()).unwrap();
+        assert_eq!(decoded, v1);
+        assert!(!decoded.log_may_end_before_file());
+        assert!(SegmentHeader::current(5, 6, 0).log_may_end_before_file());
+        let v3 = SegmentHeader { format_version: 3, ..v1 };
+        assert_eq!(SegmentHeader::decode(&v3.encode()), Err("unsupported segment format version"));
     }
 }

@@ -8,6 +8,7 @@
 //! mapped ([`cache`]). Descriptors and maps thus stay bounded whatever the store's size.
 
 pub(crate) mod cache;
+pub(crate) mod prepare;
 pub(crate) mod scan;
 mod seal;
 
@@ -88,7 +89,10 @@ impl Segment {
             // segment afterwards, compaction removing whole files only (2); the writer
             // appends past the committed length and never rewrites a byte below it (3).
             #[allow(unsafe_code)]
-            Some(file) => Some(unsafe { file.map(capacity) }.map_err(|e| Error::io("mmap", &path, e))?),
+            Some(file) => Some(
+                unsafe { file.map(active_view_len(&**file, capacity, committed_len)) }
+                    .map_err(|e| Error::io("mmap", &path, e))?,
+            ),
             None => None,
         };
         let sealed_index = matches!(index, Some(SegmentIndex::Sealed(_)));
@@ -316,7 +320,7 @@ impl Segment {
         if let Some(file) = self.append_file() {
             // SAFETY: as for the active segment's first view in `Segment::new`.
             #[allow(unsafe_code)]
-            let view = unsafe { file.map(self.capacity.max(committed)) }.map_err(map_error)?;
+            let view = unsafe { file.map(active_view_len(&*file, self.capacity, committed)) }.map_err(map_error)?;
             return Ok((view, false));
         }
         let file = self
@@ -341,7 +345,8 @@ impl Segment {
 }
 
 impl Segment {
-    /// Creates an empty segment file (header written, file and directory synced) for appends.
+    /// Creates an empty segment file (header written, file and directory synced) for appends,
+    /// growing as it is written (no next segment was prepared, [`prepare`]).
     pub(crate) fn create(
         cache: &Arc<MapCache>,
         dir: &std::path::Path,
@@ -352,12 +357,7 @@ impl Segment {
         let storage = &cache.storage;
         let path = dir.join(layout::segment_file_name(segment_id));
         let file = storage.open(&path, OpenMode::CreateNew).map_err(|e| Error::io("create segment", &path, e))?;
-        let header = SegmentHeader {
-            segment_id,
-            base_position,
-            compacted_end_position: 0,
-            created_unix_ms: crate::clock::unix_micros_now() / 1000,
-        };
+        let header = SegmentHeader::current(segment_id, base_position, 0);
         file.write_all_at(&header.encode(), 0).map_err(|e| Error::io("write segment header", &path, e))?;
         file.sync_data().map_err(|e| Error::io("fdatasync", &path, e))?;
         storage.sync_dir(dir).map_err(|e| Error::io("sync directory", dir, e))?;
@@ -371,6 +371,13 @@ impl Segment {
             Some(SegmentIndex::Active(RwLock::new(crate::index::MemIndex::default()))),
         )
     }
+}
+
+/// How many bytes of an active segment to map: all its room to grow if the map sees later
+/// writes, else the committed bytes only (a copy of a preallocated file's zeros would
+/// otherwise pass for its records later, as the copy is as long as the file).
+fn active_view_len(file: &dyn StorageFile, capacity: u64, committed: u64) -> u64 {
+    if file.map_is_live() { capacity.max(committed) } else { committed }
 }
 
 /// A segment's committed bytes as of [`Segment::reader`].

@@ -105,6 +105,10 @@ impl StorageFile for FsFile {
         self.0.sync_data()
     }
 
+    fn map_is_live(&self) -> bool {
+        true
+    }
+
     // An `unsafe fn` in the trait: the lint flags the declaration, not a use of unsafe.
     #[allow(unsafe_code)]
     unsafe fn map(&self, capacity: u64) -> io::Result<Bytes> {

@@ -177,6 +177,11 @@ impl Storage for MemoryStorage {
         if self.lock_state().dirs.contains(path) { Ok(()) } else { Err(not_found()) }
     }
 
+    /// One process's memory: nothing to gain from a helper thread.
+    fn allows_background_io(&self) -> bool {
+        false
+    }
+
     fn lock(&self, path: &Path) -> Result<LockGuard, LockError> {
         let mut state = self.lock_state();
         state.require_parent(path).map_err(LockError::Io)?;
@@ -286,6 +291,19 @@ impl StorageFile for MemoryFile {
     }
 
     fn sync_data(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Zeroes what lies inside the file and leaves the rest absent: preallocation saves
+    /// nothing in memory, and a store would otherwise hold a whole empty segment.
+    fn zero_fill(&self, offset: u64, len: u64) -> io::Result<()> {
+        let mut content = self.writable_content()?;
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(content.bytes.len());
+        let end = usize::try_from(offset.saturating_add(len)).unwrap_or(usize::MAX).min(content.bytes.len());
+        if let Some(target) = content.bytes.get_mut(start..end) {
+            target.fill(0);
+        }
+        content.view = None;
         Ok(())
     }
 

@@ -79,6 +79,14 @@ pub trait Storage: Send + Sync + Debug + 'static {
     /// Takes an exclusive lock on the file at `path` (created if missing), held until the
     /// guard drops.
     fn lock(&self, path: &Path) -> Result<LockGuard, LockError>;
+    /// Whether the engine may call this storage from a helper thread while the writer
+    /// thread works (to zero-fill the next segment ahead of a roll, segment-format.md §3.5).
+    /// `false` runs that work on the writer thread instead, so that the sequence of calls
+    /// is the same in every run: a storage that numbers its calls to inject faults at the
+    /// Nth one says `false`.
+    fn allows_background_io(&self) -> bool {
+        true
+    }
 }
 
 /// One open file.
@@ -106,8 +114,47 @@ pub trait StorageFile: Send + Sync + Debug {
     fn len(&self) -> io::Result<u64>;
     /// Truncates or extends (with zeros).
     fn set_len(&self, len: u64) -> io::Result<()>;
+    /// Makes bytes `[offset, offset + len)` zeros that are *written*, extending the file if
+    /// needed: later writes there change neither the file's size nor its allocation, which
+    /// is what makes their fdatasync cheap (preallocated segments, segment-format.md §3.5).
+    /// Not durable until `sync_data`. The default writes zeros in 1 MiB pieces. A storage
+    /// for which allocation means nothing may leave bytes at or past its current end absent
+    /// instead (`MemoryStorage` does, so memory holds only what was written): the engine
+    /// reads a log that ends with the file like one followed by zeros.
+    ///
+    /// ```
+    /// use chronicle::storage::{FileSystem, OpenMode, Storage};
+    /// let dir = tempfile::tempdir()?;
+    /// let file = FileSystem.open(&dir.path().join("f"), OpenMode::CreateNew)?;
+    /// file.zero_fill(0, 3 << 20)?;
+    /// assert_eq!(file.len()?, 3 << 20);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The write's error (`ENOSPC` when the device is full).
+    fn zero_fill(&self, offset: u64, len: u64) -> io::Result<()> {
+        const PIECE_BYTES: u64 = 1 << 20;
+        let zeros = vec![0u8; len.min(PIECE_BYTES) as usize];
+        let mut done = 0;
+        while done < len {
+            let piece = (len - done).min(PIECE_BYTES) as usize;
+            self.write_all_at(zeros.get(..piece).unwrap_or_default(), offset + done)?;
+            done += piece as u64;
+        }
+        Ok(())
+    }
     /// Makes the file's data durable (fdatasync).
     fn sync_data(&self) -> io::Result<()>;
+    /// Whether a view from [`StorageFile::map`] shows bytes written after it was made (a
+    /// shared memory map) rather than a copy of the bytes at that moment. The engine maps an
+    /// active segment once, with room to grow, when views are live, and otherwise takes a
+    /// copy no longer than its committed length, taken again when more is committed: a
+    /// preallocated file is already as long as it will get, so only the committed length
+    /// says which bytes of a copy are current.
+    fn map_is_live(&self) -> bool {
+        false
+    }
     /// A read-only view of the file's first `capacity` bytes. The real file system maps the
     /// file (bytes written later below `capacity` become visible through the same map).
     /// Other implementations may return a copy no longer than the file; callers map

@@ -61,6 +61,10 @@ impl Storage for ReadOnlyStorage {
     fn lock(&self, path: &Path) -> Result<LockGuard, LockError> {
         Err(LockError::Io(refused("locking", path)))
     }
+
+    fn allows_background_io(&self) -> bool {
+        self.inner.allows_background_io()
+    }
 }
 
 #[cfg(test)]

@@ -42,6 +42,7 @@ use crate::index::streams::StreamState;
 use crate::index::{IndexEntry, SegmentIndex};
 use crate::options::{COALESCED_BYTES_MAX, Durability, GROUP_BYTES_MAX};
 use crate::segment::Segment;
+use crate::segment::prepare::NextSegment;
 use crate::shared::Shared;
 use crate::storage::StorageFile;
 use crate::sync;
@@ -117,6 +118,8 @@ pub(crate) struct Writer {
     /// Whether the group holds answered-but-unwritten appends: read without the lock by
     /// callers that must write them first ([`WriterFront::write_coalesced`]).
     coalesced: Arc<AtomicBool>,
+    /// The next segment's file, zero-filled ahead of the roll that needs it.
+    next_segment: NextSegment,
 }
 
 impl Writer {
@@ -144,6 +147,7 @@ impl Writer {
             coalesce_window,
             coalesced_since: None,
             coalesced: Arc::new(AtomicBool::new(false)),
+            next_segment: NextSegment::default(),
         }
     }
 
@@ -497,6 +501,7 @@ impl Writer {
             }
         }
         self.group = group;
+        self.prepare_ahead();
     }
 
     fn commit(&mut self, group: &mut Group) -> Result<()> {
@@ -580,12 +585,14 @@ impl Writer {
     fn shutdown(&mut self) -> Result<()> {
         self.flush();
         self.closed = true;
+        self.next_segment.discard(&*self.shared.storage, &self.shared.dir);
         if let Some(error) = self.poisoned() {
             return Err(error);
         }
         if self.unsynced {
             self.sync_active()?;
         }
+        self.trim_at_close();
         self.active.write_index_file(&*self.shared.storage, self.write_offset);
         self.write_stream_checkpoint();
         Ok(())

@@ -660,6 +660,12 @@ impl Storage for SimStorage {
         Ok(())
     }
 
+    /// Faults are injected at the Nth call: the sequence of calls must not depend on how
+    /// threads are scheduled.
+    fn allows_background_io(&self) -> bool {
+        false
+    }
+
     fn lock(&self, path: &Path) -> Result<LockGuard, LockError> {
         let mut state = self.begin(Call::NeedsSpace).map_err(LockError::Io)?;
         if state.lookup(path).is_err() {
@@ -766,6 +772,22 @@ impl StorageFile for SimFile {
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.with_inode(Call::NeedsSpace, true, |inode| {
             inode.apply(Op::SetLen(len));
+            Ok(())
+        })
+    }
+
+    /// One call, like a real preallocation's write: zeros inside the file, an extension
+    /// past its end. Until synced, a crash keeps it, or not, like any other write.
+    fn zero_fill(&self, offset: u64, len: u64) -> io::Result<()> {
+        self.with_inode(Call::NeedsSpace, true, |inode| {
+            let end = offset.saturating_add(len);
+            let inside = (inode.data.len() as u64).clamp(offset, end);
+            if inside > offset {
+                inode.apply(Op::Write { offset, bytes: vec![0; (inside - offset) as usize] });
+            }
+            if end > inside {
+                inode.apply(Op::SetLen(end));
+            }
             Ok(())
         })
     }
