@@ -58,7 +58,7 @@ fn info_and_stats_on_a_store_a_writer_holds() {
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
     assert!(text.contains("events           300"), "{text}");
-    assert!(text.contains("format versions  segment 1 index 3"), "{text}");
+    assert!(text.contains("format versions  segment 2 index 3"), "{text}");
     assert!(text.contains("oldest event     0 order-0@0 Even"), "{text}");
     assert!(text.contains("active"), "{text}");
     let output = chronicle(&[&"stats", &dir.path()]);
