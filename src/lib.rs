@@ -70,7 +70,7 @@ pub mod typed;
 mod validate;
 mod writer;
 
-pub use crate::backend::{EventStore, check_append, check_stream_id};
+pub use crate::backend::{EventStore, FollowStore, LogSubscription, SubscriptionStop, check_append, check_stream_id};
 pub use crate::compaction::{AUTO_COMPACTION_CHECK_INTERVAL, CompactionReport};
 pub use crate::error::{Error, Result};
 pub use crate::event::{AppendResult, EventView, ExpectedVersion, NewEvent, RecordedEvent, StreamAppend, StreamInfo};

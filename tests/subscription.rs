@@ -1,10 +1,12 @@
-//! Subscriptions: catch-up then live as one reader (exactly once, in order, across the
-//! switch, with writers on many threads), filters, positions, every wake-up path (stop,
-//! close, last drop, poisoning), compaction under a subscriber, no lock kept after close.
+//! Subscriptions of the embedded store: filtered reads across reopen, the wake-up paths of
+//! its own (close, last drop, poisoning), compaction under a subscriber, no lock kept
+//! after close, the shared live tail. What every backend must do (catch-up then live with
+//! writers on many threads, filtered positions, beyond the end, timeouts, stop, deletions)
+//! is in `chronicle_testkit::conformance::run_follow` (`tests/conformance.rs`).
 
 mod common;
 
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -29,82 +31,6 @@ fn take(sub: &mut chronicle::Subscription, n: usize) -> Vec<RecordedEvent> {
         }
     }
     out
-}
-
-#[test]
-fn catch_up_then_live_exactly_once_in_order_with_many_writers() {
-    for durability in [Durability::Buffered, Durability::Sync] {
-        let dir = tempfile::tempdir().unwrap();
-        let store =
-            Store::open_with(dir.path(), Options::default().durability(durability).segment_bytes(16 << 10)).unwrap();
-        const WRITERS: usize = 6;
-        let per_writer = if durability == Durability::Sync { 150 } else { 600 };
-        // Some events before anyone subscribes: the catch-up part.
-        for i in 0..200u32 {
-            let stream = format!("{}-{}", if i % 3 == 0 { "order" } else { "user" }, i % 7);
-            let kind = if i % 2 == 0 { "Placed" } else { "Paid" };
-            store.append(&stream, ExpectedVersion::Any, [ev(kind, i.to_le_bytes())]).unwrap();
-        }
-        let filters = [
-            Filter::all(),
-            Filter::category("order"),
-            Filter::event_types(["Paid"]),
-            Filter::category("user").with_event_types(["Placed"]),
-            Filter::stream("order-3"),
-            Filter::stream_prefix("user-"),
-        ];
-        let start = Arc::new(Barrier::new(WRITERS + filters.len()));
-        let total = 200 + WRITERS * per_writer;
-        let subscribers: Vec<_> = filters
-            .iter()
-            .cloned()
-            .map(|filter| {
-                let mut sub = store.subscribe(0, filter).unwrap();
-                let start = Arc::clone(&start);
-                let stop = sub.stop_handle();
-                let thread = thread::spawn(move || {
-                    start.wait();
-                    let mut seen = Vec::new();
-                    for event in sub.by_ref() {
-                        seen.push(event.unwrap().position);
-                    }
-                    seen
-                });
-                (thread, stop)
-            })
-            .collect();
-        let writers: Vec<_> = (0..WRITERS)
-            .map(|w| {
-                let store = store.clone();
-                let start = Arc::clone(&start);
-                thread::spawn(move || {
-                    start.wait();
-                    for i in 0..per_writer {
-                        let stream =
-                            format!("{}-{}", if (w + i) % 3 == 0 { "order" } else { "user" }, (w * 31 + i) % 7);
-                        let kind = if i % 2 == 0 { "Placed" } else { "Paid" };
-                        store.append(&stream, ExpectedVersion::Any, [ev(kind, vec![w as u8])]).unwrap();
-                    }
-                })
-            })
-            .collect();
-        for writer in writers {
-            writer.join().unwrap();
-        }
-        assert_eq!(store.read_all(0).unwrap().count(), total);
-        // Let every subscriber catch up to the end, then stop it.
-        for ((thread, stop), filter) in subscribers.into_iter().zip(&filters) {
-            let expected = matching(&store, filter);
-            let mut probe = store.subscribe(0, filter.clone()).unwrap();
-            let probed: Vec<u64> = take(&mut probe, expected.len()).iter().map(|e| e.position).collect();
-            assert_eq!(probed, expected);
-            // The live subscriber has certainly seen everything once a probe did, but give it time.
-            thread::sleep(Duration::from_millis(50));
-            stop.stop();
-            let seen = thread.join().unwrap();
-            assert_eq!(seen, expected, "{filter:?} under {durability:?}: every matching event exactly once, in order");
-        }
-    }
 }
 
 type Keep = Box<dyn Fn(&RecordedEvent) -> bool>;
@@ -150,69 +76,6 @@ fn filtered_reads_agree_with_filtering_read_all() {
     // Reopened: sealed segments answer from mapped index files.
     let store = Store::open_with(dir.path(), options).unwrap();
     check(&store);
-}
-
-#[test]
-fn position_moves_past_events_that_do_not_match() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    store.append("a-1", ExpectedVersion::Any, [ev("X", ""), ev("Y", "")]).unwrap();
-    store.append("b-1", ExpectedVersion::Any, [ev("X", "")]).unwrap();
-    let mut sub = store.subscribe(0, Filter::category("a").with_event_types(["X"])).unwrap();
-    assert_eq!(sub.position(), 0);
-    assert_eq!(sub.recv_timeout(Duration::ZERO).unwrap().unwrap().position, 0);
-    assert_eq!(sub.position(), 1);
-    assert!(sub.recv_timeout(Duration::from_millis(20)).unwrap().is_none());
-    assert_eq!(sub.position(), 3, "past the examined non-matching events");
-}
-
-#[test]
-fn subscribing_beyond_the_end_waits_for_the_log_to_get_there() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let mut sub = store.subscribe(5, Filter::all()).unwrap();
-    for i in 0..5u8 {
-        store.append("s", ExpectedVersion::Any, [ev("T", vec![i])]).unwrap();
-        assert!(sub.recv_timeout(Duration::from_millis(5)).unwrap().is_none());
-    }
-    store.append("s", ExpectedVersion::Any, [ev("T", vec![5])]).unwrap();
-    assert_eq!(sub.recv_timeout(Duration::from_secs(10)).unwrap().unwrap().position, 5);
-}
-
-#[test]
-fn bad_filters_are_invalid_input() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let bad = [
-        Filter::event_types(Vec::<String>::new()),
-        Filter::event_types([""]),
-        Filter::category(""),
-        Filter::category("a-b"),
-        Filter::stream(""),
-        Filter::stream("x".repeat(100_000)),
-        Filter::stream_prefix(""),
-        Filter::category("order").with_event_types(Vec::<&str>::new()),
-    ];
-    for filter in bad {
-        assert!(matches!(store.read_all_filtered(0, filter.clone()), Err(Error::InvalidInput { .. })), "{filter:?}");
-        assert!(matches!(store.subscribe(0, filter.clone()), Err(Error::InvalidInput { .. })), "{filter:?}");
-        assert!(matches!(store.subscribe_durable("c", filter.clone()), Err(Error::InvalidInput { .. })), "{filter:?}");
-    }
-    assert!(common::files_ending_with(dir.path(), ".chk").iter().all(|p| !p.to_string_lossy().contains("consumer")));
-}
-
-#[test]
-fn stop_handle_wakes_a_blocked_next_from_another_thread() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    for _ in 0..20 {
-        let mut sub = store.subscribe(0, Filter::all()).unwrap();
-        let stop = sub.stop_handle();
-        let blocked = thread::spawn(move || sub.next().is_none());
-        thread::sleep(Duration::from_millis(2));
-        stop.clone().stop();
-        assert!(blocked.join().unwrap());
-    }
 }
 
 #[test]

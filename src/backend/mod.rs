@@ -8,8 +8,13 @@
 //! default [`Options`](crate::Options)), public so that every backend rejects exactly
 //! the same input with the same [`Error::InvalidInput`](crate::Error::InvalidInput).
 //!
-//! Subscriptions (`Store::subscribe`) are being built separately and are not part of the
-//! trait yet.
+//! [`FollowStore`] extends it with subscriptions and durable consumers (its
+//! [`LogSubscription`]s stop through a [`SubscriptionStop`]); both backends implement it
+//! by delegating to their own same-named methods.
+
+mod follow;
+
+pub use self::follow::{FollowStore, LogSubscription, SubscriptionStop};
 
 use crate::error::{Error, Result};
 use crate::event::{AppendResult, ExpectedVersion, NewEvent, RecordedEvent, StreamAppend};

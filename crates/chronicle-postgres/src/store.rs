@@ -772,7 +772,8 @@ impl PostgresStore {
     /// checkpoint is a row of the `consumers` table, written by `ack` in its own
     /// transaction. Delivery is at-least-once. One live subscription per name across every
     /// handle and process: the subscription holds a session advisory lock on the name (on
-    /// a pooled connection of its own) until it is dropped or its connection dies.
+    /// a connection of its own, taken out of the pool so that live consumers never use it
+    /// up) until it is dropped or its connection dies.
     ///
     /// # Errors
     /// [`Error::ConsumerInUse`] if a live subscription of any store handle or process
@@ -822,11 +823,15 @@ impl PostgresStore {
         })
     }
 
-    /// Deletes durable consumer `name`'s checkpoint.
+    /// Deletes durable consumer `name`'s checkpoint: a later
+    /// [`PostgresStore::subscribe_durable`] with this name starts at 0. Deleting a consumer
+    /// that has no checkpoint is not an error. Holds the name's lock while deleting, so no
+    /// subscription of any handle or process can claim it meanwhile.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] for an invalid name or while a live subscription of this
-    /// store holds it; [`Error::Backend`].
+    /// [`Error::InvalidInput`] for an invalid name; [`Error::ConsumerInUse`] while a live
+    /// subscription of any store handle or process holds the name (nothing deleted), as
+    /// the embedded store; [`Error::Backend`].
     pub fn delete_consumer(&self, name: &str) -> Result<()> {
         crate::subscription::validate_name(name)?;
         let held = match self.shared.consumers_in_use.lock() {
@@ -834,14 +839,22 @@ impl PostgresStore {
             Err(poisoned) => poisoned.into_inner().contains(name),
         };
         if held {
-            return Err(Error::InvalidInput { message: format!("durable consumer {name:?} is in use") });
+            return Err(Error::ConsumerInUse { name: name.to_owned() });
         }
         let shared = Arc::clone(&self.shared);
         let name = name.to_owned();
         self.runner.block(async move {
-            let client = shared.client().await?;
-            client.execute(&shared.sql.consumer_delete, &[&name]).await.map_err(db("delete consumer"))?;
-            Ok(())
+            let lock = ConsumerLock::take(Arc::clone(&shared), name.clone()).await?;
+            let deleted = match shared.client().await {
+                Ok(client) => client
+                    .execute(&shared.sql.consumer_delete, &[&name])
+                    .await
+                    .map(|_| ())
+                    .map_err(db("delete consumer")),
+                Err(error) => Err(error),
+            };
+            lock.release().await;
+            deleted
         })
     }
 }
@@ -1526,4 +1539,24 @@ impl IdGenerator {
 
 fn unix_ms() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis())
+}
+
+impl chronicle::FollowStore for PostgresStore {
+    type Subscription = Subscription;
+
+    fn subscribe(&self, from_position: u64, filter: Filter) -> Result<Subscription> {
+        PostgresStore::subscribe(self, from_position, filter)
+    }
+
+    fn subscribe_durable(&self, name: &str, filter: Filter) -> Result<Subscription> {
+        PostgresStore::subscribe_durable(self, name, filter)
+    }
+
+    fn consumer_position(&self, name: &str) -> Result<Option<u64>> {
+        PostgresStore::consumer_position(self, name)
+    }
+
+    fn delete_consumer(&self, name: &str) -> Result<()> {
+        PostgresStore::delete_consumer(self, name)
+    }
 }

@@ -54,9 +54,14 @@ pub(crate) fn validate_name(name: &str) -> Result<()> {
 /// releases it when the connection ends, so a crashed process or a broken connection never
 /// leaves a name claimed; a subscription whose lock connection broke takes the lock again
 /// before its next read, or fails with [`Error::ConsumerInUse`] if another handle has it.
+///
+/// The connection is taken out of the pool once the lock is held (the pool opens another
+/// in its place): live durable consumers never use up the pool, so any number of them can
+/// read, ack and append through it (found by the conformance suite's partitioned
+/// consumers: four of them on a pool of four starved every read).
 pub(crate) struct ConsumerLock {
     key: i64,
-    client: Option<deadpool_postgres::Object>,
+    client: Option<deadpool_postgres::ClientWrapper>,
 }
 
 impl std::fmt::Debug for ConsumerLock {
@@ -76,7 +81,11 @@ impl ConsumerLock {
             .await
             .map_err(db("lock the durable consumer's name"))?;
         let taken: bool = row.try_get(0).map_err(db("lock the durable consumer's name"))?;
-        if taken { Ok(ConsumerLock { key, client: Some(client) }) } else { Err(Error::ConsumerInUse { name }) }
+        if taken {
+            Ok(ConsumerLock { key, client: Some(deadpool_postgres::Object::take(client)) })
+        } else {
+            Err(Error::ConsumerInUse { name })
+        }
     }
 
     /// Whether the lock's connection broke (then the server has released the lock).
@@ -84,14 +93,11 @@ impl ConsumerLock {
         self.client.as_ref().is_none_or(|c| c.is_closed())
     }
 
-    /// Unlocks and returns the connection to the pool; a connection that cannot unlock is
-    /// closed instead (which releases the lock too).
-    async fn release(mut self) {
+    /// Unlocks, so that the name is free at once, and closes the connection (which would
+    /// release the lock too, once the server notices).
+    pub(crate) async fn release(mut self) {
         if let Some(client) = self.client.take() {
-            let unlocked = client.query_one("SELECT pg_advisory_unlock($1)", &[&self.key]).await.is_ok();
-            if !unlocked {
-                drop(deadpool_postgres::Object::take(client));
-            }
+            let _ = client.query_one("SELECT pg_advisory_unlock($1)", &[&self.key]).await;
         }
     }
 }
@@ -472,5 +478,31 @@ impl Drop for Subscription {
                 Ok(())
             });
         }
+    }
+}
+
+impl chronicle::SubscriptionStop for StopHandle {
+    fn stop(&self) {
+        StopHandle::stop(self);
+    }
+}
+
+impl chronicle::LogSubscription for Subscription {
+    type Stop = StopHandle;
+
+    fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<RecordedEvent>> {
+        Subscription::recv_timeout(self, timeout)
+    }
+
+    fn position(&self) -> u64 {
+        Subscription::position(self)
+    }
+
+    fn ack(&mut self, position: u64) -> Result<()> {
+        Subscription::ack(self, position)
+    }
+
+    fn stop_handle(&self) -> StopHandle {
+        Subscription::stop_handle(self)
     }
 }

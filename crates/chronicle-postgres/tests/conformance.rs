@@ -1,5 +1,6 @@
-//! The shared behaviour suite (`chronicle_testkit::conformance::run_shared`) against
-//! PostgreSQL: the same checks the embedded store passes on disk and in memory.
+//! The shared behaviour suite (`chronicle_testkit::conformance::run_shared`, and
+//! `run_follow` for subscriptions and durable consumers) against PostgreSQL: the same
+//! checks the embedded store passes on disk and in memory.
 
 mod common;
 
@@ -9,6 +10,12 @@ use chronicle_testkit::conformance;
 #[cfg_attr(not(pg_tests), ignore = "not run: CHRONICLE_TEST_PG_URL is not set (run through scripts/with-postgres.sh)")]
 fn postgres_store_passes_the_shared_behaviour_suite() {
     conformance::run_shared(&|| common::fresh_store("conf")).unwrap();
+}
+
+#[test]
+#[cfg_attr(not(pg_tests), ignore = "not run: CHRONICLE_TEST_PG_URL is not set (run through scripts/with-postgres.sh)")]
+fn postgres_store_passes_the_follow_suite() {
+    conformance::run_follow(&|| common::fresh_store("follow")).unwrap();
 }
 
 #[test]

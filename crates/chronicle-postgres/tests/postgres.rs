@@ -1,6 +1,8 @@
 //! PostgreSQL-only behaviour: gap-free positions under concurrent writers, live
 //! subscriptions across dropped connections, faults mid-append, migrations, durable
-//! consumers, filtered reads, the async API, the typed layer.
+//! consumer names across store handles and their connections, SQL filters, the async
+//! API, the typed layer. Subscriptions and durable consumers as every backend must follow
+//! the log are `chronicle_testkit::conformance::run_follow` (`tests/conformance.rs`).
 
 mod common;
 
@@ -289,35 +291,7 @@ fn an_unreachable_server_is_an_error_not_a_hang() {
 
 #[test]
 #[cfg_attr(not(pg_tests), ignore = "not run: CHRONICLE_TEST_PG_URL is not set (run through scripts/with-postgres.sh)")]
-fn durable_consumers_resume_after_the_last_ack() {
-    let store = common::fresh_store("consumer");
-    store.append("a", ExpectedVersion::Any, (0..5).map(|i| NewEvent::new("T", vec![i]))).expect("append");
-    let mut billing = store.subscribe_durable("billing", Filter::all()).expect("subscribe");
-    assert_eq!(billing.consumer_name(), Some("billing"));
-    assert!(store.subscribe_durable("billing", Filter::all()).is_err(), "one live subscription per name");
-    let first = billing.recv_timeout(Duration::from_secs(10)).expect("recv").expect("event");
-    let second = billing.recv_timeout(Duration::from_secs(10)).expect("recv").expect("event");
-    assert!(matches!(billing.ack(second.position + 1), Err(Error::InvalidInput { .. })), "ack past what was delivered");
-    billing.ack(first.position).expect("ack");
-    billing.ack(second.position).expect("ack");
-    billing.ack(first.position).expect("ack below the checkpoint changes nothing");
-    drop(billing);
-    assert_eq!(store.consumer_position("billing").expect("position"), Some(1));
-    let mut again = store.subscribe_durable("billing", Filter::all()).expect("again");
-    assert_eq!(again.recv_timeout(Duration::from_secs(10)).expect("recv").map(|e| e.position), Some(2));
-    drop(again);
-    store.delete_consumer("billing").expect("delete");
-    assert_eq!(store.consumer_position("billing").expect("position"), None);
-    assert!(matches!(store.subscribe_durable("bad name!", Filter::all()), Err(Error::InvalidInput { .. })));
-    let plain = store.subscribe(0, Filter::all()).expect("plain");
-    let mut plain = plain;
-    let _ = plain.recv_timeout(Duration::from_secs(10)).expect("recv");
-    assert!(matches!(plain.ack(0), Err(Error::InvalidInput { .. })), "ack on a plain subscription");
-}
-
-#[test]
-#[cfg_attr(not(pg_tests), ignore = "not run: CHRONICLE_TEST_PG_URL is not set (run through scripts/with-postgres.sh)")]
-fn filtered_reads_and_subscriptions_match_the_embedded_filter() {
+fn filtered_reads_match_the_embedded_filter() {
     let store = common::fresh_store("filter");
     for (stream, kind) in [
         ("order-1", "OrderPlaced"),
@@ -344,16 +318,6 @@ fn filtered_reads_and_subscriptions_match_the_embedded_filter() {
         store.read_all_filtered(0, Filter::event_types(Vec::<String>::new())),
         Err(Error::InvalidInput { .. })
     ));
-    assert!(matches!(store.subscribe(0, Filter::category("a-b")), Err(Error::InvalidInput { .. })));
-    let mut shipped = store.subscribe(0, Filter::event_types(["OrderShipped"])).expect("subscribe");
-    assert_eq!(shipped.recv_timeout(Duration::from_secs(10)).expect("recv").map(|e| e.position), Some(5));
-    assert!(shipped.recv_timeout(Duration::from_millis(100)).expect("recv").is_none());
-    assert_eq!(shipped.position(), 6, "examined past non-matching events");
-    let stop = shipped.stop_handle();
-    let waiting = thread::spawn(move || shipped.next().is_none());
-    thread::sleep(Duration::from_millis(100));
-    stop.stop();
-    assert!(waiting.join().expect("join"), "stop ends a blocked next()");
 }
 
 #[test]
@@ -750,6 +714,9 @@ fn durable_consumer_names_are_exclusive_across_store_handles() {
     let mut held = first.subscribe_durable("billing", Filter::all()).expect("subscribe");
     let taken = second.subscribe_durable("billing", Filter::all());
     assert!(matches!(&taken, Err(Error::ConsumerInUse { name }) if name == "billing"), "{taken:?}");
+    assert_eq!(held.consumer_name(), Some("billing"));
+    let deleted = second.delete_consumer("billing");
+    assert!(matches!(deleted, Err(Error::ConsumerInUse { .. })), "delete while another handle holds it: {deleted:?}");
     assert!(matches!(first.subscribe_durable("billing", Filter::all()), Err(Error::ConsumerInUse { .. })));
     let other_name = second.subscribe_durable("audit", Filter::all()).expect("another name is free");
     drop(other_name);
@@ -777,6 +744,25 @@ fn durable_consumer_names_are_exclusive_across_store_handles() {
     drop(taken);
 }
 
+/// Live durable consumers hold their name's lock on a connection taken out of the pool:
+/// more of them than the pool has connections still read, ack, and leave room for appends.
+#[test]
+#[cfg_attr(not(pg_tests), ignore = "not run: CHRONICLE_TEST_PG_URL is not set (run through scripts/with-postgres.sh)")]
+fn more_durable_consumers_than_pooled_connections_all_work() {
+    let schema = common::fresh_schema("pool");
+    let store = PostgresStore::connect_with(&common::url(), common::options(&schema).pool_size(2)).expect("connect");
+    let mut consumers: Vec<_> =
+        (0..5).map(|i| store.subscribe_durable(&format!("c{i}"), Filter::all()).expect("subscribe")).collect();
+    store.append("a", ExpectedVersion::Any, [NewEvent::new("T", "")]).expect("append with every consumer live");
+    for (i, consumer) in consumers.iter_mut().enumerate() {
+        let event = consumer.recv_timeout(Duration::from_secs(30)).expect("recv").expect("event");
+        consumer.ack(event.position).expect("ack");
+        assert_eq!(store.consumer_position(&format!("c{i}")).expect("position"), Some(0));
+    }
+    drop(consumers);
+    store.delete_consumer("c0").expect("the name is free once dropped");
+}
+
 /// The schema's SQL `stream_hash` (used to fill `partition_hash` of streams written before
 /// schema version 3) is `chronicle::Filter::partition_hash`.
 #[test]
@@ -796,23 +782,6 @@ fn the_sql_stream_hash_is_the_filters_partition_hash() {
         store.schema()
     ));
     assert_eq!(stored, [Some("t".to_owned())]);
-}
-
-/// A deletion takes a position, as the embedded tombstone does: a subscriber delivers
-/// nothing for it and its position moves past it.
-#[test]
-#[cfg_attr(not(pg_tests), ignore = "not run: CHRONICLE_TEST_PG_URL is not set (run through scripts/with-postgres.sh)")]
-fn a_subscription_moves_past_a_deletion() {
-    let store = common::fresh_store("tomb");
-    store.append("a", ExpectedVersion::Any, [NewEvent::new("T", "")]).expect("append"); // 0
-    let mut all = store.subscribe(0, Filter::all()).expect("subscribe");
-    assert_eq!(all.recv_timeout(Duration::from_secs(10)).expect("recv").map(|e| e.position), Some(0));
-    store.delete_stream("a", ExpectedVersion::Any).expect("delete"); // 1
-    assert!(all.recv_timeout(Duration::from_millis(300)).expect("recv").is_none(), "a deletion is no event");
-    assert_eq!(all.position(), 2, "examined past the deletion");
-    assert_eq!(store.head_position().expect("head"), 2);
-    store.append("b", ExpectedVersion::Any, [NewEvent::new("T", "")]).expect("append"); // 2
-    assert_eq!(all.recv_timeout(Duration::from_secs(10)).expect("recv").map(|e| e.position), Some(2));
 }
 
 /// A commit lost in flight, by the network: a proxy cuts the store's connection right

@@ -5,7 +5,9 @@
 //!
 //! The shared part ([`SHARED_CHECKS`], [`run_shared`]) uses only the
 //! [`chronicle::EventStore`] trait and is generic over it: a check that only some backends
-//! pass is a bug in one of them. The rest ([`STORE_CHECKS`]: compaction, retention,
+//! pass is a bug in one of them. Following the log ([`FOLLOW_CHECKS`], [`run_follow`]:
+//! subscriptions and durable consumers) is shared the same way, through
+//! [`chronicle::FollowStore`]. The rest ([`STORE_CHECKS`]: compaction, retention,
 //! `close`, the zero-copy `read_all_with`, `streams`, `stream_info`) is administration of
 //! the embedded engine and takes a [`Store`]. [`run_all`] runs both on a `Store`.
 //!
@@ -17,16 +19,19 @@
 //! use chronicle::Store;
 //! chronicle_testkit::conformance::run_all(&|| Store::open_in_memory().expect("open"))?;
 //! chronicle_testkit::conformance::run_shared(&|| Store::open_in_memory().expect("open"))?;
+//! chronicle_testkit::conformance::run_follow(&|| Store::open_in_memory().expect("open"))?;
 //! # Ok::<(), String>(())
 //! ```
+
+mod follow;
 
 use std::ops::ControlFlow;
 
 use std::sync::Barrier;
 
 use chronicle::{
-    AppendCondition, Error, EventStore, ExpectedVersion, Filter, NewEvent, RecordedEvent, Retention, Store,
-    StreamAppend,
+    AppendCondition, Error, EventStore, ExpectedVersion, Filter, FollowStore, NewEvent, RecordedEvent, Retention,
+    Store, StreamAppend,
 };
 
 /// Makes a fresh, empty store.
@@ -58,6 +63,22 @@ pub const SHARED_CHECKS: &[&str] = &[
     "conditional_appends",
     "racing_conditional_appends",
     "conditions_hold_at_commit",
+];
+
+/// The names of the shared checks of following the log, in the order [`run_follow`]
+/// runs them.
+pub const FOLLOW_CHECKS: &[&str] = &[
+    "catch_up_then_live",
+    "filtered_positions",
+    "beyond_the_end_and_timeouts",
+    "stop_wakes_a_blocked_next",
+    "subscription_past_a_deletion",
+    "durable_consumer_resumes",
+    "ack_bounds",
+    "one_live_subscription_per_name",
+    "delete_consumer_starts_over",
+    "bad_names_and_filters",
+    "partitioned_consumers",
 ];
 
 /// The Store-only checks, with their names.
@@ -100,7 +121,39 @@ pub fn run_shared<S: EventStore>(make_store: Make<'_, S>) -> Check {
     Ok(())
 }
 
-/// Runs the shared checks and then every Store-only check of [`STORE_CHECKS`].
+/// Runs every shared check of following the log ([`FOLLOW_CHECKS`]: subscriptions and
+/// durable consumers) on fresh stores from `make_store`, through [`FollowStore`] only.
+///
+/// # Errors
+/// The first failing check, as `"name: what went wrong"`.
+///
+/// ```
+/// chronicle_testkit::conformance::run_follow(&|| chronicle::Store::open_in_memory().expect("open"))?;
+/// # Ok::<(), String>(())
+/// ```
+pub fn run_follow<S: FollowStore>(make_store: Make<'_, S>) -> Check {
+    let checks: [(&str, SharedCheckFn<S>); 11] = [
+        ("catch_up_then_live", follow::catch_up_then_live::<S>),
+        ("filtered_positions", follow::filtered_positions::<S>),
+        ("beyond_the_end_and_timeouts", follow::beyond_the_end_and_timeouts::<S>),
+        ("stop_wakes_a_blocked_next", follow::stop_wakes_a_blocked_next::<S>),
+        ("subscription_past_a_deletion", follow::subscription_past_a_deletion::<S>),
+        ("durable_consumer_resumes", follow::durable_consumer_resumes::<S>),
+        ("ack_bounds", follow::ack_bounds::<S>),
+        ("one_live_subscription_per_name", follow::one_live_subscription_per_name::<S>),
+        ("delete_consumer_starts_over", follow::delete_consumer_starts_over::<S>),
+        ("bad_names_and_filters", follow::bad_names_and_filters::<S>),
+        ("partitioned_consumers", follow::partitioned_consumers::<S>),
+    ];
+    debug_assert_eq!(checks.len(), FOLLOW_CHECKS.len());
+    for (name, check) in checks {
+        check(make_store).map_err(|reason| format!("{name}: {reason}"))?;
+    }
+    Ok(())
+}
+
+/// Runs the shared checks, those of following the log, and then every Store-only check
+/// of [`STORE_CHECKS`].
 ///
 /// # Errors
 /// The first failing check, as `"name: what went wrong"`.
@@ -111,6 +164,7 @@ pub fn run_shared<S: EventStore>(make_store: Make<'_, S>) -> Check {
 /// ```
 pub fn run_all(make_store: MakeStore<'_>) -> Check {
     run_shared(make_store)?;
+    run_follow(make_store)?;
     for (name, check) in STORE_CHECKS {
         check(make_store).map_err(|reason| format!("{name}: {reason}"))?;
     }
