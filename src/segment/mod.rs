@@ -358,9 +358,20 @@ impl Segment {
         let path = dir.join(layout::segment_file_name(segment_id));
         let file = storage.open(&path, OpenMode::CreateNew).map_err(|e| Error::io("create segment", &path, e))?;
         let header = SegmentHeader::current(segment_id, base_position, 0);
-        file.write_all_at(&header.encode(), 0).map_err(|e| Error::io("write segment header", &path, e))?;
-        file.sync_data().map_err(|e| Error::io("fdatasync", &path, e))?;
+        write_durable_header(&*file, &header, &path)?;
         storage.sync_dir(dir).map_err(|e| Error::io("sync directory", dir, e))?;
+        Segment::new_active(cache, path, file, header, segment_bytes)
+    }
+
+    /// The new active segment at `path`, whose header is durable and whose directory entry
+    /// has been synced: empty, with an in-memory index.
+    fn new_active(
+        cache: &Arc<MapCache>,
+        path: std::path::PathBuf,
+        file: Arc<dyn StorageFile>,
+        header: SegmentHeader,
+        segment_bytes: u64,
+    ) -> Result<Arc<Segment>> {
         Segment::new(
             cache,
             path,
@@ -371,6 +382,13 @@ impl Segment {
             Some(SegmentIndex::Active(RwLock::new(crate::index::MemIndex::default()))),
         )
     }
+}
+
+/// Writes `header` at offset 0 of `file` (at `path`, for errors) and fdatasyncs it: a
+/// segment never takes records before its header is durable (§3.4).
+fn write_durable_header(file: &dyn StorageFile, header: &SegmentHeader, path: &std::path::Path) -> Result<()> {
+    file.write_all_at(&header.encode(), 0).map_err(|e| Error::io("write segment header", path, e))?;
+    file.sync_data().map_err(|e| Error::io("fdatasync", path, e))
 }
 
 /// How many bytes of an active segment to map: all its room to grow if the map sees later

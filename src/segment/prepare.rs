@@ -14,15 +14,14 @@
 //! them written on the writer thread, so that its call sequence stays deterministic.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 
 use super::Segment;
 use super::cache::MapCache;
 use crate::error::{Error, Result};
-use crate::format::segment_header::{SEGMENT_HEADER_BYTES, SegmentHeader};
-use crate::index::{MemIndex, SegmentIndex};
+use crate::format::segment_header::SegmentHeader;
 use crate::layout;
 use crate::storage::{OpenMode, Storage, StorageFile};
 
@@ -197,8 +196,7 @@ impl Segment {
         let prepared: PathBuf = dir.join(PREPARED_SEGMENT_FILE);
         let path = dir.join(layout::segment_file_name(segment_id));
         let header = SegmentHeader::current(segment_id, base_position, 0);
-        file.write_all_at(&header.encode(), 0).map_err(|e| Error::io("write segment header", &prepared, e))?;
-        file.sync_data().map_err(|e| Error::io("fdatasync", &prepared, e))?;
+        super::write_durable_header(&*file, &header, &prepared)?;
         // Claim the name with O_CREAT|O_EXCL first, as a plain creation does: anything
         // already there (a planted symlink included) fails the roll instead of being
         // replaced. A crash before the rename leaves that empty file, which open removes
@@ -206,14 +204,6 @@ impl Segment {
         drop(storage.open(&path, OpenMode::CreateNew).map_err(|e| Error::io("create segment", &path, e))?);
         storage.rename(&prepared, &path).map_err(|e| Error::io("rename prepared segment", &path, e))?;
         storage.sync_dir(dir).map_err(|e| Error::io("sync directory", dir, e))?;
-        Segment::new(
-            cache,
-            path,
-            Some(file),
-            header,
-            segment_bytes,
-            SEGMENT_HEADER_BYTES as u64,
-            Some(SegmentIndex::Active(RwLock::new(MemIndex::default()))),
-        )
+        Segment::new_active(cache, path, file, header, segment_bytes)
     }
 }
