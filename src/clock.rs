@@ -8,6 +8,7 @@ pub(crate) fn unix_micros_now() -> u64 {
 }
 
 /// The `SystemTime` of a stored timestamp.
+#[inline]
 pub(crate) fn from_unix_micros(micros: u64) -> SystemTime {
     UNIX_EPOCH.checked_add(Duration::from_micros(micros)).unwrap_or(UNIX_EPOCH)
 }

@@ -27,7 +27,7 @@
 use std::ops::Range;
 
 use super::bytes_reader::LeBytes;
-use super::crc32_salted;
+use super::{SaltedCrc, crc32_salted};
 
 /// Size of the fixed part of every record.
 pub(crate) const RECORD_HEADER_BYTES: usize = 64;
@@ -214,11 +214,21 @@ pub(crate) struct DecodedRecord {
 /// Never panics and never allocates; every length is checked against `bytes` and against
 /// `record_bytes_max` before use.
 pub(crate) fn decode(bytes: &[u8], segment_id: u64, record_bytes_max: usize) -> Result<DecodedRecord, DecodeError> {
-    let le = LeBytes(bytes);
-    let header = le.slice(0, RECORD_HEADER_BYTES).ok_or(DecodeError::Incomplete)?;
-    let le_header = LeBytes(header);
-    let field = |value: Option<u64>| value.ok_or(DecodeError::Incomplete);
-    let record_bytes = field(le_header.u32(0).map(u64::from))? as usize;
+    decode_salted(bytes, &SaltedCrc::new(segment_id), record_bytes_max)
+}
+
+/// [`decode`] with the segment's salted checksum state prepared once by the caller (a
+/// reader decoding many records of one segment).
+// Inlined into the replay loops: the decoded record is then built in place instead of
+// being moved out of a `Result` for every record.
+#[inline(always)]
+pub(crate) fn decode_salted(
+    bytes: &[u8],
+    crc: &SaltedCrc,
+    record_bytes_max: usize,
+) -> Result<DecodedRecord, DecodeError> {
+    let header: &[u8; RECORD_HEADER_BYTES] = bytes.first_chunk().ok_or(DecodeError::Incomplete)?;
+    let record_bytes = u32::from_le_bytes(header_field::<0, 4>(header)) as usize;
     if record_bytes == 0 {
         return Err(DecodeError::Invalid("record length is zero"));
     }
@@ -228,25 +238,24 @@ pub(crate) fn decode(bytes: &[u8], segment_id: u64, record_bytes_max: usize) -> 
     if record_bytes > record_bytes_max {
         return Err(DecodeError::Invalid("record length is above the limit"));
     }
-    let record = le.slice(0, record_bytes).ok_or(DecodeError::Incomplete)?;
-    let stored_crc = field(le_header.u32(4).map(u64::from))? as u32;
+    let record = bytes.get(..record_bytes).ok_or(DecodeError::Incomplete)?;
+    let stored_crc = u32::from_le_bytes(header_field::<4, 4>(header));
     let body = record.get(8..).ok_or(DecodeError::Incomplete)?;
-    if crc32_salted(segment_id, body) != stored_crc {
+    if crc.checksum(body) != stored_crc {
         return Err(DecodeError::Invalid("checksum mismatch"));
     }
-    let kind = RecordKind::from_u8(field(le_header.u8(8).map(u64::from))? as u8)
-        .ok_or(DecodeError::Invalid("unknown record kind"))?;
-    let flags = field(le_header.u8(9).map(u64::from))? as u8;
+    let [kind, flags] = header_field::<8, 2>(header);
+    let kind = RecordKind::from_u8(kind).ok_or(DecodeError::Invalid("unknown record kind"))?;
     if flags & !FLAGS_KNOWN != 0 {
         return Err(DecodeError::Invalid("unknown record flags"));
     }
-    let stream_id_len = field(le_header.u16(10).map(u64::from))? as usize;
-    let event_type_len = field(le_header.u16(12).map(u64::from))? as usize;
-    if field(le_header.u16(14).map(u64::from))? != 0 {
+    let stream_id_len = usize::from(u16::from_le_bytes(header_field::<10, 2>(header)));
+    let event_type_len = usize::from(u16::from_le_bytes(header_field::<12, 2>(header)));
+    if header_field::<14, 2>(header) != [0, 0] {
         return Err(DecodeError::Invalid("reserved field is not zero"));
     }
-    let metadata_len = field(le_header.u32(56).map(u64::from))? as usize;
-    let data_len = field(le_header.u32(60).map(u64::from))? as usize;
+    let metadata_len = u32::from_le_bytes(header_field::<56, 4>(header)) as usize;
+    let data_len = u32::from_le_bytes(header_field::<60, 4>(header)) as usize;
     let has_correlation = flags & FLAG_HAS_CORRELATION != 0;
     let has_causation = flags & FLAG_HAS_CAUSATION != 0;
     // Lengths are at most 2^32 each, so the sum cannot overflow a 64-bit usize; compare
@@ -288,15 +297,15 @@ pub(crate) fn decode(bytes: &[u8], segment_id: u64, record_bytes_max: usize) -> 
         return Err(DecodeError::Invalid("stream id is empty"));
     }
     // UTF-8 validity of the stream id and event type is checked where text is materialised
-    // (`text`), once per read instead of twice.
+    // (`text`, `texts`), once per read instead of twice.
     Ok(DecodedRecord {
         record_bytes,
         kind,
         commit: flags & FLAG_COMMIT != 0,
-        position: field(le_header.u64(16))?,
-        version: field(le_header.u64(24))?,
-        timestamp_us: field(le_header.u64(32))?,
-        id: le_header.u128(40).ok_or(DecodeError::Incomplete)?,
+        position: u64::from_le_bytes(header_field::<16, 8>(header)),
+        version: u64::from_le_bytes(header_field::<24, 8>(header)),
+        timestamp_us: u64::from_le_bytes(header_field::<32, 8>(header)),
+        id: u128::from_le_bytes(header_field::<40, 16>(header)),
         correlation_id,
         causation_id,
         durable_mark,
@@ -305,6 +314,38 @@ pub(crate) fn decode(bytes: &[u8], segment_id: u64, record_bytes_max: usize) -> 
         metadata,
         data,
     })
+}
+
+/// Bytes `[AT, AT + N)` of a record header. The range lies inside the header (checked when
+/// compiled), so the read has no run-time bounds check and no failure path.
+#[inline]
+fn header_field<const AT: usize, const N: usize>(header: &[u8; RECORD_HEADER_BYTES]) -> [u8; N] {
+    const { assert!(AT + N <= RECORD_HEADER_BYTES) };
+    let mut field = [0u8; N];
+    if let Some(bytes) = header.get(AT..AT + N) {
+        field.copy_from_slice(bytes);
+    }
+    field
+}
+
+/// The stream id and event type of `record` (decoded as `decoded`) as text. They are
+/// adjacent in a record, so both are validated in one pass over their joined bytes; the
+/// error names the field that is not UTF-8 (a record that passed its checksum but holds
+/// invalid text is corrupt: the writer only writes `str`s).
+#[inline]
+pub(crate) fn texts<'r>(record: &'r [u8], decoded: &DecodedRecord) -> Result<(&'r str, &'r str), &'static str> {
+    let (stream_id, event_type) = (&decoded.stream_id, &decoded.event_type);
+    if stream_id.end == event_type.start
+        && let Some(joined) = record.get(stream_id.start..event_type.end)
+        && let Ok(joined) = std::str::from_utf8(joined)
+        // Both halves are valid text exactly when the split falls on a character boundary.
+        && let Some(pair) = joined.split_at_checked(stream_id.len())
+    {
+        return Ok(pair);
+    }
+    let stream = text(record, stream_id.clone()).ok_or("stream id is not UTF-8")?;
+    let event_type = text(record, event_type.clone()).ok_or("event type is not UTF-8")?;
+    Ok((stream, event_type))
 }
 
 /// The UTF-8 text at `range` of a decoded record; `None` if it is not UTF-8 (a record that
@@ -372,6 +413,27 @@ mod tests {
         assert_eq!(&buf[80..88], &0xabcu64.to_le_bytes());
         let decoded = decode(&buf, 9, 1 << 20).unwrap();
         assert_eq!((decoded.durable_mark, text(&buf, decoded.stream_id)), (Some(0xabc), Some("s-1")));
+    }
+
+    #[test]
+    fn texts_are_checked_together_and_apart() {
+        let mut buf = Vec::new();
+        encode(&mut buf, 9, &sample());
+        let decoded = decode(&buf, 9, 1 << 20).unwrap();
+        assert_eq!(texts(&buf, &decoded), Ok(("s-1", "T")));
+        // "é" is 0xC3 0xA9: split between the stream id and the event type, the joined bytes
+        // are valid text but neither half is. Checksums do not matter to `texts`.
+        let stream_id = decoded.stream_id.clone();
+        let mut split = buf.clone();
+        split[stream_id.end - 1] = 0xC3;
+        split[decoded.event_type.start] = 0xA9;
+        assert_eq!(texts(&split, &decoded), Err("stream id is not UTF-8"));
+        let mut bad_type = buf.clone();
+        bad_type[decoded.event_type.start] = 0xFF;
+        assert_eq!(texts(&bad_type, &decoded), Err("event type is not UTF-8"));
+        let mut multibyte = buf.clone();
+        multibyte[stream_id.start..stream_id.end].copy_from_slice("sé".as_bytes());
+        assert_eq!(texts(&multibyte, &decoded), Ok(("sé", "T")));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::ops::ControlFlow;
 
 use super::Direction;
 use crate::event::EventView;
-use crate::format::record::{DecodedRecord, RecordKind, field};
+use crate::format::record::{self, DecodeError, DecodedRecord, RecordKind};
 use crate::format::segment_header::SEGMENT_HEADER_BYTES;
 use crate::segment::SegmentReader;
 use crate::shared::{SegmentList, Shared};
@@ -37,9 +37,8 @@ pub struct AllIter {
     segment_index: usize,
     /// Forward: offset of the next record. Backward: unused.
     offset: u64,
-    /// Positions in `[low, high]` are returned.
-    low: u64,
-    high: u64,
+    /// Which records are returned.
+    selection: Selection,
     /// One past the last position published when the iterator was created.
     end: u64,
     backward: bool,
@@ -48,9 +47,115 @@ pub struct AllIter {
     /// Backward: offsets of the current segment's records still to return.
     backlog: Vec<u64>,
     backlog_ready: bool,
+    done: bool,
+}
+
+/// Which records an [`AllIter`] returns: events (not tombstones) at positions in
+/// `[low, high]`, of streams not deleted when it was created.
+#[derive(Debug)]
+struct Selection {
+    low: u64,
+    high: u64,
     /// Streams deleted when the iterator was created: their events are skipped.
     deleted: Arc<std::collections::HashSet<Arc<str>>>,
-    done: bool,
+}
+
+/// What a forward scan of one segment found next.
+// Boxing the event would cost an allocation per event; the value never leaves the inlined
+// scan loop, so its size costs nothing.
+#[allow(clippy::large_enum_variant)]
+enum Next<'r> {
+    /// An event to return.
+    Event(Found<'r>),
+    /// The segment's committed bytes are exhausted: the next segment follows.
+    SegmentEnd,
+    /// A record past the log's end as the iterator saw it: nothing more to return.
+    LogEnd,
+}
+
+/// An event record found by a forward scan: checksum verified, its texts checked.
+struct Found<'r> {
+    /// Where the record starts in its segment.
+    offset: u64,
+    decoded: DecodedRecord,
+    /// The record's bytes.
+    record: &'r [u8],
+    stream_id: &'r str,
+    event_type: &'r str,
+}
+
+/// The owned event of `found`, read by `reader`: its two texts copied into exactly sized
+/// `String`s, data and metadata shared from the map (one reference count for the data, none
+/// for empty metadata). Built in the iterator's frame, not moved through helpers.
+#[inline(always)]
+fn owned_event(found: &Found<'_>, reader: &SegmentReader) -> Result<RecordedEvent> {
+    let decoded = &found.decoded;
+    let outside = |what: &'static str| Error::corruption(&reader.segment().path, found.offset, what);
+    Ok(RecordedEvent {
+        stream_id: found.stream_id.to_owned(),
+        version: decoded.version,
+        position: decoded.position,
+        event_type: found.event_type.to_owned(),
+        data: reader
+            .share(found.offset, decoded.data.clone())
+            .ok_or_else(|| outside("data lies outside the record"))?,
+        metadata: reader
+            .share(found.offset, decoded.metadata.clone())
+            .ok_or_else(|| outside("metadata lies outside the record"))?,
+        id: decoded.id,
+        correlation_id: decoded.correlation_id,
+        causation_id: decoded.causation_id,
+        timestamp: crate::clock::from_unix_micros(decoded.timestamp_us),
+    })
+}
+
+impl Selection {
+    #[inline]
+    fn is_deleted(&self, stream: &str) -> bool {
+        !self.deleted.is_empty() && self.deleted.contains(stream)
+    }
+
+    /// Reads `reader`'s records forward from `*offset` (moved past each record read) to
+    /// the next one to return. `last_segment` says whether `reader` reads the last segment
+    /// of the iterator's list, the only one that may hold positions past its end.
+    ///
+    /// The one loop over a segment's bytes of both forward APIs: the checksum state is
+    /// prepared once per reader, and the stream id and event type are checked as text in
+    /// one pass, only for records that are returned or tested for deletion.
+    #[inline]
+    fn next_in_segment<'r>(&self, reader: &'r SegmentReader, offset: &mut u64, last_segment: bool) -> Result<Next<'r>> {
+        let bytes = reader.bytes();
+        loop {
+            let at = *offset;
+            let Some(rest) = usize::try_from(at).ok().and_then(|start| bytes.get(start..)).filter(|r| !r.is_empty())
+            else {
+                return Ok(Next::SegmentEnd);
+            };
+            let corruption = |reason: &'static str| Error::corruption(&reader.segment().path, at, reason);
+            let decoded =
+                record::decode_salted(rest, reader.crc(), record::RECORD_BYTES_MAX).map_err(|error| match error {
+                    DecodeError::Incomplete => corruption("record runs past the committed length"),
+                    DecodeError::Invalid(reason) => corruption(reason),
+                })?;
+            // `decode_salted` checked that the record lies inside `rest`.
+            let record = rest.get(..decoded.record_bytes).unwrap_or_default();
+            *offset = at + decoded.record_bytes as u64;
+            if decoded.position > self.high {
+                if !last_segment {
+                    return Err(corruption("record position is past the end of the log"));
+                }
+                return Ok(Next::LogEnd);
+            }
+            if decoded.position < self.low || decoded.kind != RecordKind::Event {
+                continue;
+            }
+            let (stream_id, event_type) = record::texts(record, &decoded).map_err(corruption)?;
+            if self.is_deleted(stream_id) {
+                continue;
+            }
+            return Ok(Next::Event(Found { offset: at, decoded, record, stream_id, event_type }));
+        }
+    }
 }
 
 impl AllIter {
@@ -76,20 +181,14 @@ impl AllIter {
             segments,
             segment_index,
             offset,
-            low,
-            high,
+            selection: Selection { low, high, deleted: shared.deleted_streams() },
             end,
             backward,
             reader: None,
             backlog: Vec::new(),
             backlog_ready: false,
-            deleted: shared.deleted_streams(),
             done: end == 0 || low > high,
         }
-    }
-
-    fn is_deleted(&self, stream: &str) -> bool {
-        !self.deleted.is_empty() && self.deleted.contains(stream)
     }
 
     /// Makes `self.reader` read the current segment; `None` past the last segment.
@@ -104,70 +203,55 @@ impl AllIter {
         Some(Ok(()))
     }
 
-    /// Advances to the next event record to return (position in range, not a tombstone, not
-    /// of a deleted stream) and returns its offset in the current reader's segment.
-    fn forward_record(&mut self) -> Option<Result<(DecodedRecord, u64)>> {
+    /// The next event forward, as an owned `RecordedEvent`.
+    #[inline]
+    fn forward(&mut self) -> Option<Result<RecordedEvent>> {
         loop {
-            if let Err(error) = self.ensure_reader()? {
+            // Forward, the reader is dropped at each segment's end: one present is current.
+            if self.reader.is_none()
+                && let Err(error) = self.ensure_reader()?
+            {
                 return Some(Err(error));
             }
             let reader = self.reader.as_ref()?;
-            if self.offset >= reader.len() {
-                self.segment_index += 1;
-                self.offset = SEGMENT_HEADER_BYTES as u64;
-                continue;
-            }
-            let offset = self.offset;
-            let (decoded, record) = match reader.read_record(offset, None) {
-                Ok(read) => read,
-                Err(error) => return Some(Err(error)),
-            };
-            self.offset += decoded.record_bytes as u64;
-            if decoded.position > self.high {
-                if self.segment_index + 1 < self.segments.len() {
-                    let path = &reader.segment().path;
-                    return Some(Err(Error::corruption(path, offset, "record position is past the end of the log")));
+            let last_segment = self.segment_index + 1 >= self.segments.len();
+            match self.selection.next_in_segment(reader, &mut self.offset, last_segment) {
+                Ok(Next::Event(found)) => return Some(owned_event(&found, reader)),
+                Ok(Next::SegmentEnd) => {
+                    self.reader = None;
+                    self.segment_index += 1;
+                    self.offset = SEGMENT_HEADER_BYTES as u64;
                 }
-                return None;
+                Ok(Next::LogEnd) => return None,
+                Err(error) => return Some(Err(error)),
             }
-            if decoded.position < self.low || decoded.kind != RecordKind::Event {
-                continue;
-            }
-            if !self.deleted.is_empty()
-                && std::str::from_utf8(field(record, decoded.stream_id.clone())).is_ok_and(|s| self.deleted.contains(s))
-            {
-                continue;
-            }
-            return Some(Ok((decoded, offset)));
         }
-    }
-
-    fn forward(&mut self) -> Option<Result<RecordedEvent>> {
-        let (decoded, offset) = match self.forward_record()? {
-            Ok(found) => found,
-            Err(error) => return Some(Err(error)),
-        };
-        let reader = self.reader.as_ref()?;
-        let event = reader
-            .record(offset, decoded.record_bytes)
-            .ok_or("record lies outside the segment")
-            .and_then(|record| super::to_event(&decoded, record, reader, offset))
-            .map_err(|reason| Error::corruption(&reader.segment().path, offset, reason));
-        Some(event)
     }
 
     /// Calls `visit` with a borrowed view of each event, forward, until it breaks or the
     /// log ends. See [`Store::read_all_with`](crate::Store::read_all_with).
     pub(crate) fn visit(mut self, mut visit: impl FnMut(&EventView<'_>) -> ControlFlow<()>) -> Result<()> {
-        while let Some(found) = self.forward_record() {
-            let (decoded, offset) = found?;
-            let Some(reader) = self.reader.as_ref() else { break };
-            let record = reader.record(offset, decoded.record_bytes);
-            let view = record.ok_or("record lies outside the segment").and_then(|r| super::to_view(&decoded, r));
-            let view = view.map_err(|reason| Error::corruption(&reader.segment().path, offset, reason))?;
-            if visit(&view).is_break() {
-                break;
+        if self.done {
+            return Ok(());
+        }
+        while let Some(segment) = self.segments.get(self.segment_index) {
+            let reader = segment.reader()?;
+            let last_segment = self.segment_index + 1 >= self.segments.len();
+            loop {
+                match self.selection.next_in_segment(&reader, &mut self.offset, last_segment)? {
+                    Next::Event(found) => {
+                        let view = super::to_view_with(&found.decoded, found.record, found.stream_id, found.event_type)
+                            .map_err(|reason| Error::corruption(&reader.segment().path, found.offset, reason))?;
+                        if visit(&view).is_break() {
+                            return Ok(());
+                        }
+                    }
+                    Next::SegmentEnd => break,
+                    Next::LogEnd => return Ok(()),
+                }
             }
+            self.segment_index += 1;
+            self.offset = SEGMENT_HEADER_BYTES as u64;
         }
         Ok(())
     }
@@ -187,7 +271,7 @@ impl AllIter {
                         Ok(read) => read,
                         Err(error) => return Some(Err(error)),
                     };
-                    if decoded.position > self.high {
+                    if decoded.position > self.selection.high {
                         // Every record of a segment before the last was published before
                         // `end` was read: one past it is damage, as forward reading says.
                         if decoded.position >= self.end && self.segment_index + 1 < self.segments.len() {
@@ -200,7 +284,7 @@ impl AllIter {
                         }
                         break;
                     }
-                    if decoded.kind == RecordKind::Event && decoded.position >= self.low {
+                    if decoded.kind == RecordKind::Event && decoded.position >= self.selection.low {
                         backlog.push(offset);
                     }
                     offset += decoded.record_bytes as u64;
@@ -219,7 +303,7 @@ impl AllIter {
                         .map_err(|reason| Error::corruption(path, offset, reason))
                 });
                 match event {
-                    Ok(event) if self.is_deleted(&event.stream_id) => continue,
+                    Ok(event) if self.selection.is_deleted(&event.stream_id) => continue,
                     event => return Some(event),
                 }
             }

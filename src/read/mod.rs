@@ -25,7 +25,7 @@ pub(crate) enum Direction {
 
 use crate::clock::from_unix_micros;
 use crate::event::RecordedEvent;
-use crate::format::record::{DecodedRecord, field};
+use crate::format::record::{DecodedRecord, texts};
 use crate::segment::SegmentReader;
 
 /// Builds the caller's view of a verified record read by `reader` at `offset`; the error is
@@ -36,15 +36,14 @@ pub(crate) fn to_event(
     reader: &SegmentReader,
     offset: u64,
 ) -> Result<RecordedEvent, &'static str> {
-    let text = |range: std::ops::Range<usize>| std::str::from_utf8(field(record, range)).map(str::to_owned);
-    let stream_id = text(decoded.stream_id.clone()).map_err(|_| "stream id is not UTF-8")?;
-    let event_type = text(decoded.event_type.clone()).map_err(|_| "event type is not UTF-8")?;
-    to_event_with(decoded, reader, offset, stream_id, event_type)
+    let (stream_id, event_type) = texts(record, decoded)?;
+    to_event_with(decoded, reader, offset, stream_id.to_owned(), event_type.to_owned())
 }
 
 /// As [`to_event`], with the record's stream id and event type already checked as text by
 /// the caller (a stream read compares the stream id with the one it reads and keeps the
 /// last event type, so most records need no UTF-8 check of their own).
+#[inline]
 pub(crate) fn to_event_with(
     decoded: &DecodedRecord,
     reader: &SegmentReader,
@@ -66,16 +65,22 @@ pub(crate) fn to_event_with(
     })
 }
 
-/// The borrowed view of a verified event record (`record`, decoded as `decoded`); the error
-/// is a reason for `Error::Corruption`.
-pub(crate) fn to_view<'a>(decoded: &DecodedRecord, record: &'a [u8]) -> Result<crate::EventView<'a>, &'static str> {
-    let text = |range: std::ops::Range<usize>| std::str::from_utf8(field(record, range));
+/// The borrowed view of a verified event record (`record`, decoded as `decoded`), its
+/// stream id and event type already checked as text; the error is a reason for
+/// `Error::Corruption`.
+#[inline]
+pub(crate) fn to_view_with<'a>(
+    decoded: &DecodedRecord,
+    record: &'a [u8],
+    stream_id: &'a str,
+    event_type: &'a str,
+) -> Result<crate::EventView<'a>, &'static str> {
     let bytes = |range: std::ops::Range<usize>| record.get(range).ok_or("field lies outside the record");
     Ok(crate::EventView {
-        stream_id: text(decoded.stream_id.clone()).map_err(|_| "stream id is not UTF-8")?,
+        stream_id,
         version: decoded.version,
         position: decoded.position,
-        event_type: text(decoded.event_type.clone()).map_err(|_| "event type is not UTF-8")?,
+        event_type,
         data: bytes(decoded.data.clone())?,
         metadata: bytes(decoded.metadata.clone())?,
         id: decoded.id,

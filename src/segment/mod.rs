@@ -20,6 +20,7 @@ use bytes::Bytes;
 
 use self::cache::{MapCache, Residency};
 use crate::error::{Error, Result};
+use crate::format::SaltedCrc;
 use crate::format::record::{self, DecodedRecord};
 use crate::format::segment_header::SegmentHeader;
 use crate::index::file::Damage;
@@ -340,7 +341,8 @@ impl Segment {
     /// segment's locks or atomics.
     pub(crate) fn reader(self: &Arc<Self>) -> Result<SegmentReader> {
         let committed = self.committed_len();
-        Ok(SegmentReader { bytes: self.committed_bytes(0, committed)?, segment: Arc::clone(self) })
+        let crc = SaltedCrc::new(self.id());
+        Ok(SegmentReader { bytes: self.committed_bytes(0, committed)?, segment: Arc::clone(self), crc })
     }
 }
 
@@ -403,11 +405,14 @@ fn active_view_len(file: &dyn StorageFile, capacity: u64, committed: u64) -> u64
 pub(crate) struct SegmentReader {
     bytes: Bytes,
     segment: Arc<Segment>,
+    /// The checksum state salted with this segment's id, prepared once for all its records.
+    crc: SaltedCrc,
 }
 
 impl SegmentReader {
     /// Bytes `range` of the record at `offset` as shared, zero-copy `Bytes` (an empty range
     /// takes no reference); `None` if the range is not inside the reader's bytes.
+    #[inline]
     pub(crate) fn share(&self, offset: u64, range: std::ops::Range<usize>) -> Option<Bytes> {
         let from = usize::try_from(offset).ok()?.checked_add(range.start)?;
         let to = from.checked_add(range.len())?;
@@ -422,6 +427,16 @@ impl SegmentReader {
     pub(crate) fn record(&self, offset: u64, len: usize) -> Option<&[u8]> {
         let start = usize::try_from(offset).ok()?;
         self.bytes.get(start..start.checked_add(len)?)
+    }
+
+    /// The committed bytes themselves (the whole file up to the committed length).
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The checksum state of this segment's records, for [`record::decode_salted`].
+    pub(crate) fn crc(&self) -> &SaltedCrc {
+        &self.crc
     }
 
     /// Bytes readable through this reader.
@@ -446,7 +461,7 @@ impl SegmentReader {
             Some(len) => rest.get(..len as usize).unwrap_or(rest),
             None => rest,
         };
-        match record::decode(window, self.segment.id(), record::RECORD_BYTES_MAX) {
+        match record::decode_salted(window, &self.crc, record::RECORD_BYTES_MAX) {
             Ok(decoded) => {
                 if expected_len.is_some_and(|len| len as usize != decoded.record_bytes) {
                     return Err(Error::corruption(path, offset, "record length differs from the index"));
