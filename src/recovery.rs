@@ -302,6 +302,7 @@ fn open_active(cache: &Arc<MapCache>, found: Found, min_position: u64, options: 
             format!("{reason}; the record at offset {proof} shows these bytes had been made durable"),
         ));
     }
+    let proven_durable = durable_mark_of_last_group(&bytes, header.segment_id, &mem, start);
     // Unmap before truncating: a mapped file must never shrink.
     drop(bytes);
     if data_end > outcome.valid_len {
@@ -319,15 +320,44 @@ fn open_active(cache: &Arc<MapCache>, found: Found, min_position: u64, options: 
     }
     // The bytes just read may not be on disk: the previous process may have died before its
     // fdatasync, or the fdatasync failed, after which the kernel keeps the pages readable but
-    // clean, so no later fdatasync writes them. Write what no checkpoint covers (the header
-    // too without a checkpoint) again and sync it: the writer takes all of it as durable
-    // (its durable marks rely on it), so it must be.
-    let rewrite_from = if indexed { start } else { 0 };
+    // clean, so no later fdatasync writes them. Write what nothing proves durable again and
+    // sync it: the writer takes all of it as durable (its durable marks rely on it), so it
+    // must be. Proofs: the index file (written at a clean close, after the last sync) covers
+    // its prefix, and the durable mark of the last group says how far an fdatasync had
+    // succeeded before that group was written. The fdatasync below stays even when nothing is
+    // rewritten: it is cheap when nothing is dirty, and it makes a copied store durable.
+    let rewrite_from = proven_durable.max(if indexed { start } else { 0 });
     rewrite(&*file, &path, rewrite_from, outcome.valid_len)?;
     file.sync_data().map_err(|e| Error::io("fdatasync", &path, e))?;
     let capacity = options.segment_bytes.max(outcome.valid_len);
     let index = Some(SegmentIndex::Active(RwLock::new(mem)));
     Segment::new(cache, path, Some(file), header, capacity, outcome.valid_len, index)
+}
+
+/// How far the active segment `bytes` is proven durable by the durable mark of its last
+/// group scanned from `start` (0 if none is): the writer stamps the first record of each
+/// group with the length an fdatasync had covered, and that length only grows. The mark is
+/// read from a record the scan verified (checksum salted with `segment_id`) and is capped at
+/// that record's own offset, which no fdatasync before it can have passed: a forged mark can
+/// only spare the rewrite of bytes the scan verified, never of the last group itself.
+fn durable_mark_of_last_group(bytes: &[u8], segment_id: u64, mem: &MemIndex, start: u64) -> u64 {
+    // The last group's first record carries the mark; records after it have none.
+    for &(_, offset) in mem.positions.iter().rev() {
+        let offset = u64::from(offset);
+        if offset < start {
+            break;
+        }
+        let Some(record) = usize::try_from(offset).ok().and_then(|at| bytes.get(at..)) else { break };
+        match crate::format::record::decode(record, segment_id, RECORD_BYTES_MAX) {
+            Ok(decoded) => {
+                if let Some(mark) = decoded.durable_mark {
+                    return mark.min(offset);
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    0
 }
 
 /// Cuts the torn bytes `[valid_len, data_end)` off the active segment: a version 1 segment

@@ -10,16 +10,16 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 
 use chronicle::{AppendResult, Error, ExpectedVersion, NewEvent, Store, StreamAppend};
-use common::{read_all, segment_bytes_total};
+use common::{log_bytes_total, read_all};
 
 fn events(ids: &[u128]) -> Vec<NewEvent> {
     ids.iter().map(|&id| NewEvent::new("Happened", format!("event {id}")).with_id(id)).collect()
 }
 
-/// Count of events and bytes of segments: both unchanged by an idempotent retry.
+/// Count of events and bytes of the segments' logs: both unchanged by an idempotent retry.
 fn footprint(store: &Store) -> (usize, u64) {
     store.sync().unwrap();
-    (read_all(store).len(), segment_bytes_total(store.path()))
+    (read_all(store).len(), log_bytes_total(store.path()))
 }
 
 fn assert_wrong_version(result: Result<impl std::fmt::Debug, Error>, stream: &str, actual: Option<u64>) {

@@ -44,14 +44,16 @@ fn header_version(path: &Path) -> u32 {
     u32::from_le_bytes(bytes[8..12].try_into().unwrap())
 }
 
-/// A store whose active segment is preallocated (it came from a prepared file), copied
-/// while open: what a `kill -9` leaves. Returns the copy and the events appended.
+/// A store whose active segment is preallocated (a prepared file, or zero-filled ahead of
+/// its log), copied while open after at least one roll: what a `kill -9` leaves. Returns the
+/// copy and the events appended.
 fn crashed_with_preallocated_tail() -> (tempfile::TempDir, u64) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_with(dir.path(), options()).unwrap();
     let mut count = 0;
-    // Until a roll has used a prepared file (the helper thread may not be done by the first).
-    while segment_files(dir.path()).last().is_none_or(|last| file_len(last) != SEGMENT_BYTES) {
+    while segment_files(dir.path()).len() < 2
+        || segment_files(dir.path()).last().is_none_or(|last| file_len(last) != SEGMENT_BYTES)
+    {
         append(&store, count, 10);
         count += 10;
         assert!(count < 5000, "no roll used a preallocated segment");
@@ -97,6 +99,60 @@ fn a_zero_filled_tail_after_the_last_commit_group_is_the_end_of_the_log() {
     check_events(&store, count + 5);
     store.close().unwrap();
     assert!(!dir.path().join("segment-next.tmp").exists());
+}
+
+/// No roll near (64 MiB segments): under `Durability::Sync` a new store's first segment and
+/// the active segment after a reopen are zero-filled ahead of their log, a crash image of
+/// either opens with every event and nothing cut, a clean close trims the zeros, and a
+/// `Buffered` store's segment grows with its log.
+#[test]
+fn the_active_segment_is_zero_filled_ahead_of_its_log_without_a_roll() {
+    let sync = Options::default().durability(Durability::Sync);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), sync.clone()).unwrap();
+    append(&store, 0, 20);
+    assert_eq!(segment_files(dir.path()).len(), 1);
+    let active = active_segment(dir.path());
+    let end = log_end(&active);
+    assert!(file_len(&active) >= end + (60 << 10), "{} bytes for a log of {end}", file_len(&active));
+    assert!(file_len(&active) <= 1 << 20, "a short-lived store writes few zeros");
+
+    // Crash image of the new store.
+    let image = tempfile::tempdir().unwrap();
+    copy_store_dir(dir.path(), image.path());
+    let image_active = active_segment(image.path());
+    let image_len = file_len(&image_active);
+    let reopened = Store::open_with(image.path(), sync.clone()).unwrap();
+    check_events(&reopened, 20);
+    assert_eq!(file_len(&image_active), image_len, "nothing cut");
+    append(&reopened, 20, 5);
+    reopened.close().unwrap();
+    assert_eq!(file_len(&image_active), log_end(&image_active), "a clean close trims");
+
+    store.close().unwrap();
+    assert_eq!(file_len(&active), end, "a clean close trims");
+    // After a reopen the active segment is zero-filled ahead again.
+    let store = Store::open_with(dir.path(), sync.clone()).unwrap();
+    append(&store, 20, 3);
+    let end = log_end(&active);
+    assert!(file_len(&active) >= end + (60 << 10), "{} bytes for a log of {end}", file_len(&active));
+    let image = tempfile::tempdir().unwrap();
+    copy_store_dir(dir.path(), image.path());
+    store.close().unwrap();
+    assert_eq!(file_len(&active), end);
+    let reopened = Store::open_with(image.path(), sync).unwrap();
+    check_events(&reopened, 23);
+    let report = reopened.verify().unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    reopened.close().unwrap();
+
+    let buffered = tempfile::tempdir().unwrap();
+    let store = Store::open_with(buffered.path(), Options::default().durability(Durability::Buffered)).unwrap();
+    append(&store, 0, 20);
+    store.sync().unwrap();
+    let active = active_segment(buffered.path());
+    assert_eq!(file_len(&active), log_end(&active), "no zeros ahead without Sync");
+    store.close().unwrap();
 }
 
 #[test]

@@ -41,4 +41,30 @@ impl Segment {
         // is the smallest valid covered length.
         debug_assert!(covered_bytes >= SEGMENT_HEADER_BYTES as u64);
     }
+
+    /// Writes the index file of the active segment covering its first `covered_bytes` bytes,
+    /// which must be durable and exactly what its in-memory index holds, and keeps the
+    /// in-memory index (appends go on). An open after a crash then scans only what follows
+    /// `covered_bytes` and rewrites nothing before it (segment-format.md §5 step 7). Returns
+    /// whether the file was written; failures are logged (derived data, the next open
+    /// rescans what no index file covers).
+    pub(crate) fn write_active_index_file(&self, storage: &dyn Storage, covered_bytes: u64) -> bool {
+        if self.cache.read_only {
+            return false;
+        }
+        let Some(index) = self.loaded_index() else { return false };
+        let SegmentIndex::Active(mem) = &*index else { return false };
+        let bytes = {
+            let mem = sync::read(mem);
+            file::encode(&mem, self.id(), covered_bytes)
+        };
+        let path = layout::index_path_for(&self.path);
+        match file::write(storage, &path, &bytes) {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, "could not write the active segment's index file");
+                false
+            }
+        }
+    }
 }

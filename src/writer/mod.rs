@@ -120,6 +120,14 @@ pub(crate) struct Writer {
     coalesced: Arc<AtomicBool>,
     /// The next segment's file, zero-filled ahead of the roll that needs it.
     next_segment: NextSegment,
+    /// The active segment's file holds written zeros (or records) up to here: groups below it
+    /// overwrite allocated space ([`Writer::zero_fill_ahead`]).
+    zeroed_to: u64,
+    /// How many bytes the next zero-filling extension adds (doubling, bounded).
+    zero_ahead_bytes: u64,
+    /// Bytes of the active segment its index file on disk covers, as far as this writer
+    /// knows ([`Writer::checkpoint_active_index`]).
+    indexed_len: u64,
 }
 
 impl Writer {
@@ -128,7 +136,7 @@ impl Writer {
         let next_position = shared.next_position();
         let coalesce_window =
             shared.options.coalesce_window.filter(|_| shared.options.durability == Durability::Buffered);
-        Writer {
+        let mut writer = Writer {
             shared,
             active,
             active_file,
@@ -148,7 +156,13 @@ impl Writer {
             coalesced_since: None,
             coalesced: Arc::new(AtomicBool::new(false)),
             next_segment: NextSegment::default(),
-        }
+            zeroed_to: 0,
+            zero_ahead_bytes: 0,
+            // Unknown: the first durable group a quarter segment in writes it.
+            indexed_len: 0,
+        };
+        writer.zeroed_to = writer.active_file_len();
+        writer
     }
 
     /// The flag [`Writer::coalesced`] for the callers' side.
@@ -521,6 +535,7 @@ impl Writer {
         debug_assert!(group.next_position >= self.shared.next_position());
         debug_assert_eq!(group.buf.is_empty(), group.last_record_start.is_none());
         if !group.buf.is_empty() {
+            self.zero_fill_ahead(group.buf.len() as u64);
             if let Err(source) = self.active_file.write_all_at(&group.buf, self.write_offset) {
                 return Err(self.poison_with(Error::io("write", &self.active.path, source)));
             }
@@ -532,6 +547,7 @@ impl Writer {
             self.sync_active()?;
         }
         if group.buf.is_empty() {
+            self.checkpoint_active_index();
             return Ok(());
         }
         // Publish in the order readers rely on: index entries, then the segment's committed
@@ -555,6 +571,7 @@ impl Writer {
         self.shared.publish_streams(group.overlay.drain());
         // Subscriptions hook in here: the whole group is visible, wake whoever follows.
         self.shared.notify_followers();
+        self.checkpoint_active_index();
         Ok(())
     }
 

@@ -69,6 +69,13 @@ pub fn segment_bytes_total(dir: &Path) -> u64 {
     segment_files(dir).iter().map(|p| fs::metadata(p).expect("metadata").len()).sum()
 }
 
+/// Total bytes of the logs of all segment files: each one's header and records, without
+/// the zeros a preallocated (format 2) segment may hold after its log while the store is
+/// open (segment-format.md §3.5).
+pub fn log_bytes_total(dir: &Path) -> u64 {
+    segment_files(dir).iter().map(|p| records_of(p).last().map_or(SEGMENT_HEADER_BYTES, |r| r.offset + r.len)).sum()
+}
+
 /// Copies the regular files of `from` into `to` (created if missing), except the lock file.
 pub fn copy_store_dir(from: &Path, to: &Path) {
     fs::create_dir_all(to).expect("create copy dir");

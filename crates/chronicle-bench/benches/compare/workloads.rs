@@ -306,7 +306,12 @@ fn copy_dir(from: &Path, to: &Path) -> Res<()> {
         if entry.file_type()?.is_dir() {
             copy_dir(&entry.path(), &target)?;
         } else {
-            std::fs::copy(entry.path(), target)?;
+            std::fs::copy(entry.path(), &target)?;
+            // A crash image of a store that had synced everything holds no dirty pages: a
+            // process that dies leaves its synced data clean in the page cache. Unsynced, the
+            // copy would make the open under test pay for writing the copy back (W6 measured
+            // that before 2026-12-02 session 5, docs/performance.md).
+            std::fs::File::open(&target)?.sync_all()?;
         }
     }
     Ok(())
