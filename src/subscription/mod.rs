@@ -44,8 +44,9 @@ pub use self::park::{PARK_REASON_BYTES_MAX, PARKED_EVENTS_MAX, ParkedEvent};
 pub use self::projection::{PROJECTION_BATCH_EVENTS_MAX, Projection, ProjectionError, ProjectionRunner};
 
 /// A blocked subscriber woken less than its batch window after its previous wake-up first
-/// waits out the rest of the window, then reads everything committed meanwhile in one
-/// round. This is the shortest window, that of a lone subscriber: about a thousand
+/// waits out the rest of the window (windows of one length end together, on one clock for
+/// the process), then reads everything committed meanwhile in one round; while each window
+/// brings new commits it keeps reading at window ends without waiting for the writer. This is the shortest window, that of a lone subscriber: about a thousand
 /// wake-ups a second at most however fast the writer commits. With more live
 /// subscriptions the window grows (see [`FOLLOW_WAKEUPS_PER_SECOND_MAX`]), so that many
 /// subscribers cannot take the CPU from the writer. On a store that was quiet for longer
@@ -265,6 +266,8 @@ impl Subscription {
 
     fn with_writer(shared: &Arc<Shared>, writer: Weak<WriterFront>, from: u64, filter: Filter) -> Self {
         shared.subscribers.fetch_add(1, Ordering::Relaxed);
+        // Set before any wake-up of this subscription, so that its windows are aligned.
+        LazyLock::force(&WINDOW_EPOCH);
         Subscription {
             key: shared.notifier.new_key(),
             shared: Arc::clone(shared),
@@ -713,6 +716,7 @@ mod tests {
     #[test]
     fn a_window_ends_at_most_one_window_after_the_wake_up_and_is_shared_by_its_wake_ups() {
         let window = Duration::from_millis(5);
+        LazyLock::force(&WINDOW_EPOCH);
         let woken = Instant::now();
         let end = window_end(woken, window);
         assert!(end > woken && end <= woken + window, "{:?} after the wake-up", end - woken);
