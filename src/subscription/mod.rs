@@ -26,7 +26,7 @@ pub(crate) mod tail;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, LazyLock, Weak};
 use std::time::{Duration, Instant};
 
 use self::consumer::ConsumerClaim;
@@ -44,8 +44,9 @@ pub use self::park::{PARK_REASON_BYTES_MAX, PARKED_EVENTS_MAX, ParkedEvent};
 pub use self::projection::{PROJECTION_BATCH_EVENTS_MAX, Projection, ProjectionError, ProjectionRunner};
 
 /// A blocked subscriber woken less than its batch window after its previous wake-up first
-/// waits out the rest of the window, then reads everything committed meanwhile in one
-/// round. This is the shortest window, that of a lone subscriber: about a thousand
+/// waits out the rest of the window (windows of one length end together, on one clock for
+/// the process), then reads everything committed meanwhile in one round; while each window
+/// brings new commits it keeps reading at window ends without waiting for the writer. This is the shortest window, that of a lone subscriber: about a thousand
 /// wake-ups a second at most however fast the writer commits. With more live
 /// subscriptions the window grows (see [`FOLLOW_WAKEUPS_PER_SECOND_MAX`]), so that many
 /// subscribers cannot take the CPU from the writer. On a store that was quiet for longer
@@ -67,6 +68,23 @@ fn batch_window(subscriptions: u64) -> Duration {
     let window = Duration::from_secs(1).saturating_mul(u32::try_from(subscriptions).unwrap_or(u32::MAX))
         / u32::try_from(FOLLOW_WAKEUPS_PER_SECOND_MAX).unwrap_or(u32::MAX);
     window.clamp(FOLLOW_BATCH_WINDOW, FOLLOW_BATCH_WINDOW_MAX)
+}
+
+/// What every batch window in the process is counted from, so that windows of one length
+/// end together: the subscriptions woken at the end of a window then read one shared batch
+/// of the live tail, instead of each extending it by the few events committed since the
+/// previous subscriber's wake-up (a hundred tiny batches per window, each visited by all).
+static WINDOW_EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+/// The end of the `window`-long window that `woken` lies in: the first multiple of `window`
+/// after the epoch that is later than `woken` (at most `window` after it).
+fn window_end(woken: Instant, window: Duration) -> Instant {
+    let epoch = *WINDOW_EPOCH;
+    let window_ns = window.as_nanos().max(1);
+    let windows = woken.saturating_duration_since(epoch).as_nanos() / window_ns + 1;
+    let end = Duration::from_nanos(u64::try_from(windows.saturating_mul(window_ns)).unwrap_or(u64::MAX));
+    // Never later than one window after `woken` (a wake-up before the epoch was set).
+    epoch.checked_add(end).map_or(woken + window, |end| end.min(woken + window))
 }
 
 /// The events matching a [`Filter`] from a position on: first those already committed,
@@ -248,6 +266,8 @@ impl Subscription {
 
     fn with_writer(shared: &Arc<Shared>, writer: Weak<WriterFront>, from: u64, filter: Filter) -> Self {
         shared.subscribers.fetch_add(1, Ordering::Relaxed);
+        // Set before any wake-up of this subscription, so that its windows are aligned.
+        LazyLock::force(&WINDOW_EPOCH);
         Subscription {
             key: shared.notifier.new_key(),
             shared: Arc::clone(shared),
@@ -293,9 +313,18 @@ impl Subscription {
         self.follower.is_none() && self.shared.subscribers.load(Ordering::Relaxed) >= 2
     }
 
-    /// This subscription's batch window now (see [`FOLLOW_BATCH_WINDOW`]).
-    fn batch_window(&self) -> Duration {
-        batch_window(self.shared.subscribers.load(Ordering::Relaxed))
+    /// When the batch window of a wake-up at `woken` ends (see [`FOLLOW_BATCH_WINDOW`]).
+    fn window_end(&self, woken: Instant) -> Instant {
+        window_end(woken, batch_window(self.shared.subscribers.load(Ordering::Relaxed)))
+    }
+
+    /// After waiting out a window: whether to keep reading on the window's clock (something
+    /// was committed meanwhile, so the store is busy) instead of waiting for the writer's
+    /// next notification. A busy store's subscriptions thus sleep only on their timers, and
+    /// the writer's notify finds nobody to wake; one that finds nothing new goes back to
+    /// waiting, so the first event after a quiet spell is delivered at once.
+    fn still_busy(&self, woken: Instant) -> Option<Instant> {
+        self.ready().then_some(woken)
     }
 
     /// Whether a step would end the subscription (stopped, closing, writer gone, poisoned).
@@ -383,7 +412,7 @@ impl Subscription {
             match self.step() {
                 Step::Pending => {
                     if let Some(last) = self.last_wake {
-                        let until = last + self.batch_window();
+                        let until = self.window_end(last);
                         let until = deadline.map_or(until, |d| d.min(until));
                         let now = Instant::now();
                         if now < until {
@@ -393,7 +422,7 @@ impl Subscription {
                             if deadline.is_some_and(|d| Instant::now() >= d) && !self.ready() {
                                 return None;
                             }
-                            self.last_wake = None;
+                            self.last_wake = self.still_busy(Instant::now());
                             continue;
                         }
                     }
@@ -654,6 +683,16 @@ impl Iterator for Subscription {
     /// The next matching event, blocking until one commits; `None` once stopped or the
     /// store is closed (and after an error item).
     fn next(&mut self) -> Option<Self::Item> {
+        // The common case of a live subscriber, the next match of its current tail batch,
+        // without the blocking step's layers: each would move the ~220-byte event again.
+        if !self.finished
+            && !self.stopped()
+            && !self.shared.closing()
+            && let Some(live) = &mut self.live
+            && let Some(event) = live.next_match(&self.filter, &mut self.position)
+        {
+            return Some(Ok(event));
+        }
         match self.step_blocking(None)? {
             Step::Event(event) => Some(Ok(event)),
             Step::Failed(error) => Some(Err(error)),
@@ -667,5 +706,30 @@ impl Drop for Subscription {
         self.shared.subscribers.fetch_sub(1, Ordering::Relaxed);
         #[cfg(feature = "async")]
         self.shared.notifier.unregister(self.key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_ends_at_most_one_window_after_the_wake_up_and_is_shared_by_its_wake_ups() {
+        let window = Duration::from_millis(5);
+        LazyLock::force(&WINDOW_EPOCH);
+        let woken = Instant::now();
+        let end = window_end(woken, window);
+        assert!(end > woken && end <= woken + window, "{:?} after the wake-up", end - woken);
+        // Every wake-up inside the same window ends with it; the next one with the next.
+        let later_in_window = end - Duration::from_nanos(1);
+        assert_eq!(window_end(later_in_window, window), end);
+        assert_eq!(window_end(end, window), end + window);
+    }
+
+    #[test]
+    fn the_window_grows_with_the_subscriptions_between_its_bounds() {
+        assert_eq!(batch_window(1), FOLLOW_BATCH_WINDOW);
+        assert_eq!(batch_window(100), Duration::from_millis(5));
+        assert_eq!(batch_window(u64::MAX), FOLLOW_BATCH_WINDOW_MAX);
     }
 }

@@ -34,7 +34,7 @@ impl futures_core::Stream for Subscription {
             }
             AsyncWait::Window { .. } => {
                 this.async_wait = AsyncWait::None;
-                this.last_wake = None;
+                this.last_wake = this.still_busy(now);
             }
             AsyncWait::Registered => {
                 this.async_wait = AsyncWait::None;
@@ -52,7 +52,7 @@ impl futures_core::Stream for Subscription {
                     if this.follower.is_none()
                         && let Some(last) = this.last_wake
                     {
-                        let until = last + this.batch_window();
+                        let until = this.window_end(last);
                         if Instant::now() < until && shared.notifier.wake_at(this.key, until, cx.waker()) {
                             // Gather what commits meanwhile into one round, as the iterator.
                             this.async_wait = AsyncWait::Window { until };

@@ -16,6 +16,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
+
 use crate::event::RecordedEvent;
 use crate::read::filter::category_of;
 use crate::read::{Filter, FilteredIter, Resume};
@@ -43,8 +45,11 @@ pub(crate) struct TailBatch {
 }
 
 impl TailBatch {
-    fn new(to: u64, events: Vec<RecordedEvent>) -> Self {
+    fn new(to: u64, mut events: Vec<RecordedEvent>) -> Self {
         let mut by_category: HashMap<Box<str>, Vec<u32>> = HashMap::new();
+        for event in &mut events {
+            own_payload(event);
+        }
         for (at, event) in events.iter().enumerate() {
             // A batch holds at most TAIL_BATCH_POSITIONS_MAX events: the index fits.
             let at = u32::try_from(at).unwrap_or(u32::MAX);
@@ -62,6 +67,20 @@ impl TailBatch {
     /// The indexes of the events of `category`.
     pub(crate) fn of_category(&self, category: &str) -> &[u32] {
         self.by_category.get(category).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// Gives `event` a payload of its own. A decoded event's `data` and `metadata` share the
+/// reference count of the whole segment's mapping, so every subscriber's clone and drop of
+/// every batch event would update that one counter, from every core at once (the cache line
+/// bounces between them); copied here once per event, each event's counter is touched only
+/// by the subscribers delivering that event.
+fn own_payload(event: &mut RecordedEvent) {
+    if !event.data.is_empty() {
+        event.data = Bytes::copy_from_slice(&event.data);
+    }
+    if !event.metadata.is_empty() {
+        event.metadata = Bytes::copy_from_slice(&event.metadata);
     }
 }
 

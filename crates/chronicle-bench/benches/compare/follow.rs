@@ -20,6 +20,11 @@ use crate::workloads::Ctx;
 /// Live subscribers of the "100 subscribers" runs.
 const SUBSCRIBERS: usize = 100;
 
+/// Thread names of the benchmark's own threads, so that the CPU split can tell them apart
+/// from the store's (`chronicle-writer`, ...).
+const APPENDER_THREAD: &str = "follow-append";
+const SUBSCRIBER_THREAD: &str = "follow-sub";
+
 pub fn follow(ctx: &Ctx) -> Res<()> {
     append_table(ctx)?;
     latency_table(ctx)?;
@@ -32,17 +37,19 @@ fn append_table(ctx: &Ctx) -> Res<()> {
         "| durability, writer threads | subscribers' filter | 0 subscribers (median) | {SUBSCRIBERS} subscribers (median) | ratio per pair | median ratio | deliveries/s |"
     );
     println!("|---|---|---|---|---|---|---|");
+    let mut splits = Vec::new();
     for (durability, threads) in [(Durability::Sync, 16), (Durability::Buffered, 1)] {
         for (label, filter) in [("all events", Filter::all()), ("1 % (one category)", Filter::category("cat7"))] {
             let (mut none, mut with, mut ratios, mut deliveries) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for round in 0..ctx.args.follow_rounds {
                 eprintln!("follow: append {durability:?} {threads} threads, {label}, round {round}");
-                let (alone, _) = append_run(ctx, durability, threads, 0, &filter)?;
-                let (followed, delivered) = append_run(ctx, durability, threads, SUBSCRIBERS, &filter)?;
+                let (alone, _, cpu_alone) = append_run(ctx, durability, threads, 0, &filter)?;
+                let (followed, delivered, cpu_followed) = append_run(ctx, durability, threads, SUBSCRIBERS, &filter)?;
                 none.push(alone);
                 with.push(followed);
                 ratios.push(followed / alone);
                 deliveries.push(delivered);
+                splits.push((format!("{durability:?}, {threads} | {label} | round {round}"), cpu_alone, cpu_followed));
             }
             let pairs: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
             println!(
@@ -60,7 +67,106 @@ fn append_table(ctx: &Ctx) -> Res<()> {
         ctx.data.len(),
         ctx.args.run_seconds
     );
+    cpu_table(&splits);
     Ok(())
+}
+
+/// CPU seconds per second of run (1.0 = one core) and context switches per second, by
+/// thread group, of one append run; read from `/proc/self/task/*/{schedstat,status}`.
+#[derive(Debug, Default, Clone, Copy)]
+struct CpuSplit {
+    appenders: f64,
+    writer: f64,
+    subscribers: f64,
+    other: f64,
+    /// Voluntary context switches per second, all threads.
+    voluntary_switches: f64,
+    /// Involuntary (preempted) context switches per second, all threads.
+    involuntary_switches: f64,
+}
+
+fn cpu_table(splits: &[(String, CpuSplit, CpuSplit)]) {
+    if splits.is_empty() {
+        return;
+    }
+    println!("\n### Following: CPU by thread group, 0 vs {SUBSCRIBERS} subscribers (cores busy; context switches/s)\n");
+    println!(
+        "| durability, writer threads | subscribers' filter | round | subscribers | appenders | `chronicle-writer` | subscribers | other | voluntary cs/s | involuntary cs/s |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (case, alone, followed) in splits {
+        for (subscribers, split) in [(0, alone), (SUBSCRIBERS, followed)] {
+            println!(
+                "| {case} | {subscribers} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} |",
+                split.appenders,
+                split.writer,
+                split.subscribers,
+                split.other,
+                count(split.voluntary_switches),
+                count(split.involuntary_switches),
+            );
+        }
+    }
+    println!(
+        "\nfrom `/proc/self/task/*/schedstat` (time on a CPU) and `status` (context switches) at the start and the end of each timed run; 2.00 = both cores of this machine."
+    );
+}
+
+/// Per thread: name, nanoseconds on a CPU, voluntary and involuntary context switches.
+type ThreadTimes = std::collections::HashMap<u64, (String, u64, u64, u64)>;
+
+fn thread_times() -> ThreadTimes {
+    let mut times = ThreadTimes::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return times;
+    };
+    for task in tasks.flatten() {
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u64>().ok()) else {
+            continue;
+        };
+        let read = |file: &str| std::fs::read_to_string(task.path().join(file)).ok();
+        let (Some(comm), Some(schedstat), Some(status)) = (read("comm"), read("schedstat"), read("status")) else {
+            continue;
+        };
+        // schedstat: "on-CPU ns, waiting-to-run ns, timeslices"; exact, unlike stat's
+        // utime/stime, which are sampled at the tick and miss threads that run briefly.
+        let on_cpu_ns = schedstat.split_whitespace().next().and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+        let switches = |key: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(key))
+                .and_then(|rest| rest.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        times.insert(
+            tid,
+            (
+                comm.trim_end().to_owned(),
+                on_cpu_ns,
+                switches("voluntary_ctxt_switches:"),
+                switches("nonvoluntary_ctxt_switches:"),
+            ),
+        );
+    }
+    times
+}
+
+fn cpu_split(before: &ThreadTimes, after: &ThreadTimes, seconds: f64) -> CpuSplit {
+    let mut split = CpuSplit::default();
+    for (tid, (name, on_cpu_ns, voluntary, involuntary)) in after {
+        let (_, on_cpu_ns0, voluntary0, involuntary0) = before.get(tid).cloned().unwrap_or_default();
+        let cores = on_cpu_ns.saturating_sub(on_cpu_ns0) as f64 / 1e9 / seconds;
+        match name.as_str() {
+            APPENDER_THREAD => split.appenders += cores,
+            SUBSCRIBER_THREAD => split.subscribers += cores,
+            // The kernel keeps 15 bytes of a thread's name.
+            "chronicle-write" => split.writer += cores,
+            _ => split.other += cores,
+        }
+        split.voluntary_switches += voluntary.saturating_sub(voluntary0) as f64 / seconds;
+        split.involuntary_switches += involuntary.saturating_sub(involuntary0) as f64 / seconds;
+    }
+    split
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -69,14 +175,14 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 /// `subscribers` threads follow the log (each with `filter`) while `threads` writers append
-/// 1-event batches; returns appends/s and deliveries/s.
+/// 1-event batches; returns appends/s, deliveries/s and where the CPU went.
 fn append_run(
     ctx: &Ctx,
     durability: Durability,
     threads: usize,
     subscribers: usize,
     filter: &Filter,
-) -> Res<(f64, f64)> {
+) -> Res<(f64, f64, CpuSplit)> {
     let dir = tempfile::tempdir_in(&ctx.base)?;
     let store = Store::open_with(dir.path(), Options::default().durability(durability))?;
     let delivered = Arc::new(AtomicU64::new(0));
@@ -85,7 +191,7 @@ fn append_run(
         let mut subscription = store.subscribe(0, filter.clone())?;
         let stop = subscription.stop_handle();
         let delivered = Arc::clone(&delivered);
-        let handle = thread::spawn(move || -> Res<()> {
+        let handle = thread::Builder::new().name(SUBSCRIBER_THREAD.into()).spawn(move || -> Res<()> {
             let mut n = 0u64;
             for event in subscription.by_ref() {
                 std::hint::black_box(event?);
@@ -93,15 +199,15 @@ fn append_run(
             }
             delivered.fetch_add(n, Ordering::Relaxed);
             Ok(())
-        });
+        })?;
         followers.push((stop, handle));
     }
     let done = Arc::new(AtomicBool::new(false));
     let start = Arc::new(Barrier::new(threads + 1));
-    let writers: Vec<_> = (0..threads)
+    let writers: Vec<thread::JoinHandle<Res<u64>>> = (0..threads)
         .map(|t| {
             let (store, done, start, data) = (store.clone(), Arc::clone(&done), Arc::clone(&start), ctx.data.clone());
-            thread::spawn(move || -> Res<u64> {
+            thread::Builder::new().name(APPENDER_THREAD.into()).spawn(move || -> Res<u64> {
                 start.wait();
                 let mut n = 0u64;
                 while !done.load(Ordering::Relaxed) {
@@ -112,10 +218,12 @@ fn append_run(
                 Ok(n)
             })
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
     start.wait();
     let began = Instant::now();
+    let times_before = thread_times();
     thread::sleep(Duration::from_secs_f64(ctx.args.run_seconds));
+    let cpu = cpu_split(&times_before, &thread_times(), began.elapsed().as_secs_f64());
     done.store(true, Ordering::Relaxed);
     let mut appended = 0u64;
     for writer in writers {
@@ -127,7 +235,7 @@ fn append_run(
         handle.join().map_err(|_| "subscriber thread panicked")??;
     }
     store.close()?;
-    Ok((appended as f64 / elapsed, delivered.load(Ordering::Relaxed) as f64 / elapsed))
+    Ok((appended as f64 / elapsed, delivered.load(Ordering::Relaxed) as f64 / elapsed, cpu))
 }
 
 fn latency_table(ctx: &Ctx) -> Res<()> {
