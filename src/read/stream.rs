@@ -99,7 +99,17 @@ impl StreamIter {
     /// The entry of the next event to read, looking up the next segments' entries (and
     /// taking a reader of the segment) once the current one's are read; `None` at the end.
     /// An error ends the iteration.
+    #[inline]
     fn next_entry(&mut self) -> Option<Result<IndexEntry>> {
+        // The common case inline: the next entry of the segment being read.
+        match self.pending.pop() {
+            Some(entry) if !self.done => Some(Ok(entry)),
+            _ => self.next_segment_entry(),
+        }
+    }
+
+    /// [`StreamIter::next_entry`] once the current segment's entries are read.
+    fn next_segment_entry(&mut self) -> Option<Result<IndexEntry>> {
         while !self.done {
             if let Some(entry) = self.pending.pop() {
                 return Some(Ok(entry));
@@ -240,13 +250,9 @@ impl Iterator for StreamIter {
     type Item = Result<RecordedEvent>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        // The common case first: the next entry of the segment being read.
-        let entry = match self.pending.pop() {
-            Some(entry) if !self.done => entry,
-            _ => match self.next_entry()? {
-                Ok(entry) => entry,
-                Err(error) => return Some(Err(error)),
-            },
+        let entry = match self.next_entry()? {
+            Ok(entry) => entry,
+            Err(error) => return Some(Err(error)),
         };
         let Some(reader) = &self.reader else {
             // Entries are only pending with a reader of their segment.
