@@ -14,7 +14,8 @@
 //! a close, like W6's crash image (open it with `compare --child-open chronicle DIR
 //! stream-000000 crash`). `read DIR STREAMS READS PASSES`: opens the store, then
 //! PASSES times the same READS whole-stream reads (the comparison program's xorshift
-//! sequence over `stream-000000`…), printing streams/s, p50 and p99 per pass. `replay DIR`:
+//! sequence over `stream-000000`…), printing streams/s, p50 and p99 per pass, through
+//! `read_stream` or, with a last argument `with`, `read_stream_with`. `replay DIR`:
 //! opens the store and replays it once through the `read_all` iterator, then once through
 //! `read_all_with` (W4 in a fresh process).
 
@@ -61,7 +62,16 @@ fn main() -> Result<(), Box<dyn Error>> {
             store.close()?;
             println!("built {} events in {:.2} s", streams as u64 * events, started.elapsed().as_secs_f64());
         }
-        [_, "read", dir, streams, reads, passes] => {
+        [_, "read", dir, streams, reads, passes, how @ ..] if how.len() <= 1 => {
+            let borrowed = match how {
+                [] | ["owned"] => false,
+                ["with"] => true,
+                _ => {
+                    return Err(
+                        "a read goes through read_stream (owned, the default) or read_stream_with (with)".into()
+                    );
+                }
+            };
             let (streams, reads, passes): (usize, usize, usize) = (streams.parse()?, reads.parse()?, passes.parse()?);
             let names: Vec<String> = (0..streams).map(stream_name).collect();
             let started = Instant::now();
@@ -78,11 +88,22 @@ fn main() -> Result<(), Box<dyn Error>> {
                     state ^= state << 17;
                     let name = &names[(state % names.len() as u64) as usize];
                     let start = Instant::now();
-                    for event in store.read_stream(name, 0)? {
-                        let event = event?;
-                        digest = digest.wrapping_mul(31).wrapping_add(event.version ^ event.position);
-                        digest = digest.wrapping_add((event.stream_id.len() + event.event_type.len()) as u64);
-                        digest = digest.wrapping_add(event.data.first().copied().unwrap_or(0) as u64);
+                    let fold = |digest: u64, version: u64, position: u64, texts: usize, data: &[u8]| {
+                        let digest = digest.wrapping_mul(31).wrapping_add(version ^ position);
+                        digest.wrapping_add(texts as u64).wrapping_add(data.first().copied().unwrap_or(0) as u64)
+                    };
+                    if borrowed {
+                        store.read_stream_with(name, 0, |e| {
+                            digest =
+                                fold(digest, e.version, e.position, e.stream_id.len() + e.event_type.len(), e.data);
+                            std::ops::ControlFlow::Continue(())
+                        })?;
+                    } else {
+                        for event in store.read_stream(name, 0)? {
+                            let e = event?;
+                            digest =
+                                fold(digest, e.version, e.position, e.stream_id.len() + e.event_type.len(), &e.data);
+                        }
                     }
                     latencies.push(start.elapsed());
                 }
@@ -132,7 +153,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
         _ => {
             return Err(
-                "usage: stream_reads build DIR STREAMS EVENTS [close|crash] | read DIR STREAMS READS PASSES | replay DIR"
+                "usage: stream_reads build DIR STREAMS EVENTS [close|crash] | read DIR STREAMS READS PASSES [owned|with] | replay DIR"
                     .into(),
             );
         }

@@ -37,6 +37,10 @@ pub trait Engine: Send + Sync {
     }
     /// Reads one whole stream in version order, all fields; returns its event count.
     fn read_stream(&self, stream: &str) -> Res<usize>;
+    /// The same read through the engine's zero-copy visitor API, if it has one.
+    fn read_stream_borrowed(&self, _stream: &str) -> Option<Res<usize>> {
+        None
+    }
     /// The stream's last version (the query answered right after open in W6).
     fn probe(&self, stream: &str) -> Res<Option<u64>>;
     fn close(self: Box<Self>) -> Res<()>;
@@ -161,6 +165,19 @@ impl Engine for ChronicleEngine {
         }
         std::hint::black_box(acc);
         Ok(count)
+    }
+
+    fn read_stream_borrowed(&self, stream: &str) -> Option<Res<usize>> {
+        let mut count = 0;
+        let mut acc = 0;
+        let visited = self.store.read_stream_with(stream, 0, |e| {
+            let texts = e.stream_id.len() + e.event_type.len();
+            acc = digest(acc, e.version, e.position, e.id, texts, e.metadata, e.data);
+            count += 1;
+            std::ops::ControlFlow::Continue(())
+        });
+        std::hint::black_box(acc);
+        Some(visited.map(|()| count).map_err(Into::into))
     }
 
     fn probe(&self, stream: &str) -> Res<Option<u64>> {

@@ -354,6 +354,20 @@ pub fn data_workloads(ctx: &Ctx) -> Res<DataRows> {
             eprintln!("W5: {name}, warm");
             out.w5.push(point_read_row(ctx, name, W5_WARM, &*engine, &streams)?);
             engine.close()?;
+            // The engine's zero-copy visitor, if it has one (chronicle's `read_stream_with`),
+            // on a store opened again: rows of their own beside the headline ones.
+            let engine = engines::open(name, &dir, false, &ctx.data)?;
+            let has_borrowed = engine.read_stream_borrowed(&streams[0]).is_some();
+            engine.close()?;
+            if has_borrowed {
+                let engine = engines::open(name, &dir, false, &ctx.data)?;
+                let borrowed_name = format!("{name} (read_stream_with)");
+                for pass in [W5_AFTER_REOPEN, W5_WARM] {
+                    eprintln!("W5: {borrowed_name}, {pass}");
+                    out.w5.push(borrowed_point_read_row(ctx, &borrowed_name, pass, &*engine, &streams)?);
+                }
+                engine.close()?;
+            }
         }
         if args.runs("w4") {
             // Opened again, so that the replay too starts from cold maps.
@@ -444,6 +458,24 @@ const W5_WARM: &str = "warm (second pass)";
 /// W5: whole streams chosen at random (a fixed xorshift sequence, the same for every engine
 /// and every pass). `group` (one of `W5_AFTER_REOPEN`, `W5_WARM`) is the row's first cell.
 fn point_read_row(ctx: &Ctx, name: &str, group: &str, engine: &dyn Engine, streams: &[String]) -> Res<Row> {
+    timed_stream_reads(ctx, name, group, streams, &|stream| engine.read_stream(stream))
+}
+
+/// W5 through the engine's zero-copy visitor ([`Engine::read_stream_borrowed`]).
+fn borrowed_point_read_row(ctx: &Ctx, name: &str, group: &str, engine: &dyn Engine, streams: &[String]) -> Res<Row> {
+    timed_stream_reads(ctx, name, group, streams, &|stream| {
+        engine.read_stream_borrowed(stream).unwrap_or_else(|| Err("the engine has no borrowed stream read".into()))
+    })
+}
+
+/// The W5 sequence of whole-stream reads, each done by `read`, timed into a row.
+fn timed_stream_reads(
+    ctx: &Ctx,
+    name: &str,
+    group: &str,
+    streams: &[String],
+    read: &dyn Fn(&str) -> Res<usize>,
+) -> Res<Row> {
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
     let mut latencies = Latencies::with_capacity(ctx.args.stream_reads);
     let begin = Instant::now();
@@ -453,7 +485,7 @@ fn point_read_row(ctx: &Ctx, name: &str, group: &str, engine: &dyn Engine, strea
         state ^= state << 17;
         let stream = &streams[(state % streams.len() as u64) as usize];
         let start = Instant::now();
-        let events = engine.read_stream(stream)?;
+        let events = read(stream)?;
         latencies.record(start.elapsed());
         if events != ctx.args.events_per_stream {
             return Err(
