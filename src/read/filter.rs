@@ -358,12 +358,26 @@ impl Filter {
 
 /// The category of a stream id: up to its first '-', or all of it.
 pub(crate) fn category_of(stream: &str) -> &str {
-    stream.split_once('-').map_or(stream, |(category, _)| category)
+    // A byte search: '-' is ASCII, so its first byte is a char boundary; `split_once` with a
+    // char pattern costs several times more on ids this short (once per filtered record).
+    match stream.bytes().position(|b| b == b'-') {
+        Some(at) => stream.get(..at).unwrap_or(stream),
+        None => stream,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn category_is_up_to_the_first_dash() {
+        for (stream, category) in
+            [("order-42", "order"), ("order", "order"), ("a-b-c", "a"), ("-x", ""), ("é-1", "é"), ("日本-語", "日本")]
+        {
+            assert_eq!(category_of(stream), category, "{stream}");
+        }
+    }
 
     #[test]
     fn conditions() {

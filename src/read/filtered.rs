@@ -20,7 +20,7 @@ use std::sync::Arc;
 use super::filter::Filter;
 use crate::error::{Error, Result};
 use crate::event::RecordedEvent;
-use crate::format::record::{RecordKind, field};
+use crate::format::record::{DecodedRecord, RecordKind, field, texts};
 use crate::format::segment_header::SEGMENT_HEADER_BYTES;
 use crate::index::IndexEntry;
 use crate::segment::SegmentReader;
@@ -231,13 +231,33 @@ impl FilteredIter {
             if !self.filter.matches_type(field(record, decoded.event_type.clone())) {
                 continue;
             }
-            let stream = std::str::from_utf8(field(record, decoded.stream_id.clone())).unwrap_or_default();
-            if self.is_deleted(stream) || !self.filter.matches_stream(stream) {
-                continue;
+            match self.matching_event(&decoded, record, reader, offset) {
+                Some(event) => return Some(Ok(event)),
+                None => continue,
             }
-            let event = super::to_event(&decoded, record, reader, offset);
-            return Some(Ok(event.map_err(|reason| Error::corruption(path, offset, reason))));
         }
+    }
+
+    /// The event of a record whose type matched: `None` if its stream is deleted or does not
+    /// match (an index is only a cache: the record itself decides). Its stream id and event
+    /// type are checked as text once, for the filter and the event alike.
+    #[inline]
+    fn matching_event(
+        &self,
+        decoded: &DecodedRecord,
+        record: &[u8],
+        reader: &SegmentReader,
+        offset: u64,
+    ) -> Option<Result<RecordedEvent>> {
+        let corrupt = |reason| Error::corruption(&reader.segment().path, offset, reason);
+        let (stream, event_type) = match texts(record, decoded) {
+            Ok(texts) => texts,
+            Err(reason) => return Some(Err(corrupt(reason))),
+        };
+        if self.is_deleted(stream) || !self.filter.matches_stream(stream) {
+            return None;
+        }
+        Some(super::to_event_with(decoded, reader, offset, stream.to_owned(), event_type.to_owned()).map_err(corrupt))
     }
 
     /// Scan mode: every record of each segment in order; matching events are returned.
@@ -285,13 +305,9 @@ impl FilteredIter {
             {
                 continue;
             }
-            let stream = std::str::from_utf8(field(record, decoded.stream_id.clone())).unwrap_or_default();
-            if self.is_deleted(stream) || !self.filter.matches_stream(stream) {
-                continue;
+            if let Some(event) = self.matching_event(&decoded, record, reader, offset) {
+                return Some(Ok(event));
             }
-            let path = &reader.segment().path;
-            let event = super::to_event(&decoded, record, reader, offset);
-            return Some(Ok(event.map_err(|reason| Error::corruption(path, offset, reason))));
         }
     }
 }
