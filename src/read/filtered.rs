@@ -15,11 +15,12 @@
 //! anywhere, and in scan mode (no condition, or the live tail) every record is checked.
 
 use std::collections::HashSet;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use super::filter::Filter;
 use crate::error::{Error, Result};
-use crate::event::RecordedEvent;
+use crate::event::{EventView, RecordedEvent};
 use crate::format::record::{DecodedRecord, RecordKind, field, texts};
 use crate::format::segment_header::SEGMENT_HEADER_BYTES;
 use crate::index::IndexEntry;
@@ -185,7 +186,7 @@ impl FilteredIter {
     }
 
     /// Index mode: the next matching event, segment by segment.
-    fn next_indexed(&mut self) -> Option<Result<Result<RecordedEvent>, Switch>> {
+    fn next_indexed<T>(&mut self, make: &mut impl MakeItem<T>) -> Option<Result<Result<T>, Switch>> {
         loop {
             let segment = self.segments.get(self.segment_index)?;
             if segment.header.base_position >= self.end {
@@ -231,24 +232,25 @@ impl FilteredIter {
             if !self.filter.matches_type(field(record, decoded.event_type.clone())) {
                 continue;
             }
-            match self.matching_event(&decoded, record, reader, offset) {
-                Some(event) => return Some(Ok(event)),
+            match self.matching_event(&decoded, record, reader, offset, make) {
+                Some(item) => return Some(Ok(item)),
                 None => continue,
             }
         }
     }
 
-    /// The event of a record whose type matched: `None` if its stream is deleted or does not
-    /// match (an index is only a cache: the record itself decides). Its stream id and event
-    /// type are checked as text once, for the filter and the event alike.
+    /// The item `make` builds of a record whose type matched: `None` if its stream is deleted
+    /// or does not match (an index is only a cache: the record itself decides). Its stream id
+    /// and event type are checked as text once, for the filter and the item alike.
     #[inline]
-    fn matching_event(
+    fn matching_event<T>(
         &self,
         decoded: &DecodedRecord,
         record: &[u8],
         reader: &SegmentReader,
         offset: u64,
-    ) -> Option<Result<RecordedEvent>> {
+        make: &mut impl MakeItem<T>,
+    ) -> Option<Result<T>> {
         let corrupt = |reason| Error::corruption(&reader.segment().path, offset, reason);
         let (stream, event_type) = match texts(record, decoded) {
             Ok(texts) => texts,
@@ -257,11 +259,11 @@ impl FilteredIter {
         if self.is_deleted(stream) || !self.filter.matches_stream(stream) {
             return None;
         }
-        Some(super::to_event_with(decoded, reader, offset, stream.to_owned(), event_type.to_owned()).map_err(corrupt))
+        Some(make(decoded, record, reader, offset, stream, event_type).map_err(corrupt))
     }
 
     /// Scan mode: every record of each segment in order; matching events are returned.
-    fn next_scanned(&mut self) -> Option<Result<Result<RecordedEvent>, Switch>> {
+    fn next_scanned<T>(&mut self, make: &mut impl MakeItem<T>) -> Option<Result<Result<T>, Switch>> {
         loop {
             let segment = Arc::clone(self.segments.get(self.segment_index)?);
             if segment.header.base_position >= self.end {
@@ -305,8 +307,8 @@ impl FilteredIter {
             {
                 continue;
             }
-            if let Some(event) = self.matching_event(&decoded, record, reader, offset) {
-                return Some(Ok(event));
+            if let Some(item) = self.matching_event(&decoded, record, reader, offset, make) {
+                return Some(Ok(item));
             }
         }
     }
@@ -315,10 +317,36 @@ impl FilteredIter {
 /// The current segment is done and the iterator moved to the next one.
 struct Switch;
 
-impl Iterator for FilteredIter {
-    type Item = Result<RecordedEvent>;
+/// What the iterator builds of each matching record (checked, its texts validated): an owned
+/// event for [`Iterator::next`], a visit of the borrowed view for [`FilteredIter::visit`]. The
+/// error is a reason for `Error::Corruption`.
+trait MakeItem<T>: FnMut(&DecodedRecord, &[u8], &SegmentReader, u64, &str, &str) -> Result<T, &'static str> {}
 
-    fn next(&mut self) -> Option<Self::Item> {
+impl<T, F> MakeItem<T> for F where
+    F: FnMut(&DecodedRecord, &[u8], &SegmentReader, u64, &str, &str) -> Result<T, &'static str>
+{
+}
+
+impl FilteredIter {
+    /// Calls `visit` with every matching event as a borrowed [`EventView`] straight from the
+    /// memory map, in position order, with the checks of the iterator and nothing copied or
+    /// allocated per event; `visit` returns [`ControlFlow::Break`] to stop early.
+    pub(crate) fn visit(mut self, mut visit: impl FnMut(&EventView<'_>) -> ControlFlow<()>) -> Result<()> {
+        let mut make =
+            |decoded: &DecodedRecord, record: &[u8], _: &SegmentReader, _: u64, stream: &str, event_type: &str| {
+                super::to_view_with(decoded, record, stream, event_type).map(|view| visit(&view))
+            };
+        loop {
+            match self.step(&mut make) {
+                Some(Ok(ControlFlow::Continue(()))) => {}
+                Some(Ok(ControlFlow::Break(()))) | None => return Ok(()),
+                Some(Err(error)) => return Err(error),
+            }
+        }
+    }
+
+    /// The next matching record's item, or the error that ends the iteration.
+    fn step<T>(&mut self, make: &mut impl MakeItem<T>) -> Option<Result<T>> {
         if self.done {
             return None;
         }
@@ -328,7 +356,7 @@ impl Iterator for FilteredIter {
                 let by_index = self.filter.has_stream_condition() || self.filter.type_list().is_some();
                 by_index && (!last || self.end - self.low > SCAN_POSITIONS_MAX)
             });
-            let step = if indexed { self.next_indexed() } else { self.next_scanned() };
+            let step = if indexed { self.next_indexed(make) } else { self.next_scanned(make) };
             match step {
                 Some(Err(Switch)) => continue,
                 Some(Ok(item)) => break Some(item),
@@ -341,5 +369,20 @@ impl Iterator for FilteredIter {
             None => self.finish(),
         }
         item
+    }
+}
+
+impl Iterator for FilteredIter {
+    type Item = Result<RecordedEvent>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.step(&mut |decoded: &DecodedRecord,
+                        _: &[u8],
+                        reader: &SegmentReader,
+                        offset,
+                        stream: &str,
+                        event_type: &str| {
+            super::to_event_with(decoded, reader, offset, stream.to_owned(), event_type.to_owned())
+        })
     }
 }
