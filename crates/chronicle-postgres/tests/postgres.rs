@@ -608,7 +608,9 @@ fn racing_conditional_appends_on_four_stores_let_exactly_one_win() {
 }
 
 /// A commit lost in flight: the backend is terminated while it executes COMMIT (each
-/// COMMIT of the store is slowed by `commit_delay`, so the terminator finds it). The
+/// COMMIT of the store is slowed by `commit_delay`, so the terminator finds it; with
+/// `commit_siblings=0`, since by default the delay only applies while five other
+/// transactions are active, which made the test catch no COMMIT in some runs). The
 /// append returns Ok or an error saying the outcome is unknown; an observer polling
 /// meanwhile never sees part of the batch; a retry with the same ids settles it (the
 /// original result if the commit had happened).
@@ -619,7 +621,10 @@ fn a_commit_lost_in_flight_is_all_or_nothing_and_a_retry_settles_it() {
     const ROUNDS: u64 = 4;
     let schema = common::fresh_schema("commit");
     let app = format!("commitkill_{schema}");
-    let url = format!("{}?application_name={app}&options=-c%20commit_delay%3D50000", common::url());
+    let url = format!(
+        "{}?application_name={app}&options=-c%20commit_delay%3D50000%20-c%20commit_siblings%3D0",
+        common::url()
+    );
     let store = PostgresStore::connect_with(&url, common::options(&schema)).expect("connect");
     let observer = PostgresStore::connect_with(&common::url(), common::options(&schema)).expect("observer");
     // A server-side terminator: waits (up to 5 s) for the store's connection to be in
