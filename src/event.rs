@@ -207,6 +207,32 @@ pub struct RecordedEvent {
 }
 
 impl RecordedEvent {
+    /// The event as a borrowed [`EventView`] (nothing copied), the form the zero-copy reads
+    /// ([`Store::read_all_with`](crate::Store::read_all_with) and the like) hand out, so that
+    /// code written for views also takes owned events.
+    ///
+    /// ```
+    /// use chronicle::RecordedEvent;
+    /// let event = RecordedEvent::new("order-1", 0, 7, "OrderPlaced", "{}");
+    /// let view = event.view();
+    /// assert_eq!((view.stream_id, view.position, view.data), ("order-1", 7, &b"{}"[..]));
+    /// assert_eq!(view.to_recorded(), event);
+    /// ```
+    pub fn view(&self) -> EventView<'_> {
+        EventView {
+            stream_id: &self.stream_id,
+            version: self.version,
+            position: self.position,
+            event_type: &self.event_type,
+            data: &self.data,
+            metadata: &self.metadata,
+            id: self.id,
+            correlation_id: self.correlation_id,
+            causation_id: self.causation_id,
+            timestamp: self.timestamp,
+        }
+    }
+
     /// A recorded event built by hand, for unit tests of code that consumes events
     /// (projections, aggregates, read models) without a store. Metadata is empty, the id
     /// is 0, correlation and causation ids are unset and the timestamp is the Unix epoch

@@ -253,6 +253,28 @@ fn events_discarded_without_a_snapshot_are_reported_not_replayed_wrongly() {
 }
 
 #[test]
+fn an_event_that_does_not_decode_is_reported_with_where_it_is_and_stops_the_load() {
+    let store = Store::open_in_memory().unwrap();
+    let tabs = Repository::<Tab>::new(store.clone()).snapshot_policy(SnapshotPolicy::Never);
+    tabs.execute("d", TabCommand::Open("a".into())).unwrap();
+    // A stored "Charged" whose payload is no encoded event at all, then a valid one after it.
+    store
+        .append("tab-d", chronicle::ExpectedVersion::Exact(0), [chronicle::NewEvent::new("Charged", "not an event")])
+        .unwrap();
+    tabs.execute("d", TabCommand::Charge("x".into(), 1)).unwrap_err();
+    let error = tabs.load("d").unwrap_err();
+    match error {
+        RepositoryError::Decode(decode) => {
+            assert_eq!(
+                (decode.stream.as_str(), decode.version, decode.position, decode.event_type.as_str()),
+                ("tab-d", 1, 1, "Charged")
+            );
+        }
+        other => panic!("expected a decode error, got {other}"),
+    }
+}
+
+#[test]
 fn aggregates_survive_a_reopen_on_disk() {
     let dir = tempfile::tempdir().unwrap();
     {

@@ -16,8 +16,10 @@ mod follow;
 
 pub use self::follow::{FollowStore, LogSubscription, SubscriptionStop};
 
+use std::ops::ControlFlow;
+
 use crate::error::{Error, Result};
-use crate::event::{AppendResult, ExpectedVersion, NewEvent, RecordedEvent, StreamAppend};
+use crate::event::{AppendResult, EventView, ExpectedVersion, NewEvent, RecordedEvent, StreamAppend};
 use crate::options::{BATCH_STREAMS_MAX, Options};
 use crate::read::{AllIter, Filter, FilteredIter, StreamIter};
 use crate::snapshot::Snapshot;
@@ -93,6 +95,42 @@ pub trait EventStore: Send + Sync {
     /// # Ok::<(), chronicle::Error>(())
     /// ```
     fn read_stream(&self, stream: &str, from_version: u64) -> Result<Self::StreamEvents>;
+
+    /// Calls `visit` with each event of `stream` from `from_version` on, in version order, as
+    /// a borrowed [`EventView`], until it returns [`ControlFlow::Break`]. `Store` reads
+    /// straight from its memory maps with no allocation per event
+    /// ([`Store::read_stream_with`]); the provided method visits the events of
+    /// [`EventStore::read_stream`], for backends with nothing faster.
+    ///
+    /// # Errors
+    /// As [`Store::read_stream_with`]: the first error of the read ends it.
+    ///
+    /// ```
+    /// use std::ops::ControlFlow;
+    /// use chronicle::{EventStore, ExpectedVersion, NewEvent, Store};
+    /// let store = Store::open_in_memory()?;
+    /// EventStore::append(&store, "s", ExpectedVersion::Any, vec![NewEvent::new("A", ""), NewEvent::new("B", "")])?;
+    /// let mut types = Vec::new();
+    /// EventStore::read_stream_with(&store, "s", 0, &mut |event| {
+    ///     types.push(event.event_type.to_owned());
+    ///     ControlFlow::Continue(())
+    /// })?;
+    /// assert_eq!(types, ["A", "B"]);
+    /// # Ok::<(), chronicle::Error>(())
+    /// ```
+    fn read_stream_with(
+        &self,
+        stream: &str,
+        from_version: u64,
+        visit: &mut dyn FnMut(&EventView<'_>) -> ControlFlow<()>,
+    ) -> Result<()> {
+        for event in self.read_stream(stream, from_version)? {
+            if visit(&event?.view()).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
 
     /// The events of `stream` from `from_version` (`None`: its last) down to its first.
     ///
@@ -230,6 +268,15 @@ impl EventStore for Store {
     type StreamEvents = StreamIter;
     type AllEvents = AllIter;
     type FilteredEvents = FilteredIter;
+
+    fn read_stream_with(
+        &self,
+        stream: &str,
+        from_version: u64,
+        visit: &mut dyn FnMut(&EventView<'_>) -> ControlFlow<()>,
+    ) -> Result<()> {
+        Store::read_stream_with(self, stream, from_version, visit)
+    }
 
     fn read_all_filtered(&self, from_position: u64, filter: Filter) -> Result<FilteredIter> {
         Store::read_all_filtered(self, from_position, filter)

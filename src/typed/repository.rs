@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::ops::ControlFlow;
 
 use super::aggregate::{Aggregate, SnapshotPolicy};
 use super::codec;
@@ -473,17 +474,30 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             None => (A::default(), None, 0, None),
         };
         let mut applied = 0u64;
-        for recorded in self.store.read_stream(&stream, from)? {
-            let recorded = recorded?;
+        // Borrowed views: no owned event is built per record (the store's zero-copy stream
+        // read where it has one). A failure ends the read and is returned after it.
+        let mut failure = None;
+        self.store.read_stream_with(&stream, from, &mut |event| {
             let expected = version.map_or(0, |v| v.saturating_add(1));
-            if recorded.version != expected {
-                return Err(RepositoryError::MissingEvents { stream, expected, found: recorded.version });
+            if event.version != expected {
+                failure =
+                    Some(RepositoryError::MissingEvents { stream: stream.clone(), expected, found: event.version });
+                return ControlFlow::Break(());
             }
-            if let Some(event) = self.schema.decode(&recorded)? {
-                state.apply(&event);
+            match self.schema.decode_view(event) {
+                Ok(Some(decoded)) => state.apply(&decoded),
+                Ok(None) => {}
+                Err(error) => {
+                    failure = Some(error.into());
+                    return ControlFlow::Break(());
+                }
             }
-            version = Some(recorded.version);
+            version = Some(event.version);
             applied += 1;
+            ControlFlow::Continue(())
+        })?;
+        if let Some(failure) = failure {
+            return Err(failure);
         }
         let source = match (snapshot_version, version) {
             (Some(at), _) => LoadSource::Snapshot { version: at, events_after: applied },

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 
 use super::codec::{self, Codec, Seed};
 use super::shim::{Retag, Untagged};
-use crate::event::{NewEvent, RecordedEvent};
+use crate::event::{EventView, NewEvent, RecordedEvent};
 
 /// A user event: one enum per aggregate, one variant per event type.
 ///
@@ -492,6 +492,18 @@ impl<E: Event> Schema<E> {
             version: event.version,
             position: event.position,
             event_type: event.event_type.clone(),
+            reason,
+        })
+    }
+
+    /// As [`Schema::decode`], from a borrowed view (a repository loading an aggregate through
+    /// a zero-copy stream read).
+    pub(crate) fn decode_view(&self, event: &EventView<'_>) -> Result<Option<E>, DecodeError> {
+        self.decode_parts(event.event_type, event.data).map_err(|reason| DecodeError {
+            stream: event.stream_id.to_owned(),
+            version: event.version,
+            position: event.position,
+            event_type: event.event_type.to_owned(),
             reason,
         })
     }
