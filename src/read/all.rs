@@ -84,29 +84,12 @@ struct Found<'r> {
     event_type: &'r str,
 }
 
-/// The owned event of `found`, read by `reader`: its two texts copied into exactly sized
-/// `String`s, data and metadata shared from the map (one reference count for the data, none
-/// for empty metadata). Built in the iterator's frame, not moved through helpers.
+/// The owned event of `found`, read by `reader` (see [`super::to_event_with`]).
 #[inline(always)]
 fn owned_event(found: &Found<'_>, reader: &SegmentReader) -> Result<RecordedEvent> {
-    let decoded = &found.decoded;
-    let outside = |what: &'static str| Error::corruption(&reader.segment().path, found.offset, what);
-    Ok(RecordedEvent {
-        stream_id: found.stream_id.to_owned(),
-        version: decoded.version,
-        position: decoded.position,
-        event_type: found.event_type.to_owned(),
-        data: reader
-            .share(found.offset, decoded.data.clone())
-            .ok_or_else(|| outside("data lies outside the record"))?,
-        metadata: reader
-            .share(found.offset, decoded.metadata.clone())
-            .ok_or_else(|| outside("metadata lies outside the record"))?,
-        id: decoded.id,
-        correlation_id: decoded.correlation_id,
-        causation_id: decoded.causation_id,
-        timestamp: crate::clock::from_unix_micros(decoded.timestamp_us),
-    })
+    let (stream_id, event_type) = (found.stream_id.to_owned(), found.event_type.to_owned());
+    super::to_event_with(&found.decoded, reader, found.offset, stream_id, event_type)
+        .map_err(|reason| Error::corruption(&reader.segment().path, found.offset, reason))
 }
 
 impl Selection {

@@ -156,22 +156,10 @@ impl StreamIter {
             let (decoded, record) = verified_record(reader, entry, &self.stream, self.last_version, self.backward)?;
             remember_event_type(&mut self.last_event_type, field(record, decoded.event_type.clone()), reader, entry)?;
             self.last_version = Some(decoded.version);
-            let outside =
-                || Error::corruption(&reader.segment().path, u64::from(entry.offset), "field lies outside the record");
-            let view = EventView {
-                // Both equal the record's bytes: the stream id was compared with the one
-                // asked for, the event type is the one `remember_event_type` checked.
-                stream_id: &self.stream,
-                event_type: &self.last_event_type,
-                version: decoded.version,
-                position: decoded.position,
-                data: record.get(decoded.data.clone()).ok_or_else(outside)?,
-                metadata: record.get(decoded.metadata.clone()).ok_or_else(outside)?,
-                id: decoded.id,
-                correlation_id: decoded.correlation_id,
-                causation_id: decoded.causation_id,
-                timestamp: crate::clock::from_unix_micros(decoded.timestamp_us),
-            };
+            // Both texts equal the record's bytes: the stream id was compared with the one
+            // asked for, the event type is the one `remember_event_type` checked.
+            let view = super::to_view_with(&decoded, record, &self.stream, &self.last_event_type)
+                .map_err(|reason| Error::corruption(&reader.segment().path, u64::from(entry.offset), reason))?;
             if visit(&view).is_break() {
                 break;
             }
