@@ -168,6 +168,10 @@ struct LiveRound {
     /// events; else the next index into its events.
     next: usize,
     by_category: bool,
+    /// Whether the filter has a condition to check at all (`Filter::all()` has none: every
+    /// event of the batch matches, and checking each costs as much as the rest of a
+    /// delivery but the clone).
+    checks: bool,
     /// The deleted streams when the round began: their events are skipped.
     deleted: Arc<HashSet<Arc<str>>>,
 }
@@ -181,7 +185,8 @@ impl LiveRound {
             }
             None => (batch.events.partition_point(|e| e.position < position), false),
         };
-        LiveRound { batch, next, by_category, deleted }
+        let checks = filter.has_stream_condition() || !filter.event_type_lists().is_empty();
+        LiveRound { batch, next, by_category, checks, deleted }
     }
 
     /// The next event of the batch that matches `filter`, moving `position` past it.
@@ -200,7 +205,10 @@ impl LiveRound {
             }
             *position = event.position + 1;
             let deleted = !self.deleted.is_empty() && self.deleted.contains(event.stream_id.as_str());
-            if !deleted && filter.matches_stream(&event.stream_id) && filter.matches_type(event.event_type.as_bytes()) {
+            if !deleted
+                && (!self.checks
+                    || filter.matches_stream(&event.stream_id) && filter.matches_type(event.event_type.as_bytes()))
+            {
                 return Some(event.clone());
             }
         }

@@ -14,7 +14,7 @@
 //! batch, so memory stays bounded by the window plus one batch per subscriber.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 
@@ -40,33 +40,38 @@ pub(crate) struct TailBatch {
     pub(crate) to: u64,
     pub(crate) events: Vec<RecordedEvent>,
     /// Indexes into `events` by stream category, so that a subscriber with a category
-    /// condition visits only its category's events, not every event of the batch.
-    pub(crate) by_category: HashMap<Box<str>, Vec<u32>>,
+    /// condition visits only its category's events, not every event of the batch. Built by
+    /// the first such subscriber: without one (every subscriber takes all events, or an
+    /// event-type condition only) nobody pays for hashing each event's category.
+    by_category: OnceLock<HashMap<Box<str>, Vec<u32>>>,
 }
 
 impl TailBatch {
     fn new(to: u64, mut events: Vec<RecordedEvent>) -> Self {
-        let mut by_category: HashMap<Box<str>, Vec<u32>> = HashMap::new();
         for event in &mut events {
             own_payload(event);
         }
-        for (at, event) in events.iter().enumerate() {
-            // A batch holds at most TAIL_BATCH_POSITIONS_MAX events: the index fits.
-            let at = u32::try_from(at).unwrap_or(u32::MAX);
-            let category = category_of(&event.stream_id);
-            match by_category.get_mut(category) {
-                Some(list) => list.push(at),
-                None => {
-                    by_category.insert(category.into(), vec![at]);
-                }
-            }
-        }
-        TailBatch { to, events, by_category }
+        TailBatch { to, events, by_category: OnceLock::new() }
     }
 
     /// The indexes of the events of `category`.
     pub(crate) fn of_category(&self, category: &str) -> &[u32] {
-        self.by_category.get(category).map_or(&[], Vec::as_slice)
+        let by_category = self.by_category.get_or_init(|| {
+            let mut by_category: HashMap<Box<str>, Vec<u32>> = HashMap::new();
+            for (at, event) in self.events.iter().enumerate() {
+                // A batch holds at most TAIL_BATCH_POSITIONS_MAX events: the index fits.
+                let at = u32::try_from(at).unwrap_or(u32::MAX);
+                let category = category_of(&event.stream_id);
+                match by_category.get_mut(category) {
+                    Some(list) => list.push(at),
+                    None => {
+                        by_category.insert(category.into(), vec![at]);
+                    }
+                }
+            }
+            by_category
+        });
+        by_category.get(category).map_or(&[], Vec::as_slice)
     }
 }
 
@@ -142,5 +147,24 @@ impl LiveTail {
             }
         }
         Some(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_category_index_is_built_on_first_use_and_lists_each_category_in_order() {
+        let events = ["order-1", "cart-1", "order-2", "order"]
+            .iter()
+            .enumerate()
+            .map(|(at, stream)| RecordedEvent::new(*stream, 0, at as u64, "T", "x"))
+            .collect();
+        let batch = TailBatch::new(4, events);
+        assert!(batch.by_category.get().is_none(), "no subscriber asked for a category yet");
+        assert_eq!(batch.of_category("order"), [0, 2, 3]);
+        assert_eq!(batch.of_category("cart"), [1]);
+        assert!(batch.of_category("none").is_empty());
     }
 }
