@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! header (64 bytes)
-//!   0  8 magic "CHRNIDX\0"        8 4 format_version (2)  12 4 header_bytes (64)
+//!   0  8 magic "CHRNIDX\0"        8 4 format_version (4)  12 4 header_bytes (64)
 //!  16  8 segment_id              24 8 covered_bytes    32 8 next_position
 //!  40  4 stream_count            44 4 entry_count      48 4 position_count
 //!  52  4 names_bytes             56 4 record_count     60 4 crc32 of [0, 60)
@@ -18,11 +18,11 @@
 //! positions position_count x 12 bytes: every 32nd record's (position u64, offset u32)
 //! names     names_bytes of UTF-8
 //! trailer   4 bytes: CRC-32 of the positions section
-//! types     (version 3) 16 bytes: type_count u32, type_entry_count u32, type_names_bytes u32,
+//! types     16 bytes: type_count u32, type_entry_count u32, type_names_bytes u32,
 //!           crc32 of every byte of the section after these 16; then type_count x 16 bytes
 //!           (first_entry u32, entry_count u32, name_offset u32, name_len u32) sorted by name;
-//!           type_entry_count x 16 bytes (position u64, offset u32, record_bytes u32), grouped
-//!           by type, sorted by position; type_names_bytes of UTF-8
+//!           type_entry_count x 4 bytes (version 4: the number of the event's entry in the
+//!           entries section), grouped by type, sorted by position; type_names_bytes of UTF-8
 //! ```
 //!
 //! Every checksum is salted with the segment id. Each part is verified when it is first
@@ -46,11 +46,14 @@ use crate::storage::Storage;
 const MAGIC: [u8; 8] = *b"CHRNIDX\0";
 /// Version 1 had one checksum over the whole body, verified at open; version 2 checksums each
 /// part so it can be verified on use; version 3 adds the event-type section (filtered reads
-/// by event type). A file of an older version is rebuilt like a damaged one.
-pub(crate) const INDEX_FORMAT_VERSION: u32 = 3;
+/// by event type); version 4 stores a type entry as the number of the event's stream entry
+/// (4 bytes) instead of a copy of its position, offset and length (16 bytes). A file of an
+/// older version is rebuilt like a damaged one.
+pub(crate) const INDEX_FORMAT_VERSION: u32 = 4;
 const TYPE_SECTION_HEADER_BYTES: usize = 16;
 const TYPE_BYTES: usize = 16;
-const TYPE_ENTRY_BYTES: usize = 16;
+/// A type entry: the number (u32) of the event's entry in the entries section.
+const TYPE_ENTRY_BYTES: usize = 4;
 const HEADER_BYTES: usize = 64;
 const STREAM_BYTES: usize = 56;
 /// Bytes of a stream record covered by its own checksum (all but the checksum).
@@ -136,12 +139,17 @@ pub(crate) fn encode(mem: &MemIndex, segment_id: u64, covered_bytes: u64) -> Vec
     }
     out.extend_from_slice(&positions_crc.to_le_bytes());
     debug_assert_eq!(out.len(), total);
-    encode_types(mem, segment_id, &mut out);
+    // Each event's entry number in the entries section, by position: what type entries hold.
+    let mut entry_numbers: Vec<(u64, u32)> =
+        streams.iter().flat_map(|s| &s.2.entries).map(|e| e.position).zip(0u32..).collect();
+    entry_numbers.sort_unstable();
+    encode_types(mem, segment_id, &entry_numbers, &mut out);
     out
 }
 
-/// Appends the event-type section (version 3).
-fn encode_types(mem: &MemIndex, segment_id: u64, out: &mut Vec<u8>) {
+/// Appends the event-type section; `entry_numbers` maps each event's position to the number
+/// of its entry in the entries section, sorted by position.
+fn encode_types(mem: &MemIndex, segment_id: u64, entry_numbers: &[(u64, u32)], out: &mut Vec<u8>) {
     let mut types: Vec<(&Arc<str>, &Vec<IndexEntry>)> = mem.types.iter().collect();
     types.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let entry_count: usize = types.iter().map(|t| t.1.len()).sum();
@@ -157,9 +165,12 @@ fn encode_types(mem: &MemIndex, segment_id: u64, out: &mut Vec<u8>) {
     }
     for (_, list) in &types {
         for entry in list.iter() {
-            section.extend_from_slice(&entry.position.to_le_bytes());
-            section.extend_from_slice(&entry.offset.to_le_bytes());
-            section.extend_from_slice(&entry.record_bytes.to_le_bytes());
+            // Every event has a stream entry; were one missing, u32::MAX fails the check on
+            // use and the index is rebuilt from its segment rather than trusted.
+            let number = entry_numbers
+                .binary_search_by_key(&entry.position, |&(position, _)| position)
+                .map_or(u32::MAX, |i| entry_numbers[i].1);
+            section.extend_from_slice(&number.to_le_bytes());
         }
     }
     for (name, _) in &types {
@@ -333,6 +344,9 @@ pub(crate) struct MappedIndex {
     type_names_bytes: usize,
     /// Whether the type section matches its checksum, once first needed.
     types_valid: OnceLock<bool>,
+    /// Whether every stream record and entry run (what type entries name) passed its
+    /// checks, once a type entry is first read.
+    type_targets_valid: OnceLock<bool>,
     /// Which stream records and entry runs have been verified: each is checked once, so a
     /// repeated lookup costs what it would with no checksum at all.
     verified: OnceLock<Verified>,
@@ -391,6 +405,7 @@ impl MappedIndex {
             type_names_at,
             type_names_bytes,
             types_valid: OnceLock::new(),
+            type_targets_valid: OnceLock::new(),
             segment_id,
             covered_bytes: header.summary.covered_bytes,
             next_position: header.summary.next_position,
@@ -600,7 +615,8 @@ impl MappedIndex {
         }
         // The type section is verified with the positions (both once per map, both cheap
         // next to the segment they describe), so a whole-log read finds damage in it too.
-        self.check_types()?;
+        // The stream entries it names are checked only when a type entry is read.
+        self.check_type_section()?;
         let point = |i: usize| {
             let at = self.positions_at + i * POSITION_BYTES;
             Some((le.u64(at)?, le.u32(at + 8)?))
@@ -690,13 +706,23 @@ impl MappedIndex {
     }
 
     /// Verifies the type section's checksum (once).
-    fn check_types(&self) -> Result<(), Damage> {
+    fn check_type_section(&self) -> Result<(), Damage> {
         let valid = *self.types_valid.get_or_init(|| {
             let le = LeBytes(&self.bytes);
             let section = le.slice(self.types_at, self.bytes.len().saturating_sub(self.types_at));
             section.is_some_and(|s| Some(crc32_salted(self.segment_id, s)) == le.u32(self.types_at - 4))
         });
         if valid { Ok(()) } else { Err("type section checksum mismatch") }
+    }
+
+    /// Verifies the type section and, since type entries name stream entries, every stream
+    /// record and entry run (once): what reading through type entries needs.
+    fn check_types(&self) -> Result<(), Damage> {
+        self.check_type_section()?;
+        let valid = *self
+            .type_targets_valid
+            .get_or_init(|| self.streams().is_ok_and(|streams| streams.iter().all(|s| self.check_entries(s).is_ok())));
+        if valid { Ok(()) } else { Err("a stream entry the type section names fails its checks") }
     }
 
     /// Every event type of the segment with its entries (positions, offsets), verified.
@@ -726,19 +752,13 @@ impl MappedIndex {
         Ok(out)
     }
 
+    /// Type entry `k`: the stream entry it names, with version 0 (a type entry is read by
+    /// position). Only after [`MappedIndex::check_types`], which verified every entry run.
     fn type_entry(&self, k: usize) -> Result<IndexEntry, Damage> {
-        let le = LeBytes(&self.bytes);
         let at = self.type_entries_at + k * TYPE_ENTRY_BYTES;
-        let entry = IndexEntry {
-            version: 0,
-            position: le.u64(at).ok_or("type entry out of range")?,
-            offset: le.u32(at + 8).ok_or("type entry out of range")?,
-            record_bytes: le.u32(at + 12).ok_or("type entry out of range")?,
-        };
-        if u64::from(entry.offset) + u64::from(entry.record_bytes) > self.covered_bytes {
-            return Err("type entry points past the covered bytes");
-        }
-        Ok(entry)
+        let number = LeBytes(&self.bytes).u32(at).ok_or("type entry out of range")?;
+        let entry = self.entry(number as usize).ok_or("type entry names no stream entry")?;
+        Ok(IndexEntry { version: 0, ..entry })
     }
 
     /// See [`super::SegmentIndex::type_entries`].
@@ -919,6 +939,14 @@ mod tests {
             for (stream, from, to) in lookups {
                 if let Ok(answer) = entries(&damaged, stream, from, to) {
                     assert_eq!(answer, entries(&intact, stream, from, to).unwrap(), "bit {bit}, stream {stream}");
+                }
+            }
+            for (types, low, end) in [(&["Rare".to_owned()][..], 0, u64::MAX), (&["Common".to_owned()][..], 10, 60)] {
+                let mut answer = Vec::new();
+                if damaged.type_entries(types, low, end, &mut answer).is_ok() {
+                    let mut expected = Vec::new();
+                    intact.type_entries(types, low, end, &mut expected).unwrap();
+                    assert_eq!(answer, expected, "bit {bit}, types {types:?}");
                 }
             }
             for position in [0, 31, 32, 99, 100] {

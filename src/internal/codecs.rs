@@ -249,6 +249,23 @@ pub fn parse_index_file(bytes: &[u8]) -> Verdict {
         if in_streams != mem.positions.len() {
             return Err("checkpoint streams and positions disagree".to_owned());
         }
+        // Type entries (version 4: numbers of stream entries) read back sorted, inside the
+        // covered bytes, and as positions the segment's records hold.
+        for name in mem.types.keys() {
+            out.clear();
+            if index.type_entries(&[name.to_string()], 0, u64::MAX, &mut out).is_err() {
+                return Err(format!("type {name:?}: the checkpoint converted but its type entries fail"));
+            }
+            if out.windows(2).any(|w| w[0].position >= w[1].position) {
+                return Err(format!("type entries of {name:?} are not sorted by position"));
+            }
+            if out.iter().any(|e| u64::from(e.offset) + u64::from(e.record_bytes) > index.covered_bytes) {
+                return Err(format!("a type entry of {name:?} points past the covered bytes"));
+            }
+            if out.iter().any(|e| mem.positions.binary_search_by_key(&e.position, |&(p, _)| p).is_err()) {
+                return Err(format!("a type entry of {name:?} names a position no record has"));
+            }
+        }
     }
     Ok(true)
 }
